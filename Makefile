@@ -1,0 +1,29 @@
+# Two set-up commands: `make demo` and `make test`. Both create the environment themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test check lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "uv>=0.4,<1"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/keel demo
+
+test: $(STAMP)
+	bash scripts/check
+	bash scripts/test
+
+check: $(STAMP)
+	bash scripts/check
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""The `keel` command line: one module per command group, wiring only."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from keel import __version__
+from keel.cli import data
+from keel.cli._common import err_console
+from keel.store import KeelError
+
+app = typer.Typer(
+    name="keel",
+    help="keel: take a trained model from prototype to production and keep it healthy there.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    _state["debug"] = debug
+    if version:
+        typer.echo(f"keel {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command("demo")
+def demo_cmd(
+    home: str = typer.Option(".keel/demo", help="Where the demo keeps its stores (made afresh)."),
+    rows_per_day: int = typer.Option(400, help="Simulated transactions per day."),
+) -> None:
+    """Run the end-to-end demo on the built-in transaction simulator."""
+    from keel.demo import run_demo
+
+    run_demo(home=home, rows_per_day=rows_per_day)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on standard error and exit code 1."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="keel", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("Aborted.")
+        sys.exit(1)
+    except KeelError as exc:
+        if "--debug" in args:
+            raise
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,132 @@
+"""Reading data sources: CSV and Parquet files, pandas and Polars frames.
+
+Text sources are read with every column as text, so that a value that does not parse is
+reported by the contract (and kept in quarantine as it arrived) rather than failing the read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from keel.store import SourceError, sha256_file
+
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source read into a frame, with where it came from and what its content hashes to."""
+
+    frame: pl.DataFrame
+    uri: str
+    sha256: str
+    kind: str  # "csv", "parquet", "pandas", "polars"
+
+
+def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
+    """Read a file path or a frame.
+
+    Args:
+        source: a path to a CSV/TSV or Parquet file, or a pandas or Polars frame.
+        encoding: the text encoding of a CSV file (`utf-8`, `latin-1`, `cp1252`, ...).
+
+    Raises:
+        SourceError: the file is missing, empty, not a table, or not in `encoding`.
+    """
+    if isinstance(source, pl.LazyFrame):
+        source = source.collect()
+    if isinstance(source, pl.DataFrame):
+        return Source(source, "frame:polars", frame_sha256(source), "polars")
+    if _is_pandas(source):
+        try:
+            frame = pl.from_pandas(source)
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            msg = f"The pandas frame cannot be turned into a table ({exc}); expected columns of plain values."
+            raise SourceError(msg) from exc
+        return Source(frame, "frame:pandas", frame_sha256(frame), "pandas")
+    if not isinstance(source, str | Path):
+        msg = f"Data source {source!r} is a {type(source).__name__}; expected a file path or a pandas or Polars frame."
+        raise SourceError(msg)
+    path = Path(source)
+    if not path.is_file():
+        msg = f"Data file {str(path)!r} does not exist; expected a CSV or Parquet file."
+        raise SourceError(msg)
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path)
+        kind = "parquet"
+    elif suffix in TEXT_SUFFIXES:
+        frame = _read_text(path, encoding, separator="\t" if suffix == ".tsv" else ",")
+        kind = "csv"
+    else:
+        msg = f"Data file {str(path)!r} has the suffix {suffix!r}; expected .csv, .tsv or .parquet."
+        raise SourceError(msg)
+    return Source(frame, str(path.resolve()), sha256_file(path), kind)
+
+
+def _is_pandas(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pandas") and hasattr(obj, "columns")
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        msg = f"Data file {str(path)!r} is not a readable Parquet file ({_first_line(exc)})."
+        raise SourceError(msg) from exc
+
+
+def _read_text(path: Path, encoding: str, *, separator: str) -> pl.DataFrame:
+    raw = path.read_bytes()
+    if not raw.strip():
+        msg = f"Data file {str(path)!r} is empty; expected a header line and rows."
+        raise SourceError(msg)
+    norm = encoding.lower().replace("_", "-")
+    if norm not in ("utf-8", "utf8"):
+        try:
+            raw = raw.decode(encoding).encode("utf-8")
+        except LookupError as exc:
+            msg = f"Encoding {encoding!r} is unknown; expected a Python codec name such as 'utf-8' or 'latin-1'."
+            raise SourceError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"Data file {str(path)!r} is not valid {encoding} at byte {exc.start}."
+            raise SourceError(msg) from exc
+    else:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            msg = (
+                f"Data file {str(path)!r} is not valid UTF-8 at byte {exc.start} "
+                f"(byte 0x{raw[exc.start]:02x}); name its encoding, e.g. --encoding latin-1."
+            )
+            raise SourceError(msg) from exc
+    try:
+        return pl.read_csv(
+            io.BytesIO(raw), infer_schema=False, separator=separator
+        )
+    except pl.exceptions.PolarsError as exc:
+        msg = f"Data file {str(path)!r} is not a readable CSV file: {_first_line(exc)}."
+        raise SourceError(msg) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def frame_to_parquet(frame: pl.DataFrame) -> bytes:
+    """Parquet bytes written with fixed settings, so the same frame gives the same bytes."""
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="zstd", compression_level=3, statistics=True)
+    return buf.getvalue()
+
+
+def frame_sha256(frame: pl.DataFrame) -> str:
+    """A content hash of a frame (its deterministic Parquet bytes)."""
+    return hashlib.sha256(frame_to_parquet(frame)).hexdigest()

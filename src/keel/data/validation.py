@@ -1,0 +1,442 @@
+"""Validating a frame against a contract: every row and cell, every failure kept.
+
+The whole check is a handful of Polars expressions evaluated in two parallel `select`s: one
+that cleans and types each column (only where the column needs it), one that computes every
+rule's mask at once. Failing rows are then gathered per rule. This is the same work a
+hand-written Polars validator does; `bench/data_check.py` measures it against one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from keel.data.contract import OTHER, Column, Contract
+from keel.data.pii import FORMAT_PATTERNS
+from keel.data.sources import read_source
+
+RULES = (
+    "type",
+    "timestamp",
+    "null",
+    "range",
+    "category",
+    "format",
+    "duplicate_id",
+    "duplicate_row",
+)
+"""Row rules in the order a refused row is attributed to: the first rule it breaks."""
+
+SCHEMA_RULES = ("missing_column", "extra_column", "dtype")
+
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "bool": pl.Boolean(),
+    "string": pl.String(),
+    "category": pl.String(),
+    "datetime": pl.Datetime("us"),
+}
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+_EXAMPLES = 5
+_FORMAT_WORDS = {
+    "email": "an email address",
+    "phone": "a phone number",
+    "ip": "an IPv4 address",
+    "iban": "an IBAN",
+    "card": "a card number",
+    "date": "a date like 2024-01-31",
+}
+
+
+def polars_type(col: Column) -> pl.DataType:
+    """The Polars type a contract column is stored as in a dataset version."""
+    return _POLARS_TYPES[col.type]
+
+
+@dataclass
+class Failure:
+    """The rows one rule refused in one column (column is None for whole-row rules)."""
+
+    rule: str
+    column: str | None
+    rows: np.ndarray
+    examples: list[dict[str, Any]]
+    expected: str
+
+    @property
+    def count(self) -> int:
+        return int(len(self.rows))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "column": self.column,
+            "count": self.count,
+            "expected": self.expected,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class SchemaIssue:
+    """A problem with the frame as a whole: a missing or unexpected column, a wrong type."""
+
+    rule: str
+    column: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "column": self.column, "message": self.message}
+
+
+@dataclass
+class ValidationReport:
+    """What a contract found in a frame.
+
+    Attributes:
+        rows: rows checked.
+        failures: per rule and column, the refused rows with examples.
+        schema_issues: problems with the frame as a whole.
+        bad_rows: sorted 0-based positions of every refused row.
+        cleaned: the frame after cleaning and typing (all rows, good and bad).
+    """
+
+    contract: str
+    rows: int
+    failures: list[Failure]
+    schema_issues: list[SchemaIssue]
+    bad_rows: np.ndarray
+    max_bad_share: float
+    cleaned: pl.DataFrame = field(repr=False)
+    k_anonymity: int | None = None
+    k_anonymity_target: int | None = None
+
+    @property
+    def bad_share(self) -> float:
+        return len(self.bad_rows) / self.rows if self.rows else 0.0
+
+    @property
+    def counts_by_rule(self) -> dict[str, int]:
+        """Distinct refused rows per rule."""
+        out: dict[str, int] = {}
+        for rule in RULES:
+            rows = [f.rows for f in self.failures if f.rule == rule]
+            if rows:
+                out[rule] = int(len(np.unique(np.concatenate(rows))))
+        return out
+
+    @property
+    def counts_by_check(self) -> dict[str, int]:
+        """Refused rows per `column:rule`."""
+        return {f"{f.column or '*'}:{f.rule}": f.count for f in self.failures}
+
+    @property
+    def passed(self) -> bool:
+        k_ok = (
+            self.k_anonymity_target is None
+            or self.k_anonymity is None
+            or self.k_anonymity >= self.k_anonymity_target
+        )
+        return not self.schema_issues and self.bad_share <= self.max_bad_share and k_ok
+
+    def first_rules(self) -> tuple[np.ndarray, list[str], list[str | None]]:
+        """For every refused row, the first rule it broke (in `RULES` order) and its column."""
+        order = {rule: i for i, rule in enumerate(RULES)}
+        chosen: dict[int, tuple[int, str, str | None]] = {}
+        for f in sorted(self.failures, key=lambda f: order[f.rule]):
+            rank = order[f.rule]
+            for row in f.rows.tolist():
+                if row not in chosen:
+                    chosen[row] = (rank, f.rule, f.column)
+        rows = np.array(sorted(chosen), dtype=np.int64)
+        return rows, [chosen[r][1] for r in rows.tolist()], [chosen[r][2] for r in rows.tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contract": self.contract,
+            "rows": self.rows,
+            "bad_rows": int(len(self.bad_rows)),
+            "bad_share": round(self.bad_share, 6),
+            "max_bad_share": self.max_bad_share,
+            "passed": self.passed,
+            "counts_by_rule": self.counts_by_rule,
+            "schema_issues": [s.to_dict() for s in self.schema_issues],
+            "failures": [f.to_dict() for f in self.failures],
+            "k_anonymity": self.k_anonymity,
+            "k_anonymity_target": self.k_anonymity_target,
+        }
+
+
+def validate(frame: Any, contract: Contract) -> ValidationReport:
+    """Check every row and cell of a frame against a contract.
+
+    Args:
+        frame: a pandas or Polars frame, or a path to a CSV or Parquet file.
+        contract: the contract to check against.
+
+    Returns:
+        A report whose `bad_rows` are the positions of the refused rows and whose
+        `counts_by_rule` counts them per rule.
+
+    >>> from keel.data import infer_contract
+    >>> train = pl.DataFrame({"age": [31, 45, 27], "region": ["north", "south", "north"]})
+    >>> contract = infer_contract(train)
+    >>> report = validate(pl.DataFrame({"age": [33, -4], "region": ["north", "mars"]}), contract)
+    >>> report.bad_rows.tolist(), report.counts_by_rule
+    ([1], {'range': 1, 'category': 1})
+    """
+    df = frame if isinstance(frame, pl.DataFrame) else read_source(frame).frame
+    return _validate(df, contract)
+
+
+def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
+    schema = df.schema
+    issues: list[SchemaIssue] = []
+    for col in contract.columns:
+        if col.name not in schema:
+            issues.append(
+                SchemaIssue(
+                    "missing_column",
+                    col.name,
+                    f"Column {col.name!r} ({col.type}) is missing; the frame has {list(schema)}.",
+                )
+            )
+    if contract.extra_columns == "reject":
+        for name in schema:
+            if name not in contract.names:
+                issues.append(
+                    SchemaIssue(
+                        "extra_column",
+                        name,
+                        f"Column {name!r} is not in contract {contract.name!r}; add it to the "
+                        "contract or set `extra_columns: drop`.",
+                    )
+                )
+    present = [c for c in contract.columns if c.name in schema]
+
+    # 1) clean and type: one parallel select; columns that already fit are passed through.
+    typed_exprs: list[pl.Expr] = []
+    parse_checks: list[tuple[Column, str]] = []
+    markers = list(contract.missing_markers)
+    for col in present:
+        value, parse_failed, issue = _typed(col, schema[col.name], markers)
+        if issue is not None:
+            issues.append(issue)
+        typed_exprs.append(value.alias(col.name))
+        if parse_failed is not None:
+            flag = f"__parse__{col.name}"
+            typed_exprs.append(parse_failed.fill_null(False).alias(flag))
+            parse_checks.append((col, flag))
+    work = df.select(typed_exprs) if typed_exprs else pl.DataFrame()
+
+    # 2) every rule's mask in one parallel select.
+    checks: list[tuple[str, str | None, str, pl.Expr]] = []
+    for col, flag in parse_checks:
+        rule = "timestamp" if col.type == "datetime" else "type"
+        checks.append((rule, col.name, _expected_type(col), pl.col(flag)))
+    parse_flags = {c.name: flag for c, flag in parse_checks}
+    first: pl.Expr | None = None
+    if contract.duplicate_rows == "reject" and present:
+        # an exact repeat of an earlier row is a duplicate row; its id is not a second id
+        first = pl.struct([c.name for c in present]).is_first_distinct()
+    for col in present:
+        checks += _row_checks(col, parse_flags.get(col.name), first)
+    if first is not None:
+        checks.append(("duplicate_row", None, "each row at most once", ~first))
+    failures = _gather(df, work, checks)
+    bad = (
+        np.unique(np.concatenate([f.rows for f in failures]))
+        if failures
+        else np.zeros(0, dtype=np.int64)
+    )
+    cleaned = work.select([c.name for c in present]) if present else work
+    report = ValidationReport(
+        contract=contract.name,
+        rows=df.height,
+        failures=failures,
+        schema_issues=issues,
+        bad_rows=bad,
+        max_bad_share=contract.max_bad_share,
+        cleaned=cleaned,
+        k_anonymity_target=contract.k_anonymity,
+    )
+    return report
+
+
+def _expected_type(col: Column) -> str:
+    if col.type == "datetime":
+        fmt = f" in the format {col.datetime_format!r}" if col.datetime_format else ""
+        return f"a date-time{fmt}"
+    return {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(
+        col.type, col.type
+    )
+
+
+def _clean_text(expr: pl.Expr, markers: list[str], case: str | None) -> pl.Expr:
+    stripped = expr.str.strip_chars()
+    if case == "lower":
+        stripped = stripped.str.to_lowercase()
+    elif case == "upper":
+        stripped = stripped.str.to_uppercase()
+    return pl.when(stripped.is_in(markers)).then(None).otherwise(stripped)
+
+
+def _typed(
+    col: Column, dtype: pl.DataType, markers: list[str]
+) -> tuple[pl.Expr, pl.Expr | None, SchemaIssue | None]:
+    """The cleaned, typed value of a column, and a mask of values that did not parse."""
+    src = pl.col(col.name)
+    target = polars_type(col)
+    if dtype == pl.String:
+        text = _clean_text(src, markers, col.case)
+        if col.type in ("string", "category"):
+            value = text
+        elif col.type == "bool":
+            low = text.str.to_lowercase()
+            value = (
+                pl.when(low.is_in(_TRUE))
+                .then(True)
+                .when(low.is_in(_FALSE))
+                .then(False)
+                .otherwise(None)
+            )
+        elif col.type == "datetime":
+            if col.datetime_format:
+                value = text.str.to_datetime(col.datetime_format, time_unit="us", strict=False)
+            else:
+                value = text.str.to_datetime(time_unit="us", strict=False)
+        elif col.type == "int":
+            as_float = text.str.replace_all("_", "").cast(pl.Float64, strict=False)
+            value = (
+                pl.when(as_float.round(0) == as_float)
+                .then(as_float)
+                .otherwise(None)
+                .cast(pl.Int64, strict=False)
+            )
+        else:
+            value = text.cast(pl.Float64, strict=False)
+            value = value.fill_nan(None)
+        return _with_other(col, value), text.is_not_null() & value.is_null(), None
+    # A typed source (Parquet, pandas, Polars).
+    if dtype == target:
+        value = src
+        if col.type == "float":
+            value = src.fill_nan(None)
+        elif col.type in ("string", "category") and (col.case or _needs_text_clean(col)):
+            value = _clean_text(src, markers, col.case)
+        return _with_other(col, value), None, None
+    numeric = dtype.is_numeric() or dtype == pl.Boolean
+    if col.type in ("int", "float") and numeric:
+        as_float = src.cast(pl.Float64, strict=False).fill_nan(None)
+        if col.type == "float":
+            return as_float, None, None
+        value = pl.when(as_float.round(0) == as_float).then(as_float).otherwise(None)
+        return value.cast(pl.Int64, strict=False), src.is_not_null() & value.is_null(), None
+    if col.type in ("string", "category"):
+        text = src.cast(pl.String, strict=False)
+        return _with_other(col, _clean_text(text, markers, col.case)), None, None
+    if col.type == "datetime" and isinstance(dtype, pl.Datetime | pl.Date):
+        value = src.cast(pl.Datetime("us"))
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            value = src.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
+        return value, None, None
+    if col.type == "bool" and dtype.is_integer():
+        return src.cast(pl.Boolean), src.is_not_null() & ~src.is_in([0, 1]), None
+    issue = SchemaIssue(
+        "dtype",
+        col.name,
+        f"Column {col.name!r} has dtype {dtype}; expected {col.type}. Fix the source data or "
+        f"declare `type:` for {col.name!r} in the contract.",
+    )
+    return pl.lit(None, dtype=target).alias(col.name), None, issue
+
+
+def _needs_text_clean(col: Column) -> bool:
+    # Typed text from Parquet or a frame is cleaned only where the contract restricts values:
+    # stray spaces in free text are the data's, not an error.
+    return col.categories is not None or col.format is not None
+
+
+def _with_other(col: Column, value: pl.Expr) -> pl.Expr:
+    if col.categories is not None and col.unseen == "other":
+        allowed = [*col.categories, OTHER]
+        return pl.when(value.is_null() | value.is_in(allowed)).then(value).otherwise(pl.lit(OTHER))
+    return value
+
+
+def _row_checks(
+    col: Column, parse_flag: str | None, first: pl.Expr | None
+) -> list[tuple[str, str | None, str, pl.Expr]]:
+    v = pl.col(col.name)
+    out: list[tuple[str, str | None, str, pl.Expr]] = []
+    if not col.nullable:
+        null = v.is_null() if parse_flag is None else v.is_null() & ~pl.col(parse_flag)
+        out.append(("null", col.name, "a value (the column is not nullable)", null))
+    if col.min is not None or col.max is not None:
+        lo, hi = _bound(col.min), _bound(col.max)
+        if lo is not None and hi is not None:
+            mask = ~v.is_between(lo, hi)
+        elif lo is not None:
+            mask = v < lo
+        else:
+            mask = v > hi
+        out.append(("range", col.name, f"between {_show(col.min)} and {_show(col.max)}", mask))
+    if col.categories is not None and col.unseen == "reject":
+        shown = ", ".join(col.categories[:8]) + (" ..." if len(col.categories) > 8 else "")
+        out.append(("category", col.name, f"one of {shown}", ~v.is_in(list(col.categories))))
+    if col.format is not None:
+        pattern = FORMAT_PATTERNS[col.format]
+        what = _FORMAT_WORDS[col.format]
+        out.append(("format", col.name, what, ~v.str.contains(pattern)))
+    if col.unique:
+        if first is None:
+            dup = v.is_duplicated() & v.is_not_null()
+        else:
+            kept = pl.when(first).then(v).otherwise(None)
+            dup = kept.is_duplicated() & kept.is_not_null()
+        out.append(("duplicate_id", col.name, "each value once", dup))
+    return out
+
+
+def _bound(value: float | dt.datetime | None) -> Any:
+    return pl.lit(value, dtype=pl.Datetime("us")) if isinstance(value, dt.datetime) else value
+
+
+def _show(value: float | dt.datetime | None) -> str:
+    if value is None:
+        return "-inf"
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else f"{value:g}"
+
+
+def _gather(
+    raw: pl.DataFrame, work: pl.DataFrame, checks: Iterable[tuple[str, str | None, str, pl.Expr]]
+) -> list[Failure]:
+    checks = list(checks)
+    if not checks:
+        return []
+    masks = work.select([e.fill_null(False).alias(f"m{i}") for i, (*_, e) in enumerate(checks)])
+    any_bad = masks.select(pl.all().any()).row(0)
+    failures = []
+    for i, ((rule, column, expected, _), bad) in enumerate(zip(checks, any_bad, strict=True)):
+        if not bad:
+            continue
+        rows = masks.get_column(f"m{i}").arg_true().to_numpy().astype(np.int64)
+        examples = []
+        for r in rows[:_EXAMPLES].tolist():
+            value = raw.get_column(column)[r] if column is not None else None
+            examples.append({"row": r, "value": _jsonable(value)})
+        failures.append(Failure(rule, column, rows, examples, expected))
+    return failures
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value

@@ -1,0 +1,446 @@
+"""Dataset versions: immutable, content-addressed data with its contract, lineage and quarantine.
+
+The version id is the sha256 of the contract and the stored data, so the same rows under the
+same contract always get the same id. Ingest writes the data and the quarantine as
+content-addressed objects first and the database row last, in one transaction: a failure at any
+step leaves no version behind, and the objects it wrote are invisible and harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+
+from keel.data.anonymization import anonymize_frame, k_anonymity
+from keel.data.contract import Contract, contract_from_yaml
+from keel.data.sources import frame_to_parquet, read_source
+from keel.data.validation import ValidationReport, _validate
+from keel.store import (
+    ArtifactStore,
+    Database,
+    DatasetNotFoundError,
+    SchemaError,
+    Settings,
+    ValidationFailedError,
+    as_utc,
+    load_settings,
+)
+from keel.store import tables as t
+
+StepCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable dataset version and its lineage."""
+
+    name: str
+    version: str
+    created_at: dt.datetime
+    contract_sha256: str
+    data_sha256: str
+    quarantine_sha256: str | None
+    source_uri: str
+    source_sha256: str
+    parents: list[str]
+    transforms: list[dict[str, Any]]
+    rows_in: int
+    rows_versioned: int
+    rows_quarantined: int
+    quarantine_by_rule: dict[str, int]
+    columns: dict[str, str]
+    stats: dict[str, dict[str, Any]]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        out["ref"] = self.ref
+        return out
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest stored, and whether the version was new."""
+
+    version: DatasetVersion
+    created: bool
+    report: ValidationReport
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.version
+        return {
+            "name": v.name,
+            "version": v.version,
+            "ref": v.ref,
+            "created": self.created,
+            "rows_in": v.rows_in,
+            "rows_versioned": v.rows_versioned,
+            "rows_quarantined": v.rows_quarantined,
+            "quarantine_by_rule": v.quarantine_by_rule,
+            "k_anonymity": self.report.k_anonymity,
+            "contract_sha256": v.contract_sha256,
+            "data_sha256": v.data_sha256,
+            "source_sha256": v.source_sha256,
+        }
+
+
+class DatasetStore:
+    """Dataset versions kept in a metadata database and an artifact store.
+
+    Args:
+        db: the metadata database.
+        artifacts: where data and quarantine files go.
+        secret_key: the key for pseudonymization.
+    """
+
+    def __init__(self, db: Database, artifacts: ArtifactStore, secret_key: bytes) -> None:
+        self.db = db
+        self.artifacts = artifacts
+        self._key = secret_key
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> DatasetStore:
+        """The store named by settings (`keel.toml`, `KEEL_*`), made if it does not exist."""
+        settings = settings or load_settings()
+        return cls(
+            Database(settings.resolved_database_url),
+            ArtifactStore(settings.resolved_artifacts),
+            settings.resolved_secret_key(),
+        )
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def check(self, source: Any, contract: Contract, *, encoding: str = "utf-8") -> ValidationReport:
+        """Validate a source as ingest would, including k-anonymity after anonymization."""
+        frame = read_source(source, encoding=encoding).frame
+        report = _validate(frame, contract)
+        self._add_k_anonymity(report, contract)
+        return report
+
+    def _add_k_anonymity(self, report: ValidationReport, contract: Contract) -> pl.DataFrame:
+        good = _good_rows(report)
+        anonymized = anonymize_frame(good, contract, self._key)
+        report.k_anonymity = k_anonymity(anonymized, contract.quasi_identifiers)
+        return anonymized
+
+    def ingest(
+        self,
+        source: Any,
+        contract: Contract,
+        name: str,
+        *,
+        parents: list[str] | tuple[str, ...] = (),
+        encoding: str = "utf-8",
+        actor: str = "user",
+        on_step: StepCallback | None = None,
+    ) -> IngestResult:
+        """Check, clean and anonymize a source; store good rows as a version, bad rows in quarantine.
+
+        Rows in = rows versioned + rows quarantined, always.
+
+        Raises:
+            SourceError: the source cannot be read.
+            SchemaError: columns are missing or unexpected, or of a type the contract cannot take.
+            ValidationFailedError: the share of refused rows is over the contract's threshold.
+        """
+        step = on_step or (lambda _s: None)
+        _check_name(name)
+        for parent in parents:
+            self.get(parent)
+        step("read")
+        src = read_source(source, encoding=encoding)
+        raw = src.frame
+        step("validate")
+        report = _validate(raw, contract)
+        if report.schema_issues:
+            lines = "; ".join(i.message for i in report.schema_issues[:5])
+            msg = f"{src.uri} does not fit contract {contract.name!r}: {lines} Nothing was stored."
+            raise SchemaError(msg)
+        if report.bad_share > contract.max_bad_share:
+            msg = (
+                f"{src.uri}: {len(report.bad_rows)} of {report.rows} rows "
+                f"({report.bad_share:.1%}) break contract {contract.name!r}, over its "
+                f"max_bad_share of {contract.max_bad_share:.1%} (by rule: {report.counts_by_rule}). "
+                "Nothing was stored; see them with: keel data check SOURCE --contract C"
+            )
+            raise ValidationFailedError(msg)
+        step("anonymize")
+        good = self._add_k_anonymity(report, contract)
+        quarantine = _quarantine_frame(raw, report)
+        step("store")
+        data_bytes = frame_to_parquet(good)
+        data_sha = hashlib.sha256(data_bytes).hexdigest()
+        contract_yaml = contract.to_yaml()
+        version_id = hashlib.sha256(f"{contract.sha256}:{data_sha}".encode()).hexdigest()[:12]
+        existing = self._find(name, version_id)
+        if existing is not None:
+            return IngestResult(existing, False, report)
+        data_obj = self.artifacts.put_bytes(data_bytes)
+        q_obj = self.artifacts.put_bytes(frame_to_parquet(quarantine)) if quarantine.height else None
+        rows, rules, _cols = report.first_rules()
+        by_rule = {r: rules.count(r) for r in dict.fromkeys(rules)}
+        version = DatasetVersion(
+            name=name,
+            version=version_id,
+            created_at=self.db.clock.now(),
+            contract_sha256=contract.sha256,
+            data_sha256=data_obj.sha256,
+            quarantine_sha256=q_obj.sha256 if q_obj else None,
+            source_uri=src.uri,
+            source_sha256=src.sha256,
+            parents=list(parents),
+            transforms=_transforms(raw, contract),
+            rows_in=report.rows,
+            rows_versioned=good.height,
+            rows_quarantined=len(rows),
+            quarantine_by_rule=by_rule,
+            columns={c: str(d) for c, d in good.schema.items()},
+            stats=column_stats(good),
+        )
+        if version.rows_in != version.rows_versioned + version.rows_quarantined:  # pragma: no cover
+            msg = f"internal: {version.rows_in} rows in, {version.rows_versioned} + {version.rows_quarantined} out"
+            raise RuntimeError(msg)
+        try:
+            with self.db.begin() as conn:
+                if conn.execute(
+                    sa.select(t.contracts.c.sha256).where(t.contracts.c.sha256 == contract.sha256)
+                ).first() is None:
+                    conn.execute(
+                        t.contracts.insert().values(
+                            sha256=contract.sha256,
+                            name=contract.name,
+                            yaml=contract_yaml,
+                            created_at=version.created_at,
+                        )
+                    )
+                row = version.to_dict()
+                row.pop("ref")
+                row["created_at"] = version.created_at
+                conn.execute(t.dataset_versions.insert().values(**row))
+                self.db.record_event(
+                    conn,
+                    actor=actor,
+                    action="dataset.ingest",
+                    subject=f"dataset:{version.ref}",
+                    details={
+                        "rows_in": version.rows_in,
+                        "rows_versioned": version.rows_versioned,
+                        "rows_quarantined": version.rows_quarantined,
+                        "source_sha256": version.source_sha256,
+                    },
+                )
+        except sa.exc.IntegrityError:
+            # another process stored the same content at the same moment: same id, same data
+            again = self._find(name, version_id)
+            if again is None:
+                raise
+            return IngestResult(again, False, report)
+        return IngestResult(version, True, report)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.dataset_versions.c.name).distinct().order_by(t.dataset_versions.c.name)
+            )
+            return [r[0] for r in rows]
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of a dataset, newest first."""
+        dv = t.dataset_versions
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(dv).where(dv.c.name == name).order_by(dv.c.created_at.desc())
+            ).mappings().all()
+        if not rows:
+            known = self.names()
+            msg = f"No dataset named {name!r}; datasets now: {known or 'none'}. Ingest one with: keel data ingest SOURCE --contract C --name {name}"
+            raise DatasetNotFoundError(msg)
+        return [_version_from_row(r) for r in rows]
+
+    def get(self, ref: str) -> DatasetVersion:
+        """A version by `NAME@ID` (an unambiguous id prefix of 4+ characters will do),
+        `NAME@latest` or `NAME` (the newest)."""
+        name, _, vid = ref.partition("@")
+        versions = self.versions(name)
+        if not vid or vid == "latest":
+            return versions[0]
+        hits = [v for v in versions if v.version.startswith(vid)] if len(vid) >= 4 else []
+        if len(hits) == 1:
+            return hits[0]
+        shown = ", ".join(v.version for v in versions[:10])
+        why = "matches several versions" if hits else "is not a version of it"
+        msg = f"Dataset {name!r}: {vid!r} {why}; versions (newest first): {shown}."
+        raise DatasetNotFoundError(msg)
+
+    def load(self, ref: str) -> pl.DataFrame:
+        """The rows of a version (checked against their hash)."""
+        v = self.get(ref)
+        return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(v.data_sha256)))
+
+    def quarantine(self, ref: str) -> pl.DataFrame:
+        """The refused rows of a version, as they arrived, with `source_row`, `rule`, `column`
+        and `reason`."""
+        v = self.get(ref)
+        if v.quarantine_sha256 is None:
+            return pl.DataFrame(
+                schema={"source_row": pl.Int64, "rule": pl.String, "column": pl.String, "reason": pl.String}
+            )
+        return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(v.quarantine_sha256)))
+
+    def contract(self, ref: str) -> Contract:
+        v = self.get(ref)
+        with self.db.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(t.contracts.c.yaml).where(t.contracts.c.sha256 == v.contract_sha256)
+            ).scalar_one()
+        return contract_from_yaml(text)
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Rows added and removed from A to B, contract changes, per-column statistics."""
+        va, vb = self.get(a), self.get(b)
+        fa, fb = self.load(a), self.load(b)
+        shared = [c for c in fa.columns if c in fb.columns and fa.schema[c] == fb.schema[c]]
+        ha = fa.select(shared).hash_rows(seed=0) if shared else pl.Series([], dtype=pl.UInt64)
+        hb = fb.select(shared).hash_rows(seed=0) if shared else pl.Series([], dtype=pl.UInt64)
+        added = int((~hb.is_in(ha.implode())).sum()) if len(hb) else 0
+        removed = int((~ha.is_in(hb.implode())).sum()) if len(ha) else 0
+        ca, cb = self.contract(a).to_dict()["columns"], self.contract(b).to_dict()["columns"]
+        contract_changes = []
+        for col in sorted(set(ca) | set(cb)):
+            if ca.get(col) != cb.get(col):
+                contract_changes.append({"column": col, "a": ca.get(col), "b": cb.get(col)})
+        columns = sorted(set(va.stats) | set(vb.stats))
+        return {
+            "a": va.ref,
+            "b": vb.ref,
+            "rows": {"a": va.rows_versioned, "b": vb.rows_versioned},
+            "rows_added": added,
+            "rows_removed": removed,
+            "compared_columns": shared,
+            "contract_changes": contract_changes,
+            "columns": {c: {"a": va.stats.get(c), "b": vb.stats.get(c)} for c in columns},
+        }
+
+    def _find(self, name: str, version: str) -> DatasetVersion | None:
+        dv = t.dataset_versions
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(dv).where(dv.c.name == name, dv.c.version == version)
+            ).mappings().first()
+        return _version_from_row(row) if row else None
+
+
+def _check_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
+        msg = f"Dataset name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'transactions'."
+        raise SchemaError(msg)
+
+
+def _good_rows(report: ValidationReport) -> pl.DataFrame:
+    if not len(report.bad_rows):
+        return report.cleaned
+    keep = np.ones(report.rows, dtype=bool)
+    keep[report.bad_rows] = False
+    return report.cleaned.filter(pl.Series(keep))
+
+
+def _quarantine_frame(raw: pl.DataFrame, report: ValidationReport) -> pl.DataFrame:
+    """The refused rows as they arrived (as text), with where they were and why."""
+    rows, rules, columns = report.first_rules()
+    reasons = {}
+    for f in report.failures:
+        reasons.setdefault((f.rule, f.column), f.expected)
+    refused = raw.select(pl.all().cast(pl.String)).gather(rows) if len(rows) else raw.clear().select(pl.all().cast(pl.String))
+    all_rules: dict[int, list[str]] = {}
+    for f in report.failures:
+        for r in f.rows.tolist():
+            all_rules.setdefault(r, []).append(f"{f.column or '*'}:{f.rule}")
+    return refused.with_columns(
+        pl.Series("source_row", rows, dtype=pl.Int64),
+        pl.Series("rule", rules, dtype=pl.String),
+        pl.Series("column", columns, dtype=pl.String),
+        pl.Series(
+            "reason",
+            [
+                f"{c or 'row'}: expected {reasons[(r, c)]}"
+                for r, c in zip(rules, columns, strict=True)
+            ],
+            dtype=pl.String,
+        ),
+        pl.Series("all_rules", [";".join(all_rules[r]) for r in rows.tolist()], dtype=pl.String),
+    )
+
+
+def _transforms(raw: pl.DataFrame, contract: Contract) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "step": "clean",
+            "missing_markers": list(contract.missing_markers),
+            "trimmed": [c.name for c in contract.columns if c.name in raw.columns and raw.schema[c.name] == pl.String],
+            "case": {c.name: c.case for c in contract.columns if c.case},
+            "typed_from_text": [
+                c.name
+                for c in contract.columns
+                if c.name in raw.columns and raw.schema[c.name] == pl.String and c.type not in ("string", "category")
+            ],
+            "unseen_to_other": [c.name for c in contract.columns if c.categories and c.unseen == "other"],
+        },
+        {"step": "quarantine", "rules": "first broken rule per row, in keel.data.RULES order"},
+    ]
+    anonymized = {c.name: c.anonymize.method for c in contract.columns if c.anonymize}
+    if anonymized:
+        out.append({"step": "anonymize", "columns": anonymized, "key": "settings.secret_key (HMAC-SHA256)"})
+    extra = [c for c in raw.columns if c not in contract.names]
+    if extra:
+        out.append({"step": "drop_extra_columns", "columns": extra})
+    return out
+
+
+def column_stats(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per-column statistics stored with a version and shown side by side by `diff`."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, dtype in frame.schema.items():
+        s = frame.get_column(name)
+        stats: dict[str, Any] = {"dtype": str(dtype), "count": s.len(), "nulls": s.null_count()}
+        if dtype.is_numeric() and s.len() - s.null_count() > 0:
+            stats.update(
+                mean=_num(s.mean()),
+                std=_num(s.std()),
+                min=_num(s.min()),
+                p50=_num(s.median()),
+                max=_num(s.max()),
+            )
+        elif isinstance(dtype, pl.Datetime) and s.len() - s.null_count() > 0:
+            stats.update(min=str(s.min()), max=str(s.max()))
+        elif dtype == pl.String or dtype == pl.Boolean:
+            counts = s.drop_nulls().value_counts(sort=True).head(5)
+            stats["distinct"] = s.n_unique()
+            stats["top"] = {str(r[0]): int(r[1]) for r in counts.iter_rows()}
+        out[name] = stats
+    return out
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def _version_from_row(row: Any) -> DatasetVersion:
+    data = dict(row)
+    data["created_at"] = as_utc(data["created_at"])
+    return DatasetVersion(**data)

@@ -1,0 +1,151 @@
+"""The demo's story, step by step. It grows with every capability keel gains."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from keel.data import Anonymize, DatasetStore, infer_contract, validate, with_column
+from keel.data.faults import inject_faults
+from keel.data.simulate import TransactionSimulator
+from keel.render import console, print_contract, print_report, print_version
+from keel.store import ArtifactStore, Database, Settings
+
+_MARKER = ".keel-demo"
+
+
+def _fresh_home(home: Path) -> None:
+    """Start from nothing, but only ever delete a folder an earlier demo made."""
+    if home.exists():
+        if not (home / _MARKER).exists():
+            msg = f"Demo home {str(home)!r} exists and was not made by the demo; choose another with --home."
+            raise SystemExit(msg)
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / _MARKER).write_text("made by keel demo; deleted by the next demo run\n")
+
+
+def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: int = 7) -> dict[str, object]:
+    """Run the demo and return its key figures (for tests)."""
+    t0 = time.perf_counter()
+    home = Path(home).resolve()
+    _fresh_home(home)
+    settings = Settings(home=home, secret_key="demo-secret-key-not-for-production")
+    store = DatasetStore(
+        Database(settings.resolved_database_url),
+        ArtifactStore(settings.resolved_artifacts),
+        settings.resolved_secret_key(),
+    )
+    console.print(Panel.fit("[bold]keel demo[/]: card transactions from the built-in simulator", border_style="cyan"))
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("simulating 60 days of transactions", total=2)
+        sim = TransactionSimulator(seed=seed)
+        january = sim.generate(days=30, per_day=rows_per_day)
+        progress.advance(task)
+        february = sim.generate(days=30, per_day=rows_per_day, start_day=30)
+        progress.advance(task)
+
+    console.rule("1. infer a contract from January")
+    contract = infer_contract(
+        january,
+        name="transactions",
+        id="transaction_id",
+        timestamp="ts",
+        target="is_fraud",
+        segment="region",
+        sensitive=["customer_age", "customer_sex"],
+        pii=["customer_name", "email", "card_number"],
+        ignore=["label_available_at"],
+    )
+    # a person's edits: ages reach the data only in bands of twenty; k-anonymity over the
+    # quasi-identifiers (age band, sex, region) must be at least 5
+    age = contract.column("customer_age")
+    contract = with_column(contract, replace(age, anonymize=Anonymize(method="generalize", band=20)))
+    contract = replace(contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5)
+    contract_path = home / "contract.yaml"
+    contract.save(contract_path)
+    print_contract(contract)
+    console.print(f"contract written to {contract_path}")
+
+    console.rule("2. check February, with realistic faults injected")
+    faulty, truth = inject_faults(february, contract, rate=0.02, seed=seed)
+    source = home / "transactions_feb.csv"
+    faulty.write_csv(source)
+    console.print(f"{faulty.height} rows written to {source}; faults injected: " + ", ".join(f"{k} {len(v)}" for k, v in truth.rows_by_rule.items()))
+    report = store.check(source, contract)
+    print_report(report)
+
+    console.rule("3. ingest: clean rows become a version, bad rows go to quarantine")
+    clean_jan = home / "transactions_jan.parquet"
+    january.write_parquet(clean_jan)
+    first = store.ingest(clean_jan, contract, "transactions", actor="demo")
+    second = store.ingest(source, contract, "transactions", parents=[first.version.ref], actor="demo")
+    again = store.ingest(source, contract, "transactions", parents=[first.version.ref], actor="demo")
+    v = second.version
+    console.print(f"[bold]{v.ref}[/]: {v.rows_in} rows in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined")
+    console.print(f"ingesting the same file again gives the same id: {again.version.version} (new: {again.created})")
+    quarantine = store.quarantine(v.ref)
+    refused = set(quarantine["source_row"].to_list())
+    already = set(validate(february, contract).bad_rows.tolist())  # rows bad before any fault
+    injected = set(truth.bad_rows)
+    caught = injected <= refused and refused - injected <= already
+    console.print(
+        f"all {len(injected)} injected faults are in quarantine: [bold]{injected <= refused}[/]; "
+        f"the other {len(refused - injected)} refused rows broke the contract before any fault "
+        f"was injected (February values outside January's ranges): [bold]{refused - injected <= already}[/]"
+    )
+    table = Table(title="quarantine (first rows)", title_justify="left")
+    for head in ("source_row", "rule", "column", "value as it arrived", "reason"):
+        table.add_column(head)
+    for row in quarantine.head(6).iter_rows(named=True):
+        value = row.get(row["column"]) if row["column"] else "(whole row)"
+        table.add_row(str(row["source_row"]), row["rule"], row["column"] or "-", repr(value), row["reason"])
+    console.print(table)
+    q_path = home / "quarantine.csv"
+    quarantine.write_csv(q_path)
+
+    console.rule("4. the version and its lineage")
+    print_version(v)
+    stored = store.load(v.ref)
+    sample = stored.select("transaction_id", "email", "card_number", "customer_age").head(3)
+    console.print("anonymized in the version (no raw email, card or name is stored):")
+    console.print(sample)
+
+    console.rule("5. what changed from January to February")
+    diff = store.diff(first.version.ref, v.ref)
+    console.print(f"{diff['a']} -> {diff['b']}: +{diff['rows_added']} rows, -{diff['rows_removed']} rows")
+    table = Table(title="per-column statistics, January -> February", title_justify="left")
+    for head in ("column", "mean", "p50", "max", "top"):
+        table.add_column(head)
+    for col in ("amount", "distance_km", "region", "merchant_category"):
+        a, b = diff["columns"][col]["a"], diff["columns"][col]["b"]
+        cells = [f"{a[k]:.4g} -> {b[k]:.4g}" if k in a else "" for k in ("mean", "p50", "max")]
+        top = f"{next(iter(a['top']))} -> {next(iter(b['top']))}" if "top" in a else ""
+        table.add_row(col, *cells, top)
+    console.print(table)
+
+    elapsed = time.perf_counter() - t0
+    console.print(Panel.fit(
+        f"done in {elapsed:.1f} s. Stores in {home}\n"
+        f"Try: KEEL_HOME={home} keel data show transactions   |   keel data quarantine {v.ref} -o bad.csv",
+        border_style="green",
+    ))
+    return {
+        "version": v.ref,
+        "rows_in": v.rows_in,
+        "rows_versioned": v.rows_versioned,
+        "rows_quarantined": v.rows_quarantined,
+        "faults_caught_exactly": caught,
+        "same_id_again": again.version.version == v.version,
+        "k_anonymity": second.report.k_anonymity,
+        "quarantine_csv": str(q_path),
+        "seconds": elapsed,
+    }

@@ -1,0 +1,78 @@
+"""Rich renderings of domain objects, shared by the command line and the demo."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from keel.data import Contract, DatasetVersion, ValidationReport
+
+console = Console(highlight=False)
+
+
+def print_contract(contract: Contract) -> None:
+    table = Table(title=f"contract {contract.name!r}", title_justify="left")
+    for head in ("column", "type", "role", "nullable", "rules"):
+        table.add_column(head)
+    for c in contract.columns:
+        rules = []
+        if c.min is not None or c.max is not None:
+            rules.append(f"{c.min} .. {c.max}")
+        if c.categories:
+            shown = ", ".join(c.categories[:5]) + (" ..." if len(c.categories) > 5 else "")
+            rules.append(f"{{{shown}}} unseen: {c.unseen}")
+        if c.format:
+            rules.append(f"format {c.format}")
+        if c.unique:
+            rules.append("unique")
+        if c.anonymize:
+            rules.append(f"anonymize: {c.anonymize.method}")
+        if c.suggestion:
+            rules.append(f"[yellow]{c.suggestion.split(';')[0]}[/]")
+        table.add_row(c.name, c.type, c.role, "yes" if c.nullable else "no", "; ".join(rules))
+    console.print(table)
+
+
+def print_report(report: ValidationReport) -> None:
+    """The check report as tables: schema issues, then per rule and column with examples."""
+    for issue in report.schema_issues:
+        console.print(f"[red]{issue.rule}[/] {issue.message}")
+    table = Table(title=f"check against {report.contract!r}: {report.rows} rows", title_justify="left")
+    for head in ("rule", "column", "rows", "expected", "examples (row: value)"):
+        table.add_column(head)
+    for f in report.failures:
+        ex = ", ".join(f"{e['row']}: {e['value']!r}" for e in f.examples[:3])
+        table.add_row(f.rule, f.column or "(row)", str(f.count), f.expected, ex)
+    if report.failures:
+        console.print(table)
+    verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
+    k = f"; k-anonymity {report.k_anonymity}" if report.k_anonymity is not None else ""
+    console.print(
+        f"{verdict}: {len(report.bad_rows)} of {report.rows} rows refused "
+        f"({report.bad_share:.2%}; limit {report.max_bad_share:.2%}){k}"
+    )
+
+
+def print_version(v: DatasetVersion) -> None:
+    """A version's lineage and per-column statistics."""
+    console.print(f"[bold]{v.ref}[/]  created {v.created_at.isoformat()}")
+    console.print(f"  source    {v.source_uri}  sha256 {v.source_sha256[:16]}")
+    console.print(f"  contract  sha256 {v.contract_sha256[:16]}")
+    console.print(f"  data      sha256 {v.data_sha256[:16]}")
+    console.print(f"  parents   {', '.join(v.parents) or '-'}")
+    console.print(f"  rows      {v.rows_in} in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined {v.quarantine_by_rule or ''}")
+    for t in v.transforms:
+        detail = {k: val for k, val in t.items() if k != "step" and val}
+        console.print(f"  transform {t['step']}: {detail}")
+    table = Table(title="columns", title_justify="left")
+    for head in ("column", "dtype", "nulls", "summary"):
+        table.add_column(head)
+    for col, s in v.stats.items():
+        if "mean" in s:
+            summary = f"mean {s['mean']:.4g}  min {s['min']:.4g}  p50 {s['p50']:.4g}  max {s['max']:.4g}"
+        elif "top" in s:
+            summary = f"{s['distinct']} distinct; " + ", ".join(f"{k} {n}" for k, n in list(s["top"].items())[:3])
+        else:
+            summary = f"{s.get('min', '')} .. {s.get('max', '')}"
+        table.add_row(col, s["dtype"], str(s["nulls"]), summary)
+    console.print(table)

@@ -1,0 +1,110 @@
+"""Settings from `keel.toml` and `KEEL_*` environment variables.
+
+Precedence, highest first: arguments given to `Settings(...)`, environment variables, the
+`keel.toml` file in the working directory (or the file named by `KEEL_CONFIG`), the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from keel.store.errors import ConfigError
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("KEEL_CONFIG", "keel.toml"))
+
+
+class Settings(BaseSettings):
+    """Where keel keeps its state, and the secrets it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default=Path(".keel"))
+    """Folder for everything keel keeps on a laptop. `KEEL_HOME`; default `.keel/` here."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata database. `KEEL_DATABASE_URL`; default a SQLite file
+    `keel.db` in the home folder. PostgreSQL: `postgresql+psycopg://user@host:5432/db`."""
+
+    artifacts: str | None = None
+    """Root of the artifact store: a folder or any fsspec URL (`s3://bucket/keel`).
+    `KEEL_ARTIFACTS`; default the folder `artifacts/` in the home folder."""
+
+    secret_key: str | None = None
+    """Key for pseudonymization (HMAC-SHA256). `KEEL_SECRET_KEY`; when unset, a random key is
+    made once and kept in `secret.key` in the home folder (readable by its owner only)."""
+
+    missing_markers: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+    """Strings that mean 'no value' in text sources, unless a contract lists its own."""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, with the SQLite default filled in."""
+        return self.database_url or f"sqlite:///{self.home / 'keel.db'}"
+
+    @property
+    def resolved_artifacts(self) -> str:
+        """The artifact root, with the local default filled in."""
+        return self.artifacts or str(self.home / "artifacts")
+
+    def resolved_secret_key(self) -> bytes:
+        """The pseudonymization key; made and stored in the home folder on first use."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.home / "secret.key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            os.replace(tmp, path)
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning pydantic's validation report into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        msg = (
+            f"Setting '{field}' has the value {first.get('input')!r}: {first['msg']}. "
+            f"Fix it in {_config_file()} or in the KEEL_{field.upper()} environment variable."
+        )
+        raise ConfigError(msg) from exc

@@ -1,0 +1,51 @@
+"""The metadata tables. Alembic migrations in `migrations/` create and change them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("yaml", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("contract_sha256", sa.String(64), sa.ForeignKey("contracts.sha256"), nullable=False),
+    sa.Column("data_sha256", sa.String(64), nullable=False),
+    sa.Column("quarantine_sha256", sa.String(64), nullable=True),
+    sa.Column("source_uri", sa.Text, nullable=False),
+    sa.Column("source_sha256", sa.String(64), nullable=False),
+    sa.Column("parents", sa.JSON, nullable=False),
+    sa.Column("transforms", sa.JSON, nullable=False),
+    sa.Column("rows_in", sa.Integer, nullable=False),
+    sa.Column("rows_versioned", sa.Integer, nullable=False),
+    sa.Column("rows_quarantined", sa.Integer, nullable=False),
+    sa.Column("quarantine_by_rule", sa.JSON, nullable=False),
+    sa.Column("columns", sa.JSON, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+)
+sa.Index("ix_dataset_versions_name_created", dataset_versions.c.name, dataset_versions.c.created_at)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("subject", sa.String(400), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+sa.Index("ix_audit_events_subject", audit_events.c.subject)
