@@ -47,6 +47,9 @@ def print_report(report: ValidationReport) -> None:
         console.print(table)
     verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
     k = f"; k-anonymity {report.k_anonymity}" if report.k_anonymity is not None else ""
+    target = report.k_anonymity_target
+    if target is not None and report.k_anonymity is not None and report.k_anonymity < target:
+        k += f" [red]under the contract's {target}[/]: generalize the quasi-identifiers further"
     console.print(
         f"{verdict}: {len(report.bad_rows)} of {report.rows} rows refused "
         f"({report.bad_share:.2%}; limit {report.max_bad_share:.2%}){k}"

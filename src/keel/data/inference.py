@@ -133,7 +133,10 @@ def _infer_column(
     if ctype in ("int", "float") and role not in ("id",) and non_null.len():
         lo, hi = float(non_null.min()), float(non_null.max())  # type: ignore[arg-type]
         kwargs["min"], kwargs["max"] = _widen(lo, hi, tolerance, integer=ctype == "int")
-    if ctype == "string" and role not in ("id", "pii"):
+    finding = None
+    if ctype == "string" and non_null.len():
+        finding = detect_pii(name, non_null.head(_SAMPLE).to_list())
+    if ctype == "string" and role not in ("id", "pii") and finding is None:
         n_unique = non_null.n_unique()
         if n_unique <= max_categories and n_unique <= max(2, 0.5 * non_null.len()):
             kwargs["type"] = "category"
@@ -143,12 +146,11 @@ def _infer_column(
             if non_null.str.contains(FORMAT_PATTERNS[fmt]).all():
                 kwargs["format"] = fmt
                 break
-        finding = detect_pii(name, non_null.head(_SAMPLE).to_list())
-        if finding is not None:
-            if role == "pii":
-                kwargs["anonymize"] = Anonymize(method=finding.method)  # type: ignore[arg-type]
-            else:
-                kwargs["suggestion"] = finding.describe(name)
+    if finding is not None:
+        if role == "pii":
+            kwargs["anonymize"] = Anonymize(method=finding.method)  # type: ignore[arg-type]
+        else:
+            kwargs["suggestion"] = finding.describe(name)
     if role == "pii" and "anonymize" not in kwargs:
         kwargs["anonymize"] = Anonymize(method="pseudonymize")
     return Column(**kwargs)

@@ -234,6 +234,13 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
             flag = f"__parse__{col.name}"
             typed_exprs.append(parse_failed.fill_null(False).alias(flag))
             parse_checks.append((col, flag))
+    first: pl.Expr | None = None
+    if contract.duplicate_rows == "reject" and present:
+        # duplicates are judged on rows as they arrived: an exact repeat of an earlier row
+        typed_exprs.append(
+            pl.struct([c.name for c in present]).is_first_distinct().alias("__first_distinct")
+        )
+        first = pl.col("__first_distinct")
     work = df.select(typed_exprs) if typed_exprs else pl.DataFrame()
 
     # 2) every rule's mask in one parallel select.
@@ -242,10 +249,6 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
         rule = "timestamp" if col.type == "datetime" else "type"
         checks.append((rule, col.name, _expected_type(col), pl.col(flag)))
     parse_flags = {c.name: flag for c, flag in parse_checks}
-    first: pl.Expr | None = None
-    if contract.duplicate_rows == "reject" and present:
-        # an exact repeat of an earlier row is a duplicate row; its id is not a second id
-        first = pl.struct([c.name for c in present]).is_first_distinct()
     for col in present:
         checks += _row_checks(col, parse_flags.get(col.name), first)
     if first is not None:
@@ -398,6 +401,7 @@ def _row_checks(
     if col.unique:
         if first is None:
             dup = v.is_duplicated() & v.is_not_null()
+        # an exact repeat of an earlier row is a duplicate row; its id is not a second id
         else:
             kept = pl.when(first).then(v).otherwise(None)
             dup = kept.is_duplicated() & kept.is_not_null()

@@ -1,0 +1,57 @@
+"""Shared fixtures: factories for stores on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from keel.data import DatasetStore
+from keel.store import ArtifactStore, Database
+
+POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty metadata database: a SQLite file, or a new schema on the real server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'keel.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("KEEL_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"keel_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def make_store(database_url: str, tmp_path: Path) -> Iterator[Callable[[], DatasetStore]]:
+    """Factory for dataset stores that share one database and one artifact folder."""
+    opened: list[Database] = []
+
+    def factory() -> DatasetStore:
+        db = Database(database_url)
+        opened.append(db)
+        return DatasetStore(db, ArtifactStore(str(tmp_path / "artifacts")), b"test-key")
+
+    yield factory
+    for db in opened:
+        db.dispose()
+
+
+@pytest.fixture
+def store(make_store: Callable[[], DatasetStore]) -> DatasetStore:
+    return make_store()
