@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="keel", standalone_mode=False)
+        code = command.main(args=args, prog_name="keel", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -65,3 +65,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
+    # without standalone mode, click returns the code of `typer.Exit(code)` instead of exiting
+    if isinstance(code, int) and code:
+        sys.exit(code)

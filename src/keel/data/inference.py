@@ -187,7 +187,8 @@ def _type_of_text(series: pl.Series) -> tuple[ColumnType, pl.Series, str | None]
         if parsed.null_count() == 0:
             full = series.str.to_datetime(fmt, time_unit="us", strict=False)
             if full.null_count() == series.null_count():
-                return "datetime", full, fmt
+                # ISO spellings need no format: validation accepts all of them
+                return "datetime", full, None if fmt.startswith("%Y-%m-%d") else fmt
     return "string", series, None
 
 

@@ -42,6 +42,14 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
     "category": pl.String(),
     "datetime": pl.Datetime("us"),
 }
+ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+"""Formats tried, in order, for a date-time column whose contract names no format."""
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _EXAMPLES = 5
@@ -314,7 +322,10 @@ def _typed(
             if col.datetime_format:
                 value = text.str.to_datetime(col.datetime_format, time_unit="us", strict=False)
             else:
-                value = text.str.to_datetime(time_unit="us", strict=False)
+                # ISO 8601 in any of its usual spellings ('T' or ' ', with or without fraction)
+                value = pl.coalesce(
+                    [text.str.to_datetime(f, time_unit="us", strict=False) for f in ISO_FORMATS]
+                )
         elif col.type == "int":
             as_float = text.str.replace_all("_", "").cast(pl.Float64, strict=False)
             value = (

@@ -28,7 +28,7 @@ def test_types_from_text() -> None:
     assert [(col.name, col.type) for col in c.columns] == [
         ("i", "int"), ("f", "float"), ("b", "bool"), ("t", "datetime"), ("k", "category"),
     ]  # fmt: skip
-    assert c.column("t").datetime_format == "%Y-%m-%d %H:%M:%S"
+    assert c.column("t").datetime_format is None  # ISO: every usual spelling is accepted
     assert c.column("f").nullable
     assert not c.column("i").nullable
 

@@ -1,0 +1,42 @@
+"""The public faces of each layer are pinned: changing one is a decision, not an accident."""
+
+from __future__ import annotations
+
+import keel
+import keel.data
+import keel.store
+
+
+def test_keel_exports() -> None:
+    """The top package exports only its version."""
+    assert keel.__all__ == ["__version__"]
+
+
+def test_store_exports() -> None:
+    """keel.store's public names."""
+    assert sorted(keel.store.__all__) == [
+        "ArtifactStore", "Clock", "ConfigError", "ConflictError", "ContractError", "Database",
+        "DatasetNotFoundError", "FakeClock", "IntegrityError", "KeelError", "NotFoundError",
+        "SchemaError", "Settings", "SourceError", "StoredObject", "SystemClock",
+        "ValidationFailedError", "as_utc", "load_settings", "sha256_file",
+    ]  # fmt: skip
+
+
+def test_data_exports() -> None:
+    """keel.data's public names."""
+    assert sorted(keel.data.__all__) == [
+        "Anonymize", "Column", "Contract", "DatasetStore", "DatasetVersion", "Failure",
+        "IngestResult", "OTHER", "PiiFinding", "RULES", "SchemaIssue", "Source",
+        "ValidationReport", "anonymize_frame", "column_stats", "contract_from_dict",
+        "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
+        "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",
+        "read_source", "validate", "with_column",
+    ]  # fmt: skip
+
+
+def test_errors_are_catchable_as_builtins() -> None:
+    """Each error also subclasses the builtin a caller would naturally catch."""
+    assert issubclass(keel.store.SchemaError, ValueError)
+    assert issubclass(keel.store.DatasetNotFoundError, KeyError)
+    assert issubclass(keel.store.IntegrityError, RuntimeError)
+    assert str(keel.store.DatasetNotFoundError("plain text")) == "plain text"
