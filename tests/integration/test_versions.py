@@ -41,7 +41,9 @@ def good_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "people.csv", rows)
 
 
-def test_ingest_counts_add_up_and_quarantine_keeps_raw_rows(store: DatasetStore, good_csv: Path) -> None:
+def test_ingest_counts_add_up_and_quarantine_keeps_raw_rows(
+    store: DatasetStore, good_csv: Path
+) -> None:
     """Rows in = versioned + quarantined; quarantine holds rows as they arrived, with rule."""
     result = store.ingest(good_csv, CONTRACT, "people")
     v = result.version
@@ -114,10 +116,14 @@ def test_missing_column_stores_nothing(store: DatasetStore, tmp_path: Path) -> N
     path = tmp_path / "bad.csv"
     path.write_text("id,email,age\nr1,a@b.com,3\n")
 
-    with pytest.raises(SchemaError, match=r"Column 'region' \(category\) is missing.*Nothing was stored"):
+    with pytest.raises(
+        SchemaError, match=r"Column 'region' \(category\) is missing.*Nothing was stored"
+    ):
         store.ingest(path, CONTRACT, "people")
 
-    with pytest.raises(DatasetNotFoundError, match=r"No dataset named 'people'; datasets now: none"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"No dataset named 'people'; datasets now: none"
+    ):
         store.versions("people")
 
 
@@ -137,7 +143,10 @@ def test_unknown_version_lists_the_real_ones(store: DatasetStore, good_csv: Path
     with pytest.raises(DatasetNotFoundError) as exc:
         store.get("people@ffff")
 
-    assert str(exc.value) == f"Dataset 'people': 'ffff' is not a version of it; versions (newest first): {v.version}."
+    assert (
+        str(exc.value)
+        == f"Dataset 'people': 'ffff' is not a version of it; versions (newest first): {v.version}."
+    )
 
 
 def test_wrong_encoding_is_one_clear_error(store: DatasetStore, tmp_path: Path) -> None:
@@ -145,12 +154,16 @@ def test_wrong_encoding_is_one_clear_error(store: DatasetStore, tmp_path: Path) 
     path = tmp_path / "latin.csv"
     path.write_bytes("id,email,age,region\nr1,jos\xe9@example.com,30,n\n".encode("latin-1"))
 
-    with pytest.raises(SourceError, match=r"is not valid UTF-8 at byte 26 \(byte 0xe9\); name its encoding"):
+    with pytest.raises(
+        SourceError, match=r"is not valid UTF-8 at byte 26 \(byte 0xe9\); name its encoding"
+    ):
         store.ingest(path, CONTRACT, "people")
     assert store.ingest(path, CONTRACT, "people", encoding="latin-1").version.rows_versioned == 1
 
 
-def test_two_processes_ingesting_the_same_content(make_store: Callable[[], DatasetStore], good_csv: Path) -> None:
+def test_two_processes_ingesting_the_same_content(
+    make_store: Callable[[], DatasetStore], good_csv: Path
+) -> None:
     """Concurrent ingests of one content agree on one version and store it once."""
     stores = [make_store(), make_store()]
     results: list[str] = []
@@ -179,7 +192,9 @@ def test_audit_log_records_ingest(store: DatasetStore, good_csv: Path) -> None:
 
     events = store.db.events("dataset:")
 
-    assert [(e["actor"], e["action"], e["subject"]) for e in events] == [("alice", "dataset.ingest", f"dataset:{v.ref}")]
+    assert [(e["actor"], e["action"], e["subject"]) for e in events] == [
+        ("alice", "dataset.ingest", f"dataset:{v.ref}")
+    ]
     assert events[0]["details"]["rows_quarantined"] == 2
 
 
@@ -188,8 +203,13 @@ def test_simulator_with_faults_every_fault_caught(store: DatasetStore, tmp_path:
     """On the simulator, every injected fault lands in quarantine under its rule."""
     sim = TransactionSimulator(seed=11)
     clean = sim.generate(days=20, per_day=300)
-    contract = infer_contract(clean, id="transaction_id", timestamp="ts", target="is_fraud",
-                              pii=["customer_name", "email", "card_number"])
+    contract = infer_contract(
+        clean,
+        id="transaction_id",
+        timestamp="ts",
+        target="is_fraud",
+        pii=["customer_name", "email", "card_number"],
+    )
     faulty, truth = inject_faults(clean, contract, rate=0.03, seed=5)
     path = tmp_path / "tx.csv"
     faulty.write_csv(path)

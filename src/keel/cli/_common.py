@@ -9,9 +9,7 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
-from keel.render import console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -20,7 +18,13 @@ JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead 
 
 def print_json(data: Any) -> None:
     """Write one JSON document to standard output (machine-readable, stable keys)."""
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str).decode())
+    typer.echo(
+        orjson.dumps(
+            data,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+            default=str,
+        ).decode()
+    )
 
 
 @contextmanager

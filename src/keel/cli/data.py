@@ -7,11 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from keel.cli._common import JSON_OPTION, console, open_datasets, print_json, steps
+from keel.cli._common import JSON_OPTION, open_datasets, print_json, steps
 from keel.data import infer_contract, load_contract, read_source
-from keel.render import print_contract, print_report, print_version
+from keel.render import console, print_contract, print_report, print_version
 
-app = typer.Typer(help="Contracts, validation with quarantine, and dataset versions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Contracts, validation with quarantine, and dataset versions.", no_args_is_help=True
+)
 
 ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV source, e.g. latin-1.")
 
@@ -19,7 +21,9 @@ ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV sour
 @app.command("infer")
 def infer_cmd(
     source: str = typer.Argument(..., help="A CSV or Parquet file."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write the contract YAML here."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the contract YAML here."
+    ),
     name: str | None = typer.Option(None, help="The contract's name (default: the file's stem)."),
     target: str | None = typer.Option(None, help="The target column."),
     id_column: str | None = typer.Option(None, "--id", help="The id column (must be unique)."),
@@ -62,7 +66,9 @@ def infer_cmd(
         typer.echo(contract.to_yaml(), nl=False)
         return
     print_contract(contract)
-    console.print(f"Wrote [bold]{output}[/] ({len(contract.columns)} columns). Edit it, then: keel data check {source} --contract {output}")
+    console.print(
+        f"Wrote [bold]{output}[/] ({len(contract.columns)} columns). Edit it, then: keel data check {source} --contract {output}"
+    )
 
 
 @app.command("check")
@@ -97,13 +103,17 @@ def ingest_cmd(
     contract = load_contract(contract_path)
     store = open_datasets()
     with steps("ingest", ["read", "validate", "anonymize", "store"]) as step:
-        result = store.ingest(source, contract, name, parents=parent, encoding=encoding, actor="cli", on_step=step)
+        result = store.ingest(
+            source, contract, name, parents=parent, encoding=encoding, actor="cli", on_step=step
+        )
     if as_json:
         print_json(result.to_dict())
         return
     v = result.version
     state = "new version" if result.created else "same content as existing version"
-    console.print(f"[bold]{v.ref}[/] ({state}): {v.rows_in} rows in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined")
+    console.print(
+        f"[bold]{v.ref}[/] ({state}): {v.rows_in} rows in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined"
+    )
     for rule, count in v.quarantine_by_rule.items():
         console.print(f"  quarantined for {rule}: {count}")
     if v.rows_quarantined:
@@ -121,12 +131,21 @@ def versions_cmd(name: str = typer.Argument(...), as_json: bool = JSON_OPTION) -
     for head in ("version", "created", "rows", "quarantined", "source"):
         table.add_column(head)
     for v in versions:
-        table.add_row(v.version, v.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(v.rows_versioned), str(v.rows_quarantined), v.source_uri)
+        table.add_row(
+            v.version,
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(v.rows_versioned),
+            str(v.rows_quarantined),
+            v.source_uri,
+        )
     console.print(table)
 
 
 @app.command("show")
-def show_cmd(ref: str = typer.Argument(..., help="NAME@ID, NAME@latest or NAME."), as_json: bool = JSON_OPTION) -> None:
+def show_cmd(
+    ref: str = typer.Argument(..., help="NAME@ID, NAME@latest or NAME."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """A version's lineage: source hash, contract, parents, transforms, counts, quarantine."""
     v = open_datasets().get(ref)
     if as_json:
@@ -136,13 +155,17 @@ def show_cmd(ref: str = typer.Argument(..., help="NAME@ID, NAME@latest or NAME."
 
 
 @app.command("diff")
-def diff_cmd(a: str = typer.Argument(...), b: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+def diff_cmd(
+    a: str = typer.Argument(...), b: str = typer.Argument(...), as_json: bool = JSON_OPTION
+) -> None:
     """Rows added and removed, contract changes, per-column statistics side by side."""
     d = open_datasets().diff(a, b)
     if as_json:
         print_json(d)
         return
-    console.print(f"[bold]{d['a']}[/] -> [bold]{d['b']}[/]: {d['rows']['a']} -> {d['rows']['b']} rows, +{d['rows_added']} added, -{d['rows_removed']} removed")
+    console.print(
+        f"[bold]{d['a']}[/] -> [bold]{d['b']}[/]: {d['rows']['a']} -> {d['rows']['b']} rows, +{d['rows_added']} added, -{d['rows_removed']} removed"
+    )
     for ch in d["contract_changes"]:
         console.print(f"  contract {ch['column']}: {ch['a']} -> {ch['b']}")
     table = Table(title="columns", title_justify="left")

@@ -59,9 +59,7 @@ def _anonymized(series: pl.Series, col: Column, policy: Anonymize, key: bytes) -
         # HMAC has no Polars expression; hash each distinct value once in Python.
         uniques = series.drop_nulls().unique()
         tokens = pseudonymize_values(uniques.to_list(), key)
-        mapping = pl.DataFrame(
-            {"k": uniques, "v": pl.Series(tokens, dtype=pl.String)}
-        )
+        mapping = pl.DataFrame({"k": uniques, "v": pl.Series(tokens, dtype=pl.String)})
         return pl.lit(
             series.to_frame("k").join(mapping, on="k", how="left", maintain_order="left")["v"]
         )
@@ -69,7 +67,9 @@ def _anonymized(series: pl.Series, col: Column, policy: Anonymize, key: bytes) -
         text = pl.lit(series).cast(pl.String)
         keep = policy.keep_last
         n = text.str.len_chars()
-        head = text.str.slice(0, (n - keep).clip(lower_bound=0)).str.replace_all(r"[0-9A-Za-z]", "*")
+        head = text.str.slice(0, (n - keep).clip(lower_bound=0)).str.replace_all(
+            r"[0-9A-Za-z]", "*"
+        )
         return head + text.str.slice((n - keep).clip(lower_bound=0))
     # generalize
     value = pl.lit(series)
@@ -77,10 +77,11 @@ def _anonymized(series: pl.Series, col: Column, policy: Anonymize, key: bytes) -
         band = policy.band or 10.0
         lo = (value / band).floor() * band
         hi = lo + band - (1 if col.type == "int" else 0)
-        fmt = (lambda e: e.cast(pl.Int64).cast(pl.String)) if col.type == "int" else (
-            lambda e: e.round(6).cast(pl.String)
-        )
-        return pl.when(value.is_null()).then(None).otherwise(fmt(lo) + "-" + fmt(hi))
+        if col.type == "int":
+            lo_text, hi_text = (e.cast(pl.Int64).cast(pl.String) for e in (lo, hi))
+        else:
+            lo_text, hi_text = (e.round(6).cast(pl.String) for e in (lo, hi))
+        return pl.when(value.is_null()).then(None).otherwise(lo_text + "-" + hi_text)
     if col.type == "datetime":
         unit = {"hour": "1h", "day": "1d", "month": "1mo"}[policy.to or "day"]
         return value.dt.truncate(unit)

@@ -165,7 +165,12 @@ def _scalar(value: Any) -> str:
 
 def _flow(value: Any) -> str:
     # lists and mappings inline ([a, b], {method: mask}); one key per line reads best
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10_000)
+        .strip()
+        .removesuffix("...")
+        .strip()
+    )
 
 
 def _column_to_dict(col: Column) -> dict[str, Any]:
@@ -209,9 +214,7 @@ def contract_from_dict(data: Mapping[str, Any], *, where: str = "contract") -> C
     if not isinstance(raw_columns, Mapping) or not raw_columns:
         msg = f"{where}: 'columns' is {raw_columns!r}; expected a mapping of column name to its rules."
         raise ContractError(msg)
-    columns = tuple(
-        _column_from_dict(str(name), spec, where) for name, spec in raw_columns.items()
-    )
+    columns = tuple(_column_from_dict(str(name), spec, where) for name, spec in raw_columns.items())
     share = data.get("max_bad_share", 0.05)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
         msg = f"{where}: max_bad_share is {share!r}; expected a number from 0 to 1."
@@ -266,7 +269,9 @@ def _column_from_dict(name: str, spec: Any, where: str) -> Column:
         if not isinstance(cats, list | tuple) or not cats:
             msg = f"{here}: categories is {cats!r}; expected a non-empty list."
             raise ContractError(msg)
-        kwargs["categories"] = tuple(str(c) for c in cats)
+        folded = {"lower": str.lower, "upper": str.upper}.get(spec.get("case") or "", str)
+        # categories are compared after cleaning, so they are kept in their cleaned form
+        kwargs["categories"] = tuple(dict.fromkeys(folded(str(c).strip()) for c in cats))
     unseen = spec.get("unseen", "reject")
     _one_of(unseen, ("reject", "other"), f"{here}: unseen")
     kwargs["unseen"] = unseen
@@ -287,7 +292,7 @@ def _column_from_dict(name: str, spec: Any, where: str) -> Column:
     return Column(**kwargs)
 
 
-def _bound(value: Any, ctype: str, what: str) -> float | dt.datetime:
+def _bound(value: Any, ctype: Any, what: str) -> float | dt.datetime:
     if ctype == "datetime":
         if isinstance(value, dt.datetime):
             return value
@@ -304,7 +309,7 @@ def _bound(value: Any, ctype: str, what: str) -> float | dt.datetime:
     return value
 
 
-def _anonymize_from(spec: Any, ctype: str, here: str) -> Anonymize:
+def _anonymize_from(spec: Any, ctype: Any, here: str) -> Anonymize:
     if isinstance(spec, str):
         spec = {"method": spec}
     if not isinstance(spec, Mapping):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -55,9 +56,11 @@ def inject_faults(
     numeric = [c for c in contract.columns if c.type in ("int", "float") and c.name in cols]
     ranged = [c for c in numeric if c.min is not None or c.max is not None]
     required = [c for c in contract.columns if not c.nullable and c.name in cols]
-    categorical = [c for c in contract.columns if c.categories and c.unseen == "reject" and c.name in cols]
+    categorical = [
+        c for c in contract.columns if c.categories and c.unseen == "reject" and c.name in cols
+    ]
     ids = [c for c in contract.columns if c.unique and c.name in cols]
-    usable = {
+    usable: dict[str, list[Any]] = {
         "type": numeric,
         "range": ranged,
         "null": required,
@@ -96,12 +99,18 @@ def inject_faults(
             spec = usable[kind][int(rng.integers(len(usable[kind])))]
             assert spec is not None
             if kind == "type":
-                cols[spec.name][row] = str(rng.choice(["n/a?", "abc", "1,5", "--", "12.3.4", "#REF!"]))
+                cols[spec.name][row] = str(
+                    rng.choice(["n/a?", "abc", "1,5", "--", "12.3.4", "#REF!"])
+                )
             elif kind == "range":
                 if spec.max is not None:
-                    cols[spec.name][row] = str(_beyond(float(spec.max), up=True, integer=spec.type == "int"))
+                    cols[spec.name][row] = str(
+                        _beyond(float(spec.max), up=True, integer=spec.type == "int")
+                    )
                 else:
-                    cols[spec.name][row] = str(_beyond(float(spec.min), up=False, integer=spec.type == "int"))  # type: ignore[arg-type]
+                    cols[spec.name][row] = str(
+                        _beyond(float(spec.min), up=False, integer=spec.type == "int")
+                    )
             elif kind == "null":
                 cols[spec.name][row] = None
             elif kind == "category":

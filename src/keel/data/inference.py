@@ -34,7 +34,7 @@ def infer_contract(
     *,
     name: str | None = None,
     target: str | None = None,
-    id: str | None = None,  # noqa: A002 - the contract's own word for the role
+    id: str | None = None,
     timestamp: str | None = None,
     segment: str | None = None,
     sensitive: Sequence[str] = (),
@@ -68,7 +68,11 @@ def infer_contract(
     src = read_source(frame)
     df = src.frame
     if name is None:
-        name = src.uri.rsplit("/", 1)[-1].rsplit(".", 1)[0] if src.kind in ("csv", "parquet") else "frame"
+        name = (
+            src.uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            if src.kind in ("csv", "parquet")
+            else "frame"
+        )
     if df.height == 0:
         msg = f"Cannot infer a contract for {name!r} from a frame with no rows; expected data."
         raise ContractError(msg)

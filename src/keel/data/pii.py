@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 FORMAT_PATTERNS: dict[str, str] = {
@@ -85,7 +85,7 @@ def _ip_valid(value: str) -> bool:
     return True
 
 
-_CHECKS = {
+_CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
     "email": (lambda v: bool(_RE["email"].match(v)), "pseudonymize"),
     "card": (luhn_valid, "mask"),
     "iban": (iban_valid, "mask"),

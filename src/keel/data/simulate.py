@@ -21,7 +21,16 @@ import polars as pl
 REGIONS = ("north", "south", "east", "west", "central")
 REGION_MIX = (0.30, 0.25, 0.20, 0.15, 0.10)
 SHIFTED_REGION_MIX = (0.12, 0.18, 0.20, 0.40, 0.10)
-CATEGORIES = ("grocery", "fuel", "restaurants", "electronics", "travel", "online_retail", "pharmacy", "entertainment")
+CATEGORIES = (
+    "grocery",
+    "fuel",
+    "restaurants",
+    "electronics",
+    "travel",
+    "online_retail",
+    "pharmacy",
+    "entertainment",
+)
 CATEGORY_MIX = (0.26, 0.14, 0.16, 0.08, 0.06, 0.18, 0.07, 0.05)
 NEW_CATEGORY = "crypto_exchange"
 DEVICES = ("pos", "mobile", "web", "atm")
@@ -57,8 +66,12 @@ class Event:
 def default_events() -> tuple[Event, ...]:
     return (
         Event("region_shift", 120, "the region mix shifts towards 'west' (15% -> 40%)"),
-        Event("new_category", 150, f"merchant category {NEW_CATEGORY!r} appears (unseen in training)"),
-        Event("new_fraud_pattern", 180, "new fraud in 'south': late-night web purchases, any amount"),
+        Event(
+            "new_category", 150, f"merchant category {NEW_CATEGORY!r} appears (unseen in training)"
+        ),
+        Event(
+            "new_fraud_pattern", 180, "new fraud in 'south': late-night web purchases, any amount"
+        ),
     )
 
 
@@ -109,7 +122,9 @@ class TransactionSimulator:
         offsets = np.sort(rng.uniform(start_day, start_day + days, n))
         # a daily rhythm: fewer transactions at night
         hour_shift = rng.normal(0, 0.08, n)
-        day_frac = np.clip((offsets % 1.0) * 0.6 + 0.3 + hour_shift * (offsets % 1.0 < 0.25), 0, 0.9999)
+        day_frac = np.clip(
+            (offsets % 1.0) * 0.6 + 0.3 + hour_shift * (offsets % 1.0 < 0.25), 0, 0.9999
+        )
         offsets = np.floor(offsets) + np.where(rng.random(n) < 0.15, offsets % 1.0, day_frac)
         offsets = np.sort(offsets)
         day = offsets
@@ -137,7 +152,9 @@ class TransactionSimulator:
         sigma = np.array([_AMOUNT[c][1] for c in category])
         amount = np.round(np.exp(rng.normal(mu, sigma)), 2)
         device = np.asarray(DEVICES)[rng.choice(len(DEVICES), n, p=DEVICE_MIX)]
-        distance = np.round(rng.exponential(8.0, n) + (rng.random(n) < 0.03) * rng.exponential(400, n), 1)
+        distance = np.round(
+            rng.exponential(8.0, n) + (rng.random(n) < 0.03) * rng.exponential(400, n), 1
+        )
         recent = rng.poisson(1.2, n)
 
         risky = np.array([_RISKY.get(c, 0.0) for c in category])
@@ -153,7 +170,12 @@ class TransactionSimulator:
         pattern_day = self.event_day("new_fraud_pattern")
         if pattern_day is not None:
             south = REGIONS.index("south")
-            hit = (day >= pattern_day) & (region == south) & (device == "web") & ((hour >= 22) | (hour < 6))
+            hit = (
+                (day >= pattern_day)
+                & (region == south)
+                & (device == "web")
+                & ((hour >= 22) | (hour < 6))
+            )
             logit = logit + 3.5 * hit
         fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
         delay_days = np.where(fraud == 1, rng.uniform(3, 40, n), 45.0)

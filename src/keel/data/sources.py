@@ -108,9 +108,7 @@ def _read_text(path: Path, encoding: str, *, separator: str) -> pl.DataFrame:
             )
             raise SourceError(msg) from exc
     try:
-        return pl.read_csv(
-            io.BytesIO(raw), infer_schema=False, separator=separator
-        )
+        return pl.read_csv(io.BytesIO(raw), infer_schema=False, separator=separator)
     except pl.exceptions.PolarsError as exc:
         msg = f"Data file {str(path)!r} is not a readable CSV file: {_first_line(exc)}."
         raise SourceError(msg) from exc

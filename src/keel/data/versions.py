@@ -122,7 +122,9 @@ class DatasetStore:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def check(self, source: Any, contract: Contract, *, encoding: str = "utf-8") -> ValidationReport:
+    def check(
+        self, source: Any, contract: Contract, *, encoding: str = "utf-8"
+    ) -> ValidationReport:
         """Validate a source as ingest would, including k-anonymity after anonymization."""
         frame = read_source(source, encoding=encoding).frame
         report = _validate(frame, contract)
@@ -188,7 +190,9 @@ class DatasetStore:
         if existing is not None:
             return IngestResult(existing, False, report)
         data_obj = self.artifacts.put_bytes(data_bytes)
-        q_obj = self.artifacts.put_bytes(frame_to_parquet(quarantine)) if quarantine.height else None
+        q_obj = (
+            self.artifacts.put_bytes(frame_to_parquet(quarantine)) if quarantine.height else None
+        )
         rows, rules, _cols = report.first_rules()
         by_rule = {r: rules.count(r) for r in dict.fromkeys(rules)}
         version = DatasetVersion(
@@ -214,9 +218,14 @@ class DatasetStore:
             raise RuntimeError(msg)
         try:
             with self.db.begin() as conn:
-                if conn.execute(
-                    sa.select(t.contracts.c.sha256).where(t.contracts.c.sha256 == contract.sha256)
-                ).first() is None:
+                if (
+                    conn.execute(
+                        sa.select(t.contracts.c.sha256).where(
+                            t.contracts.c.sha256 == contract.sha256
+                        )
+                    ).first()
+                    is None
+                ):
                     conn.execute(
                         t.contracts.insert().values(
                             sha256=contract.sha256,
@@ -262,9 +271,13 @@ class DatasetStore:
         """Every version of a dataset, newest first."""
         dv = t.dataset_versions
         with self.db.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(dv).where(dv.c.name == name).order_by(dv.c.created_at.desc())
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(dv).where(dv.c.name == name).order_by(dv.c.created_at.desc())
+                )
+                .mappings()
+                .all()
+            )
         if not rows:
             known = self.names()
             msg = f"No dataset named {name!r}; datasets now: {known or 'none'}. Ingest one with: keel data ingest SOURCE --contract C --name {name}"
@@ -297,7 +310,12 @@ class DatasetStore:
         v = self.get(ref)
         if v.quarantine_sha256 is None:
             return pl.DataFrame(
-                schema={"source_row": pl.Int64, "rule": pl.String, "column": pl.String, "reason": pl.String}
+                schema={
+                    "source_row": pl.Int64,
+                    "rule": pl.String,
+                    "column": pl.String,
+                    "reason": pl.String,
+                }
             )
         return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(v.quarantine_sha256)))
 
@@ -338,9 +356,11 @@ class DatasetStore:
     def _find(self, name: str, version: str) -> DatasetVersion | None:
         dv = t.dataset_versions
         with self.db.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(dv).where(dv.c.name == name, dv.c.version == version)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(dv).where(dv.c.name == name, dv.c.version == version))
+                .mappings()
+                .first()
+            )
         return _version_from_row(row) if row else None
 
 
@@ -363,10 +383,14 @@ def _good_rows(report: ValidationReport) -> pl.DataFrame:
 def _quarantine_frame(raw: pl.DataFrame, report: ValidationReport) -> pl.DataFrame:
     """The refused rows as they arrived (as text), with where they were and why."""
     rows, rules, columns = report.first_rules()
-    reasons = {}
+    reasons: dict[tuple[str, str | None], str] = {}
     for f in report.failures:
         reasons.setdefault((f.rule, f.column), f.expected)
-    refused = raw.select(pl.all().cast(pl.String)).gather(rows) if len(rows) else raw.clear().select(pl.all().cast(pl.String))
+    refused = (
+        raw.select(pl.all().cast(pl.String)).gather(rows)
+        if len(rows)
+        else raw.clear().select(pl.all().cast(pl.String))
+    )
     all_rules: dict[int, list[str]] = {}
     for f in report.failures:
         for r in f.rows.tolist():
@@ -392,20 +416,30 @@ def _transforms(raw: pl.DataFrame, contract: Contract) -> list[dict[str, Any]]:
         {
             "step": "clean",
             "missing_markers": list(contract.missing_markers),
-            "trimmed": [c.name for c in contract.columns if c.name in raw.columns and raw.schema[c.name] == pl.String],
+            "trimmed": [
+                c.name
+                for c in contract.columns
+                if c.name in raw.columns and raw.schema[c.name] == pl.String
+            ],
             "case": {c.name: c.case for c in contract.columns if c.case},
             "typed_from_text": [
                 c.name
                 for c in contract.columns
-                if c.name in raw.columns and raw.schema[c.name] == pl.String and c.type not in ("string", "category")
+                if c.name in raw.columns
+                and raw.schema[c.name] == pl.String
+                and c.type not in ("string", "category")
             ],
-            "unseen_to_other": [c.name for c in contract.columns if c.categories and c.unseen == "other"],
+            "unseen_to_other": [
+                c.name for c in contract.columns if c.categories and c.unseen == "other"
+            ],
         },
         {"step": "quarantine", "rules": "first broken rule per row, in keel.data.RULES order"},
     ]
     anonymized = {c.name: c.anonymize.method for c in contract.columns if c.anonymize}
     if anonymized:
-        out.append({"step": "anonymize", "columns": anonymized, "key": "settings.secret_key (HMAC-SHA256)"})
+        out.append(
+            {"step": "anonymize", "columns": anonymized, "key": "settings.secret_key (HMAC-SHA256)"}
+        )
     extra = [c for c in raw.columns if c not in contract.names]
     if extra:
         out.append({"step": "drop_extra_columns", "columns": extra})

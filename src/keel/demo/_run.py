@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,7 +31,9 @@ def _fresh_home(home: Path) -> None:
     (home / _MARKER).write_text("made by keel demo; deleted by the next demo run\n")
 
 
-def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: int = 7) -> dict[str, object]:
+def run_demo(
+    *, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: int = 7
+) -> dict[str, object]:
     """Run the demo and return its key figures (for tests)."""
     t0 = time.perf_counter()
     home = Path(home).resolve()
@@ -43,9 +44,19 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
         ArtifactStore(settings.resolved_artifacts),
         settings.resolved_secret_key(),
     )
-    console.print(Panel.fit("[bold]keel demo[/]: card transactions from the built-in simulator", border_style="cyan"))
+    console.print(
+        Panel.fit(
+            "[bold]keel demo[/]: card transactions from the built-in simulator", border_style="cyan"
+        )
+    )
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("simulating 60 days of transactions", total=2)
         sim = TransactionSimulator(seed=seed)
         january = sim.generate(days=30, per_day=rows_per_day)
@@ -68,8 +79,12 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
     # a person's edits: ages reach the data only in bands of twenty; k-anonymity over the
     # quasi-identifiers (age band, sex, region) must be at least 5
     age = contract.column("customer_age")
-    contract = with_column(contract, replace(age, anonymize=Anonymize(method="generalize", band=20)))
-    contract = replace(contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5)
+    contract = with_column(
+        contract, replace(age, anonymize=Anonymize(method="generalize", band=20))
+    )
+    contract = replace(
+        contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
+    )
     contract_path = home / "contract.yaml"
     contract.save(contract_path)
     print_contract(contract)
@@ -79,7 +94,10 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
     faulty, truth = inject_faults(february, contract, rate=0.02, seed=seed)
     source = home / "transactions_feb.csv"
     faulty.write_csv(source)
-    console.print(f"{faulty.height} rows written to {source}; faults injected: " + ", ".join(f"{k} {len(v)}" for k, v in truth.rows_by_rule.items()))
+    console.print(
+        f"{faulty.height} rows written to {source}; faults injected: "
+        + ", ".join(f"{k} {len(v)}" for k, v in truth.rows_by_rule.items())
+    )
     report = store.check(source, contract)
     print_report(report)
 
@@ -87,11 +105,19 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
     clean_jan = home / "transactions_jan.parquet"
     january.write_parquet(clean_jan)
     first = store.ingest(clean_jan, contract, "transactions", actor="demo")
-    second = store.ingest(source, contract, "transactions", parents=[first.version.ref], actor="demo")
-    again = store.ingest(source, contract, "transactions", parents=[first.version.ref], actor="demo")
+    second = store.ingest(
+        source, contract, "transactions", parents=[first.version.ref], actor="demo"
+    )
+    again = store.ingest(
+        source, contract, "transactions", parents=[first.version.ref], actor="demo"
+    )
     v = second.version
-    console.print(f"[bold]{v.ref}[/]: {v.rows_in} rows in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined")
-    console.print(f"ingesting the same file again gives the same id: {again.version.version} (new: {again.created})")
+    console.print(
+        f"[bold]{v.ref}[/]: {v.rows_in} rows in = {v.rows_versioned} versioned + {v.rows_quarantined} quarantined"
+    )
+    console.print(
+        f"ingesting the same file again gives the same id: {again.version.version} (new: {again.created})"
+    )
     quarantine = store.quarantine(v.ref)
     refused = set(quarantine["source_row"].to_list())
     already = set(validate(february, contract).bad_rows.tolist())  # rows bad before any fault
@@ -107,7 +133,9 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
         table.add_column(head)
     for row in quarantine.head(6).iter_rows(named=True):
         value = row.get(row["column"]) if row["column"] else "(whole row)"
-        table.add_row(str(row["source_row"]), row["rule"], row["column"] or "-", repr(value), row["reason"])
+        table.add_row(
+            str(row["source_row"]), row["rule"], row["column"] or "-", repr(value), row["reason"]
+        )
     console.print(table)
     q_path = home / "quarantine.csv"
     quarantine.write_csv(q_path)
@@ -121,7 +149,9 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
 
     console.rule("5. what changed from January to February")
     diff = store.diff(first.version.ref, v.ref)
-    console.print(f"{diff['a']} -> {diff['b']}: +{diff['rows_added']} rows, -{diff['rows_removed']} rows")
+    console.print(
+        f"{diff['a']} -> {diff['b']}: +{diff['rows_added']} rows, -{diff['rows_removed']} rows"
+    )
     table = Table(title="per-column statistics, January -> February", title_justify="left")
     for head in ("column", "mean", "p50", "max", "top"):
         table.add_column(head)
@@ -133,11 +163,13 @@ def run_demo(*, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: 
     console.print(table)
 
     elapsed = time.perf_counter() - t0
-    console.print(Panel.fit(
-        f"done in {elapsed:.1f} s. Stores in {home}\n"
-        f"Try: KEEL_HOME={home} keel data show transactions   |   keel data quarantine {v.ref} -o bad.csv",
-        border_style="green",
-    ))
+    console.print(
+        Panel.fit(
+            f"done in {elapsed:.1f} s. Stores in {home}\n"
+            f"Try: KEEL_HOME={home} keel data show transactions   |   keel data quarantine {v.ref} -o bad.csv",
+            border_style="green",
+        )
+    )
     return {
         "version": v.ref,
         "rows_in": v.rows_in,

@@ -19,9 +19,8 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
@@ -53,7 +52,6 @@ class Database:
     def migrate(self) -> None:
         """Upgrade to the newest schema; a no-op when it is already there."""
         from alembic import command
-
         from alembic.config import Config
 
         with self.engine.begin() as conn:

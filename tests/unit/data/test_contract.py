@@ -8,7 +8,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from keel.data import Column, Contract, contract_from_dict, contract_from_yaml, infer_contract, load_contract
+from keel.data import (
+    Column,
+    Contract,
+    contract_from_dict,
+    contract_from_yaml,
+    infer_contract,
+    load_contract,
+)
 from keel.store import ContractError, SourceError
 
 
@@ -101,5 +108,7 @@ class TestRules:
 
     def test_bad_share_must_be_a_share(self) -> None:
         """max_bad_share outside 0..1 is refused."""
-        with pytest.raises(ContractError, match=r"max_bad_share is 5; expected a number from 0 to 1"):
+        with pytest.raises(
+            ContractError, match=r"max_bad_share is 5; expected a number from 0 to 1"
+        ):
             contract_from_dict({"max_bad_share": 5, "columns": {"a": {"type": "int"}}})

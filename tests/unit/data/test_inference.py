@@ -18,7 +18,12 @@ def test_types_from_text() -> None:
             "i": ["1", "2", "3", "4"],
             "f": ["1.5", "2", "NA", "3.25"],
             "b": ["yes", "no", "yes", "no"],
-            "t": ["2024-01-01 10:00:00", "2024-01-02 11:00:00", "2024-01-03 12:00:00", "2024-01-04 13:00:00"],
+            "t": [
+                "2024-01-01 10:00:00",
+                "2024-01-02 11:00:00",
+                "2024-01-03 12:00:00",
+                "2024-01-04 13:00:00",
+            ],
             "k": ["a", "b", "a", "b"],
         }
     )
@@ -94,7 +99,10 @@ def test_unknown_role_column_is_named() -> None:
     with pytest.raises(ContractError) as exc:
         infer_contract(pl.DataFrame({"a": [1]}), target="y")
 
-    assert str(exc.value) == "Column(s) ['y'] named for a role are not in 'frame'; its columns are ['a']."
+    assert (
+        str(exc.value)
+        == "Column(s) ['y'] named for a role are not in 'frame'; its columns are ['a']."
+    )
 
 
 def test_timestamp_must_be_datetime() -> None:

@@ -7,7 +7,14 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from keel.data import anonymize_frame, contract_from_dict, detect_pii, iban_valid, k_anonymity, luhn_valid
+from keel.data import (
+    anonymize_frame,
+    contract_from_dict,
+    detect_pii,
+    iban_valid,
+    k_anonymity,
+    luhn_valid,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +60,11 @@ CONTRACT = contract_from_dict(
         "quasi_identifiers": ["age", "zip"],
         "columns": {
             "email": {"type": "string", "role": "pii", "anonymize": "pseudonymize"},
-            "card": {"type": "string", "role": "pii", "anonymize": {"method": "mask", "keep_last": 4}},
+            "card": {
+                "type": "string",
+                "role": "pii",
+                "anonymize": {"method": "mask", "keep_last": 4},
+            },
             "name": {"type": "string", "role": "pii", "anonymize": "drop"},
             "age": {"type": "int", "anonymize": {"method": "generalize", "band": 10}},
             "zip": {"type": "string", "anonymize": {"method": "generalize", "prefix": 2}},
@@ -79,7 +90,8 @@ def test_anonymize_frame() -> None:
 
     assert "name" not in out.columns
     assert out["email"][0] == out["email"][2] != out["email"][1]
-    assert out["email"][0].startswith("p_") and "ana" not in out["email"][0]
+    assert out["email"][0].startswith("p_")
+    assert "ana" not in out["email"][0]
     assert out["card"].to_list() == ["**** **** **** 1111", "**** **** **** 0004", None]
     assert out["age"].to_list() == ["30-39", "40-49", "30-39"]
     assert out["zip"].to_list() == ["02*", "02*", "10*"]

@@ -136,7 +136,9 @@ class TestRowRules:
         """Date-time bounds apply to typed date-times."""
         c = make_contract(ts={"type": "datetime", "min": "2024-01-01", "max": "2024-12-31"})
 
-        report = validate(pl.DataFrame({"ts": [dt.datetime(2024, 6, 1), dt.datetime(2025, 1, 2)]}), c)
+        report = validate(
+            pl.DataFrame({"ts": [dt.datetime(2024, 6, 1), dt.datetime(2025, 1, 2)]}), c
+        )
 
         assert report.bad_rows.tolist() == [1]
 
@@ -151,7 +153,9 @@ class TestRowRules:
 
     def test_first_rule_per_row_follows_rule_order(self) -> None:
         """A row that breaks several rules is attributed to the first in RULES order."""
-        c = make_contract(a={"type": "int", "min": 0, "max": 5}, k={"type": "category", "categories": ["x"]})
+        c = make_contract(
+            a={"type": "int", "min": 0, "max": 5}, k={"type": "category", "categories": ["x"]}
+        )
 
         report = validate(pl.DataFrame({"a": ["9", "1"], "k": ["y", "x"]}), c)
         rows, rules, columns = report.first_rules()

@@ -21,7 +21,9 @@ from keel.store import (
 
 
 class TestSettings:
-    def test_defaults_live_in_the_home_folder(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_defaults_live_in_the_home_folder(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """With nothing set, the database and artifacts live in ./.keel."""
         monkeypatch.chdir(tmp_path)
 
@@ -42,12 +44,16 @@ class TestSettings:
         assert s.home == tmp_path / "from-toml"
         assert s.artifacts == "memory://env"
 
-    def test_unknown_setting_is_one_readable_error(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_unknown_setting_is_one_readable_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A typo in keel.toml names the setting and the file."""
         monkeypatch.chdir(tmp_path)
         (tmp_path / "keel.toml").write_text('hom = "x"\n')
 
-        with pytest.raises(ConfigError, match=r"Setting 'hom' has the value 'x'.*Fix it in keel.toml"):
+        with pytest.raises(
+            ConfigError, match=r"Setting 'hom' has the value 'x'.*Fix it in keel.toml"
+        ):
             load_settings()
 
     def test_secret_key_is_made_once_and_private(self, tmp_path: Path) -> None:
@@ -56,7 +62,8 @@ class TestSettings:
 
         first, second = s.resolved_secret_key(), s.resolved_secret_key()
 
-        assert first == second and len(first) == 64
+        assert first == second
+        assert len(first) == 64
         assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
 
 

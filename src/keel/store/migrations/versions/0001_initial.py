@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.Column("columns", sa.JSON, nullable=False),
         sa.Column("stats", sa.JSON, nullable=False),
     )
-    op.create_index(
-        "ix_dataset_versions_name_created", "dataset_versions", ["name", "created_at"]
-    )
+    op.create_index("ix_dataset_versions_name_created", "dataset_versions", ["name", "created_at"])
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
