@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -114,7 +115,7 @@ class Contract:
     def with_role(self, role: Role) -> list[Column]:
         return [c for c in self.columns if c.role == role]
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         """The hash of the canonical YAML: same rules, same hash, whatever the comments."""
         return hashlib.sha256(self.to_yaml(comments=False).encode()).hexdigest()

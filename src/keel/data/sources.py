@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ class Source:
 
     frame: pl.DataFrame
     uri: str
-    sha256: str
     kind: str  # "csv", "parquet", "pandas", "polars"
+    path: Path | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        """The file's sha256, or the frame's content hash; computed on first use only, since
+        hashing a large file or frame costs as much as checking it."""
+        return sha256_file(self.path) if self.path is not None else frame_sha256(self.frame)
 
 
 def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
@@ -43,14 +50,14 @@ def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
     if isinstance(source, pl.LazyFrame):
         source = source.collect()
     if isinstance(source, pl.DataFrame):
-        return Source(source, "frame:polars", frame_sha256(source), "polars")
+        return Source(source, "frame:polars", "polars")
     if _is_pandas(source):
         try:
             frame = pl.from_pandas(source)
         except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
             msg = f"The pandas frame cannot be turned into a table ({exc}); expected columns of plain values."
             raise SourceError(msg) from exc
-        return Source(frame, "frame:pandas", frame_sha256(frame), "pandas")
+        return Source(frame, "frame:pandas", "pandas")
     if not isinstance(source, str | Path):
         msg = f"Data source {source!r} is a {type(source).__name__}; expected a file path or a pandas or Polars frame."
         raise SourceError(msg)
@@ -68,7 +75,7 @@ def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
     else:
         msg = f"Data file {str(path)!r} has the suffix {suffix!r}; expected .csv, .tsv or .parquet."
         raise SourceError(msg)
-    return Source(frame, str(path.resolve()), sha256_file(path), kind)
+    return Source(frame, str(path.resolve()), kind, path)
 
 
 def _is_pandas(obj: Any) -> bool:

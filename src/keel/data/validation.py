@@ -455,7 +455,7 @@ def _reclean(
     value); under `unseen: other` anything else becomes __other__; the rest stay refused.
     """
     out: list[Failure] = []
-    nulls: dict[str, np.ndarray] = {}
+    nulls: dict[str, tuple[np.ndarray, list[Any]]] = {}
     for f in failures:
         col = contract.column(f.column) if f.column in contract.names else None
         if f.rule != "category" or col is None or col.categories is None:
@@ -478,15 +478,16 @@ def _reclean(
             series = work.get_column(col.name).scatter(f.rows[changed], fixed)
             work = work.with_columns(series.alias(col.name))
         if missing.any() and not col.nullable:
-            nulls[col.name] = f.rows[missing]
+            nulls[col.name] = (f.rows[missing], raw.filter(pl.Series(missing)).to_list())
         if still_bad.any():
             rows = f.rows[still_bad]
             examples = [e for e in f.examples if e["row"] in set(rows.tolist())]
             out.append(Failure(f.rule, f.column, rows, examples, f.expected))
-    for name, rows in nulls.items():
+    for name, (rows, values) in nulls.items():
         existing = next((f for f in out if f.rule == "null" and f.column == name), None)
         merged = np.union1d(existing.rows, rows) if existing else rows
-        ex = [{"row": int(r), "value": None} for r in merged[:_EXAMPLES].tolist()]
+        arrived = dict(zip(rows.tolist(), values, strict=True))
+        ex = [{"row": r, "value": arrived.get(r)} for r in merged[:_EXAMPLES].tolist()]
         if existing:
             out.remove(existing)
         out.append(Failure("null", name, merged, ex, "a value (the column is not nullable)"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -128,14 +129,12 @@ class DatasetStore:
         """Validate a source as ingest would, including k-anonymity after anonymization."""
         frame = read_source(source, encoding=encoding).frame
         report = _validate(frame, contract)
-        self._add_k_anonymity(report, contract)
+        # k-anonymity needs only the quasi-identifiers, anonymized as ingest would store them
+        qis = [q for q in contract.quasi_identifiers if q in report.cleaned.columns]
+        if qis:
+            anonymized = anonymize_frame(_good_rows(report).select(qis), contract, self._key)
+            report.k_anonymity = k_anonymity(anonymized, qis)
         return report
-
-    def _add_k_anonymity(self, report: ValidationReport, contract: Contract) -> pl.DataFrame:
-        good = _good_rows(report)
-        anonymized = anonymize_frame(good, contract, self._key)
-        report.k_anonymity = k_anonymity(anonymized, contract.quasi_identifiers)
-        return anonymized
 
     def ingest(
         self,
@@ -179,8 +178,10 @@ class DatasetStore:
             )
             raise ValidationFailedError(msg)
         step("anonymize")
-        good = self._add_k_anonymity(report, contract)
-        quarantine = _quarantine_frame(raw, report)
+        good = anonymize_frame(_good_rows(report), contract, self._key)
+        report.k_anonymity = k_anonymity(good, contract.quasi_identifiers)
+        first = report.first_rules()
+        quarantine = _quarantine_frame(raw, report, first)
         step("store")
         data_bytes = frame_to_parquet(good)
         data_sha = hashlib.sha256(data_bytes).hexdigest()
@@ -193,7 +194,7 @@ class DatasetStore:
         q_obj = (
             self.artifacts.put_bytes(frame_to_parquet(quarantine)) if quarantine.height else None
         )
-        rows, rules, _cols = report.first_rules()
+        rows, rules, _cols = first
         by_rule = {r: rules.count(r) for r in dict.fromkeys(rules)}
         version = DatasetVersion(
             name=name,
@@ -365,8 +366,6 @@ class DatasetStore:
 
 
 def _check_name(name: str) -> None:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
         msg = f"Dataset name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'transactions'."
         raise SchemaError(msg)
@@ -380,9 +379,13 @@ def _good_rows(report: ValidationReport) -> pl.DataFrame:
     return report.cleaned.filter(pl.Series(keep))
 
 
-def _quarantine_frame(raw: pl.DataFrame, report: ValidationReport) -> pl.DataFrame:
+def _quarantine_frame(
+    raw: pl.DataFrame,
+    report: ValidationReport,
+    first: tuple[np.ndarray, list[str], list[str | None]],
+) -> pl.DataFrame:
     """The refused rows as they arrived (as text), with where they were and why."""
-    rows, rules, columns = report.first_rules()
+    rows, rules, columns = first
     reasons: dict[tuple[str, str | None], str] = {}
     for f in report.failures:
         reasons.setdefault((f.rule, f.column), f.expected)

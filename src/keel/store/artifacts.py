@@ -12,7 +12,6 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import fsspec
 
@@ -90,12 +89,6 @@ class ArtifactStore:
             )
             raise IntegrityError(msg)
         return data
-
-    def open_verified(self, sha256: str) -> Any:
-        """A binary file object over an object's content, checked against its hash."""
-        import io
-
-        return io.BytesIO(self.get_bytes(sha256))
 
     def _tmp_name(self, path: str) -> str:
         return f"{path}.tmp-{uuid.uuid4().hex}"

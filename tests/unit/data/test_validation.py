@@ -87,6 +87,16 @@ class TestRowRules:
         assert report.bad_rows.tolist() == []
         assert report.cleaned["k"].to_list() == ["a", OTHER]
 
+    def test_missing_marker_in_typed_category_is_a_null_shown_as_it_arrived(self) -> None:
+        """'NA' in a typed category column is a missing value; the example shows 'NA'."""
+        c = make_contract(k={"type": "category", "categories": ["a"]})
+
+        report = validate(pl.DataFrame({"k": ["a", "NA", " a "]}), c)
+
+        assert report.counts_by_check == {"k:null": 1}
+        assert report.failures[0].examples == [{"row": 1, "value": "NA"}]
+        assert report.cleaned["k"].to_list() == ["a", None, "a"]
+
     def test_case_is_unified_before_checking(self) -> None:
         """'case: lower' turns 'North' into 'north' before the category check."""
         c = make_contract(k={"type": "category", "categories": ["north"], "case": "lower"})
