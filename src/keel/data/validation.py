@@ -463,7 +463,7 @@ def _reclean(
             continue
         raw = work.get_column(col.name).gather(f.rows)
         cleaned = pl.select(_clean_text(pl.lit(raw), markers, col.case)).to_series()
-        ok = cleaned.is_in(list(col.categories)).to_numpy()
+        ok = cleaned.is_in(list(col.categories)).fill_null(False).to_numpy()
         missing = cleaned.is_null().to_numpy()
         still_bad = ~ok & ~missing
         values = cleaned.to_list()
