@@ -153,7 +153,9 @@ def main() -> None:
             capture_output=True,
         )
 
-    results: dict[str, dict[str, object]] = {"keel": run_keel(n, args.repeats)}
+    # Peers run first: Linux carries a process's peak RSS across fork and exec, so a peer
+    # started after keel loaded the data would report keel's peak as its own.
+    results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "peer.jsonl"
         py = sys.executable
@@ -196,6 +198,7 @@ def main() -> None:
             res = run_peer(cmd, out)
             if res is not None:
                 results[name] = res
+    results = {"keel": run_keel(n, args.repeats), **results}
 
     table = {name: summary(res) for name, res in results.items()}
     keel_s = float(table["keel"]["validate_s"])  # type: ignore[arg-type]

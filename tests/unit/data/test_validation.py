@@ -122,6 +122,31 @@ class TestRowRules:
         assert report.bad_rows.tolist() == [0, 2]
         assert report.counts_by_rule == {"duplicate_id": 2}
 
+    @pytest.mark.parametrize("spread", [1, 10**12], ids=["counted", "hashed"])
+    def test_integer_ids_with_nulls(self, spread: int) -> None:
+        """Integer ids find the same repeats whether counted (dense) or hashed (sparse)."""
+        c = contract_from_dict(
+            {
+                "duplicate_rows": "allow",
+                "columns": {"id": {"type": "int", "unique": True, "nullable": True}},
+            }
+        )
+        ids = [5 * spread, None, 7 * spread, 5 * spread, None, 9 * spread, 7 * spread]
+
+        report = validate(pl.DataFrame({"id": ids}, schema={"id": pl.Int64}), c)
+
+        assert report.bad_rows.tolist() == [0, 2, 3, 6]
+        assert report.failures[0].examples[0] == {"row": 0, "value": 5 * spread}
+
+    def test_counted_integer_ids_ignore_exact_repeats(self) -> None:
+        """A repeated row is a duplicate_row; its integer id is not also a duplicate_id."""
+        c = make_contract(id={"type": "int", "unique": True}, x={"type": "int"})
+
+        report = validate(pl.DataFrame({"id": [1, 2, 1, 2], "x": [1, 2, 1, 3]}), c)
+
+        assert report.counts_by_check == {"id:duplicate_id": 2, "*:duplicate_row": 1}
+        assert report.bad_rows.tolist() == [1, 2, 3]
+
     def test_exact_repeat_is_a_duplicate_row_and_the_first_is_kept(self) -> None:
         """A row repeated exactly: the repeats are refused, the first stays."""
         c = make_contract(id={"type": "string", "unique": True}, x={"type": "int"})
