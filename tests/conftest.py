@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from keel.data import DatasetStore
+from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database
 
 POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
@@ -55,3 +56,23 @@ def make_store(database_url: str, tmp_path: Path) -> Iterator[Callable[[], Datas
 @pytest.fixture
 def store(make_store: Callable[[], DatasetStore]) -> DatasetStore:
     return make_store()
+
+
+@pytest.fixture
+def make_models(database_url: str, tmp_path: Path) -> Iterator[Callable[[], ModelStore]]:
+    """Factory for model stores that share one database and one artifact folder."""
+    opened: list[Database] = []
+
+    def factory() -> ModelStore:
+        db = Database(database_url)
+        opened.append(db)
+        return ModelStore(db, ArtifactStore(str(tmp_path / "artifacts")))
+
+    yield factory
+    for db in opened:
+        db.dispose()
+
+
+@pytest.fixture
+def models(make_models: Callable[[], ModelStore]) -> ModelStore:
+    return make_models()

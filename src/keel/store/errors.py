@@ -11,7 +11,10 @@ KeelError
 ├── SchemaError (ValueError)             data do not fit a contract (missing columns, wrong types)
 ├── ValidationFailedError (ValueError)   too many rows were refused by a contract
 ├── NotFoundError (KeyError)             a named thing does not exist
-│   └── DatasetNotFoundError
+│   ├── DatasetNotFoundError
+│   └── ModelNotFoundError
+├── GateFailedError (ValueError)         a candidate failed a gate
+├── UnsafeArtifactError (RuntimeError)   an artifact holds untrusted types or bad contents
 ├── ConflictError (RuntimeError)         a concurrent change won; retry
 └── IntegrityError (RuntimeError)        stored content does not match its recorded hash
 ```
@@ -62,3 +65,15 @@ class ConflictError(KeelError, RuntimeError):
 
 class IntegrityError(KeelError, RuntimeError):
     """Raised when stored content does not match the sha256 recorded for it."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """Raised when a model name, version or alias is unknown."""
+
+
+class UnsafeArtifactError(KeelError, RuntimeError):
+    """Raised when an artifact holds types keel does not trust, or contents that fail checks."""
+
+
+class GateFailedError(KeelError, ValueError):
+    """Raised when a candidate fails one of its gates and is not registered or promoted."""

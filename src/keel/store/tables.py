@@ -49,3 +49,39 @@ audit_events = sa.Table(
     sa.Column("details", sa.JSON, nullable=False),
 )
 sa.Index("ix_audit_events_subject", audit_events.c.subject)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("name", sa.String(200), sa.ForeignKey("models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("artifact_size", sa.Integer, nullable=False),
+    sa.Column("trusted_types", sa.JSON, nullable=False),
+    sa.Column("contract_sha256", sa.String(64), nullable=False),
+    sa.Column("dataset_version", sa.String(300), nullable=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("evaluation", sa.JSON, nullable=False),
+    sa.Column("lineage", sa.JSON, nullable=False),
+    sa.Column("card_sha256", sa.String(64), nullable=True),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("name", sa.String(200), sa.ForeignKey("models.name"), primary_key=True),
+    sa.Column("alias", sa.String(50), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("weight", sa.Float, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

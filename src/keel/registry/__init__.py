@@ -1,0 +1,15 @@
+"""Registry: immutable model versions, aliases with audited moves, safe artifacts."""
+
+from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion
+from keel.registry.serialization import REVIEWED_TYPES, check_model_contents, dump_model, load_model
+
+__all__ = [
+    "ALIASES",
+    "REVIEWED_TYPES",
+    "AliasState",
+    "ModelStore",
+    "ModelVersion",
+    "check_model_contents",
+    "dump_model",
+    "load_model",
+]

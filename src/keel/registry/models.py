@@ -1,0 +1,456 @@
+"""The model registry: immutable model versions and movable aliases, every move audited.
+
+A model version is an artifact (skops, hash-checked on every load) with its contract, spec,
+lineage, evaluation and card. An alias (`production`, `staging`, `shadow`, `canary`) names one
+version; moving it is one transaction that also writes the audit log. Moves are optimistic: a
+move that expected the alias at version A fails with a ConflictError if another process moved
+it first, so two processes never half-move an alias or silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.data import Contract, contract_from_yaml
+from keel.registry.serialization import FORMAT, dump_model, load_model
+from keel.store import (
+    ArtifactStore,
+    ConfigError,
+    ConflictError,
+    Database,
+    ModelNotFoundError,
+    Settings,
+    as_utc,
+    load_settings,
+)
+from keel.store import tables as t
+
+ALIASES = ("production", "staging", "shadow", "canary")
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One immutable registered model version."""
+
+    name: str
+    version: int
+    created_at: dt.datetime
+    artifact_sha256: str
+    artifact_uri: str
+    artifact_size: int
+    trusted_types: list[str]
+    contract_sha256: str
+    dataset_version: str | None
+    spec: dict[str, Any]
+    evaluation: dict[str, Any]
+    lineage: dict[str, Any]
+    card_sha256: str | None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        out["aliases"] = list(self.aliases)
+        out["format"] = FORMAT
+        return out
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where an alias points now."""
+
+    alias: str
+    version: int
+    weight: float | None
+    revision: int
+
+
+def _check_model_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
+        msg = f"Model name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'fraud'."
+        raise ConfigError(msg)
+
+
+class ModelStore:
+    """Model versions and aliases in the metadata database, artifacts in the artifact store."""
+
+    def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
+        self.db = db
+        self.artifacts = artifacts
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> ModelStore:
+        settings = settings or load_settings()
+        return cls(
+            Database(settings.resolved_database_url), ArtifactStore(settings.resolved_artifacts)
+        )
+
+    # ---- registering -----------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        model: Any,
+        *,
+        contract: Contract,
+        spec: dict[str, Any],
+        evaluation: dict[str, Any],
+        dataset_version: str | None = None,
+        lineage: dict[str, Any] | None = None,
+        card_markdown: str | None = None,
+        actor: str = "user",
+    ) -> ModelVersion:
+        """Store a fitted model as the next version of `name` (made if new)."""
+        _check_model_name(name)
+        data, trusted = dump_model(model)
+        obj = self.artifacts.put_bytes(data)
+        card = self.artifacts.put_bytes(card_markdown.encode()) if card_markdown else None
+        contract_yaml = contract.to_yaml()
+        for _attempt in range(5):
+            try:
+                with self.db.begin() as conn:
+                    now = self.db.clock.now()
+                    if (
+                        conn.execute(
+                            sa.select(t.models.c.name).where(t.models.c.name == name)
+                        ).first()
+                        is None
+                    ):
+                        conn.execute(t.models.insert().values(name=name, created_at=now))
+                    if (
+                        conn.execute(
+                            sa.select(t.contracts.c.sha256).where(
+                                t.contracts.c.sha256 == contract.sha256
+                            )
+                        ).first()
+                        is None
+                    ):
+                        conn.execute(
+                            t.contracts.insert().values(
+                                sha256=contract.sha256,
+                                name=contract.name,
+                                yaml=contract_yaml,
+                                created_at=now,
+                            )
+                        )
+                    latest = conn.execute(
+                        sa.select(sa.func.max(t.model_versions.c.version)).where(
+                            t.model_versions.c.name == name
+                        )
+                    ).scalar()
+                    version = int(latest or 0) + 1
+                    row = {
+                        "name": name,
+                        "version": version,
+                        "created_at": now,
+                        "artifact_sha256": obj.sha256,
+                        "artifact_uri": obj.uri,
+                        "artifact_size": obj.size,
+                        "trusted_types": trusted,
+                        "contract_sha256": contract.sha256,
+                        "dataset_version": dataset_version,
+                        "spec": spec,
+                        "evaluation": evaluation,
+                        "lineage": lineage or {},
+                        "card_sha256": card.sha256 if card else None,
+                    }
+                    conn.execute(t.model_versions.insert().values(**row))
+                    self.db.record_event(
+                        conn,
+                        actor=actor,
+                        action="model.register",
+                        subject=f"model:{name}",
+                        details={
+                            "version": version,
+                            "sha256": obj.sha256,
+                            "dataset_version": dataset_version,
+                        },
+                    )
+                return self.get(f"{name}@{version}")
+            except sa.exc.IntegrityError:
+                continue  # another process took this version number; take the next
+        msg = f"Could not register a version of {name!r}: five concurrent registrations won first; retry."
+        raise ConflictError(msg)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self.db.engine.connect() as conn:
+            return [
+                r[0] for r in conn.execute(sa.select(t.models.c.name).order_by(t.models.c.name))
+            ]
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model, newest first."""
+        mv = t.model_versions
+        with self.db.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(mv).where(mv.c.name == name).order_by(mv.c.version.desc()))
+                .mappings()
+                .all()
+            )
+        if not rows:
+            self._unknown_model(name)
+        by_version: dict[int, list[str]] = {}
+        for a in self.aliases(name).values():
+            by_version.setdefault(a.version, []).append(a.alias)
+        return [_version_from_row(r, tuple(sorted(by_version.get(r["version"], [])))) for r in rows]
+
+    def _unknown_model(self, name: str) -> None:
+        known = self.names()
+        msg = f"No model named {name!r}; models now: {known or 'none'}. Register one with: keel train --spec SPEC --data DATASET --register {name}"
+        raise ModelNotFoundError(msg)
+
+    def get(self, ref: str) -> ModelVersion:
+        """A version by `NAME@VERSION`, `NAME@ALIAS`, or `NAME` (its production version)."""
+        name, _, which = ref.partition("@")
+        which = which or "production"
+        versions = self.versions(name)
+        if which.isdigit():
+            hit = [v for v in versions if v.version == int(which)]
+            if hit:
+                return hit[0]
+            shown = ", ".join(str(v.version) for v in versions[:10])
+            msg = f"Model {name!r} has no version {which}; versions (newest first): {shown}."
+            raise ModelNotFoundError(msg)
+        if which == "latest":
+            return versions[0]
+        state = self.aliases(name).get(which)
+        if state is None:
+            now = ", ".join(f"{a} -> {s.version}" for a, s in self.aliases(name).items()) or "none"
+            msg = (
+                f"No model {name!r} has the alias {which!r}. Aliases now: {now}. "
+                f"Promote with: keel models promote {name} {versions[0].version} --to {which}"
+            )
+            raise ModelNotFoundError(msg)
+        return next(v for v in versions if v.version == state.version)
+
+    def load(self, ref: str) -> tuple[ModelVersion, Any]:
+        """The version and its fitted model; the artifact's hash and contents are checked."""
+        version = self.get(ref)
+        data = self.artifacts.get_bytes(version.artifact_sha256)
+        return version, load_model(data)
+
+    def contract(self, ref: str) -> Contract:
+        version = self.get(ref)
+        with self.db.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(t.contracts.c.yaml).where(t.contracts.c.sha256 == version.contract_sha256)
+            ).scalar_one()
+        return contract_from_yaml(text)
+
+    def card(self, ref: str) -> str:
+        version = self.get(ref)
+        if version.card_sha256 is None:
+            msg = f"Model {version.ref} was registered without a card."
+            raise ModelNotFoundError(msg)
+        return self.artifacts.get_bytes(version.card_sha256).decode()
+
+    def aliases(self, name: str) -> dict[str, AliasState]:
+        a = t.aliases
+        with self.db.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(a).where(a.c.name == name).order_by(a.c.alias))
+                .mappings()
+                .all()
+            )
+        return {
+            r["alias"]: AliasState(r["alias"], r["version"], r["weight"], r["revision"])
+            for r in rows
+        }
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias move of a model, oldest first."""
+        self.versions(name)
+        return [
+            _alias_event(e)
+            for e in self.db.events(f"model:{name}")
+            if e["action"].startswith("alias.")
+        ]
+
+    def audit(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The audit log (of one model, or of everything), oldest first."""
+        events = self.db.events(f"model:{name}" if name else None)
+        return [_alias_event(e) for e in events]
+
+    # ---- moving aliases --------------------------------------------------------------------
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str | None = None,
+        actor: str = "user",
+        weight: float | None = None,
+        expected: Any = _UNSET,
+        numbers: dict[str, Any] | None = None,
+        action: str = "alias.set",
+    ) -> AliasState:
+        """Point `alias` at `version` in one transaction, and audit it.
+
+        Args:
+            expected: the version the caller saw the alias at (None: not set). When given and
+                another process moved the alias since, the move is refused with ConflictError.
+            numbers: the figures that decided the move, kept in the audit log.
+        """
+        if alias not in ALIASES:
+            msg = f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}."
+            raise ConfigError(msg)
+        if alias == "canary" and (weight is None or not 0 < weight <= 1):
+            msg = f"The canary alias needs a weight between 0 and 1 (the share of traffic it takes); got {weight!r}."
+            raise ConfigError(msg)
+        self.get(f"{name}@{version}")
+        a = t.aliases
+        try:
+            with self.db.begin() as conn:
+                row = (
+                    conn.execute(sa.select(a).where(a.c.name == name, a.c.alias == alias))
+                    .mappings()
+                    .first()
+                )
+                current = row["version"] if row else None
+                if expected is not _UNSET and expected != current:
+                    _conflict(name, alias, expected, current)
+                now = self.db.clock.now()
+                if row is None:
+                    conn.execute(
+                        a.insert().values(
+                            name=name,
+                            alias=alias,
+                            version=version,
+                            weight=weight,
+                            revision=1,
+                            updated_at=now,
+                        )
+                    )
+                    revision = 1
+                else:
+                    revision = row["revision"] + 1
+                    done = conn.execute(
+                        a.update()
+                        .where(
+                            a.c.name == name, a.c.alias == alias, a.c.revision == row["revision"]
+                        )
+                        .values(version=version, weight=weight, revision=revision, updated_at=now)
+                    )
+                    if done.rowcount != 1:
+                        _conflict(name, alias, current, "changed")
+                self.db.record_event(
+                    conn,
+                    actor=actor,
+                    action=action,
+                    subject=f"model:{name}",
+                    reason=reason,
+                    details={
+                        "alias": alias,
+                        "version": version,
+                        "from_version": current,
+                        "weight": weight,
+                        **(numbers or {}),
+                    },
+                )
+        except sa.exc.IntegrityError as exc:
+            msg = f"Another process set alias {alias!r} of {name!r} at the same moment; nothing was changed. Look with: keel models history {name}"
+            raise ConflictError(msg) from exc
+        return AliasState(alias, version, weight, revision)
+
+    def delete_alias(
+        self, name: str, alias: str, *, reason: str | None = None, actor: str = "user"
+    ) -> None:
+        a = t.aliases
+        with self.db.begin() as conn:
+            row = (
+                conn.execute(sa.select(a).where(a.c.name == name, a.c.alias == alias))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                msg = f"Model {name!r} has no alias {alias!r} to remove."
+                raise ModelNotFoundError(msg)
+            conn.execute(
+                a.delete().where(
+                    a.c.name == name, a.c.alias == alias, a.c.revision == row["revision"]
+                )
+            )
+            self.db.record_event(
+                conn,
+                actor=actor,
+                action="alias.delete",
+                subject=f"model:{name}",
+                reason=reason,
+                details={"alias": alias, "version": None, "from_version": row["version"]},
+            )
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        reason: str | None = None,
+        actor: str = "user",
+        numbers: dict[str, Any] | None = None,
+    ) -> AliasState:
+        """Move `production` back to the version it pointed at before the current one."""
+        stack: list[int] = []
+        for e in self.history(name):
+            if e["alias"] != "production":
+                continue
+            if e["action"] == "alias.rollback" and stack:
+                stack.pop()
+            elif e["action"] == "alias.delete":
+                stack.clear()
+            else:
+                stack.append(int(e["version"]))
+        if len(stack) < 2:
+            msg = f"Model {name!r} has no earlier production version to roll back to (production history: {stack or 'empty'})."
+            raise ModelNotFoundError(msg)
+        return self.set_alias(
+            name,
+            "production",
+            stack[-2],
+            reason=reason,
+            actor=actor,
+            expected=stack[-1],
+            numbers=numbers,
+            action="alias.rollback",
+        )
+
+
+def _conflict(name: str, alias: str, expected: Any, current: Any) -> None:
+    msg = (
+        f"Alias {alias!r} of {name!r} moved while this change was prepared (expected {expected}, "
+        f"found {current}); nothing was changed. Look with: keel models history {name}"
+    )
+    raise ConflictError(msg)
+
+
+def _alias_event(e: dict[str, Any]) -> dict[str, Any]:
+    d = e["details"] or {}
+    return {
+        "time": e["time"].isoformat(),
+        "action": e["action"],
+        "subject": e["subject"],
+        "alias": d.get("alias"),
+        "version": d.get("version"),
+        "from_version": d.get("from_version"),
+        "actor": e["actor"],
+        "reason": e["reason"],
+        "details": d,
+    }
+
+
+def _version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+    data = dict(row)
+    data["created_at"] = as_utc(data["created_at"])
+    return ModelVersion(**data, aliases=aliases)
