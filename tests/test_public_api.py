@@ -16,9 +16,10 @@ def test_store_exports() -> None:
     """keel.store's public names."""
     assert sorted(keel.store.__all__) == [
         "ArtifactStore", "Clock", "ConfigError", "ConflictError", "ContractError", "Database",
-        "DatasetNotFoundError", "FakeClock", "IntegrityError", "KeelError", "NotFoundError",
-        "SchemaError", "Settings", "SourceError", "StoredObject", "SystemClock",
-        "ValidationFailedError", "as_utc", "load_settings", "sha256_file",
+        "DatasetNotFoundError", "FakeClock", "GateFailedError", "IntegrityError", "KeelError",
+        "ModelNotFoundError", "NotFoundError", "SchemaError", "Settings", "SourceError",
+        "StoredObject", "SystemClock", "UnsafeArtifactError", "ValidationFailedError", "as_utc",
+        "load_settings", "sha256_file",
     ]  # fmt: skip
 
 
@@ -31,6 +32,16 @@ def test_data_exports() -> None:
         "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
         "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",
         "read_source", "validate", "with_column",
+    ]  # fmt: skip
+
+
+def test_registry_exports() -> None:
+    """keel.registry's public names."""
+    import keel.registry
+
+    assert sorted(keel.registry.__all__) == [
+        "ALIASES", "AliasState", "ModelStore", "ModelVersion", "REVIEWED_TYPES",
+        "check_model_contents", "dump_model", "load_model",
     ]  # fmt: skip
 
 

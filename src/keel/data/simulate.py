@@ -159,13 +159,13 @@ class TransactionSimulator:
 
         risky = np.array([_RISKY.get(c, 0.0) for c in category])
         logit = (
-            -5.2
-            + 0.9 * np.log1p(amount) / np.log(1000)
-            + risky
-            + 0.9 * ((device == "web") | (device == "mobile")) * ((hour < 5) | (hour >= 23))
-            + 0.004 * np.minimum(distance, 500)
-            + 0.35 * np.minimum(recent, 6)
-            - 0.012 * (cust["age"][customer] - 40)
+            -7.0
+            + 1.6 * np.log1p(amount) / np.log(1000)
+            + 1.8 * risky
+            + 2.0 * ((device == "web") | (device == "mobile")) * ((hour < 5) | (hour >= 23))
+            + 0.008 * np.minimum(distance, 500)
+            + 0.6 * np.minimum(recent, 6)
+            - 0.015 * (cust["age"][customer] - 40)
         )
         pattern_day = self.event_day("new_fraud_pattern")
         if pattern_day is not None:

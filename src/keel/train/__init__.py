@@ -1,0 +1,26 @@
+"""Train: fit candidates from specs, evaluate them (holdout, overfit, segments, fairness,
+explanations, runtime, reference profile), gate them, write cards, register the passing ones."""
+
+from keel.train.card import render_card_html, render_card_markdown
+from keel.train.gates import GateResult, check_gates, parse_gate
+from keel.train.promotion import promote
+from keel.train.spec import Split, TrainSpec, load_spec, spec_from_dict
+from keel.train.trainer import Candidate, TrainResult, pareto_front, recommend, train
+
+__all__ = [
+    "Candidate",
+    "GateResult",
+    "Split",
+    "TrainResult",
+    "TrainSpec",
+    "check_gates",
+    "load_spec",
+    "pareto_front",
+    "parse_gate",
+    "promote",
+    "recommend",
+    "render_card_html",
+    "render_card_markdown",
+    "spec_from_dict",
+    "train",
+]

@@ -1,0 +1,211 @@
+"""Model cards in Markdown and HTML, built from one list of sections so the two never disagree."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+Section = tuple[str, list[str], list[list[str]] | None]  # title, paragraphs, table (header first)
+
+
+def card_sections(
+    name: str,
+    version: int | None,
+    spec: dict[str, Any],
+    report: dict[str, Any],
+    gates: list[dict[str, Any]],
+    dataset: dict[str, Any],
+) -> list[Section]:
+    task = report["task"]
+    title = f"{name}" + (f" version {version}" if version is not None else " (candidate)")
+    sections: list[Section] = [
+        (
+            title,
+            [
+                f"Intended use: {task} of `{report['target']}` from {len(report['features'])} features of contract `{dataset.get('ref', '?').split('@')[0]}`; "
+                "outputs are scores for decisions reviewed by people, not for uses the training data does not cover.",
+                f"Estimator: `{spec['estimator']}` with params `{spec.get('params') or {}}`.",
+            ],
+            None,
+        ),
+        (
+            "Data and lineage",
+            [],
+            [
+                ["item", "value"],
+                ["dataset version", str(dataset.get("ref"))],
+                ["source file", str(dataset.get("source_uri"))],
+                ["source sha256", str(dataset.get("source_sha256"))],
+                ["contract sha256", str(dataset.get("contract_sha256"))],
+                [
+                    "split",
+                    f"{report['split']['method']}: {report['split']['train_rows']} train / {report['split']['holdout_rows']} holdout rows",
+                ],
+                ["features", ", ".join(report["features"])],
+            ],
+        ),
+        (
+            "Holdout metrics (95 % bootstrap intervals) and overfitting",
+            [],
+            [["metric", "holdout", "interval", "train", "gap (train - holdout)"]]
+            + [
+                [
+                    m,
+                    _f(e["value"]),
+                    f"{_f(e['low'])} .. {_f(e['high'])}",
+                    _f(report["train_metrics"][m]["value"]),
+                    _f(report["overfit"].get(m)),
+                ]
+                for m, e in report["metrics"].items()
+            ],
+        ),
+    ]
+    seg = report.get("segments") or {}
+    if seg:
+        metric = seg["metric"]
+        rows = [["segment", "rows", metric, "interval"]]
+        for g, s in seg["groups"].items():
+            e = s["metrics"][metric]
+            rows.append(
+                [
+                    g + (" (worst)" if g == seg["worst"] else ""),
+                    str(s["rows"]),
+                    _f(e["value"]),
+                    f"{_f(e['low'])} .. {_f(e['high'])}",
+                ]
+            )
+        sections.append((f"Per segment ({seg['column']})", [], rows))
+    for col, fr in (report.get("fairness") or {}).items():
+        rows = [["group", "rows", "selection rate", "TPR", "FPR"]]
+        rows += [
+            [g, _f(v.get("count")), _f(v.get("selection_rate")), _f(v.get("tpr")), _f(v.get("fpr"))]
+            for g, v in fr["by_group"].items()
+        ]
+        sections.append(
+            (
+                f"Fairness on {col}",
+                [
+                    f"Demographic parity difference {_f(fr['demographic_parity_difference'])}, ratio {_f(fr['demographic_parity_ratio'])}; "
+                    f"equalized odds difference {_f(fr['equalized_odds_difference'])}."
+                ],
+                rows,
+            )
+        )
+    exp = report.get("explanations") or {}
+    if exp:
+        rows = [["feature", "mean |SHAP|"]] + [
+            [f, _f(v)] for f, v in list(exp["importance"].items())[:15]
+        ]
+        sections.append(
+            (
+                "Global importance (SHAP, " + exp["method"] + f", {exp['rows_explained']} rows)",
+                [],
+                rows,
+            )
+        )
+    rt = report.get("runtime") or {}
+    if rt:
+        sections.append(
+            (
+                "Runtime and cost",
+                [f"Measured on {rt['measured_on']}."],
+                [
+                    ["figure", "value"],
+                    ["size on disk", f"{rt['size_bytes'] / 1024:.1f} KiB"],
+                    ["single-row latency p50 / p99", f"{rt['p50_ms']:.3f} / {rt['p99_ms']:.3f} ms"],
+                    [
+                        "throughput at batch 64 / 1000",
+                        f"{rt['rows_per_s_batch_64']:.0f} / {rt['rows_per_s_batch_1000']:.0f} rows/s",
+                    ],
+                    [
+                        "cost of a million predictions",
+                        f"${rt['cost_per_million_usd']:.4f} at ${rt['cpu_hour_usd']}/CPU-hour",
+                    ],
+                ],
+            )
+        )
+    if gates:
+        rows = [["gate", "value", "threshold", "verdict"]] + [
+            [
+                g["name"],
+                _f(g["value"]),
+                f"{g['op']} {g['threshold']:g}",
+                ("pass" if g["passed"] else "FAIL") + (f" ({g['note']})" if g.get("note") else ""),
+            ]
+            for g in gates
+        ]
+        sections.append(("Gates", [], rows))
+    limits = [
+        "Trained on the rows of one dataset version; performance on traffic unlike it is not known until monitoring says so."
+    ]
+    if seg.get("worst"):
+        limits.append(f"Weakest on segment {seg['worst']!r} of {seg['column']!r}.")
+    if not report.get("fairness"):
+        limits.append(
+            "No fairness figures: the contract names no sensitive column, or the task is not binary."
+        )
+    sections.append(("Known limits", limits, None))
+    return sections
+
+
+def _f(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_card_markdown(
+    name: str,
+    version: int | None,
+    spec: dict[str, Any],
+    report: dict[str, Any],
+    gates: list[dict[str, Any]],
+    dataset: dict[str, Any],
+) -> str:
+    out: list[str] = []
+    for i, (title, paragraphs, table) in enumerate(
+        card_sections(name, version, spec, report, gates, dataset)
+    ):
+        out.append(("# " if i == 0 else "## ") + title)
+        out.append("")
+        out += [p + "\n" for p in paragraphs]
+        if table:
+            out.append("| " + " | ".join(table[0]) + " |")
+            out.append("|" + "---|" * len(table[0]))
+            out += [
+                "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table[1:]
+            ]
+            out.append("")
+    return "\n".join(out)
+
+
+def render_card_html(
+    name: str,
+    version: int | None,
+    spec: dict[str, Any],
+    report: dict[str, Any],
+    gates: list[dict[str, Any]],
+    dataset: dict[str, Any],
+) -> str:
+    body: list[str] = []
+    for i, (title, paragraphs, table) in enumerate(
+        card_sections(name, version, spec, report, gates, dataset)
+    ):
+        tag = "h1" if i == 0 else "h2"
+        body.append(f"<{tag}>{html.escape(title)}</{tag}>")
+        body += [f"<p>{html.escape(p)}</p>" for p in paragraphs]
+        if table:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in table[1:]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}"
+        "th{background:#f3f3f3}h2{margin-top:2rem;border-bottom:1px solid #ddd}"
+    )
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} model card</title><style>{style}</style></head><body>{''.join(body)}</body></html>"

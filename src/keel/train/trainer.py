@@ -1,0 +1,435 @@
+"""Training candidates on a dataset version: fit, evaluate, gate, compare, register."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.pipeline import Pipeline
+
+from keel.data import Contract, DatasetStore
+from keel.registry import ModelStore, dump_model
+from keel.store import ConfigError, ModelNotFoundError
+from keel.train.card import render_card_markdown
+from keel.train.explain import global_importance
+from keel.train.fairness import fairness_report
+from keel.train.features import build_pipeline, check_features, default_features, to_pandas
+from keel.train.gates import GateResult, check_gates
+from keel.train.metrics import LOWER_IS_BETTER, calibration_table, score
+from keel.train.reference import reference_profile
+from keel.train.runtime import runtime_profile
+from keel.train.spec import TrainSpec
+from keel.train.split import split_rows
+
+StepCallback = Callable[[str], None]
+_N_BOOT = 200
+
+
+@dataclass
+class Candidate:
+    """A trained candidate: its spec, its fitted pipeline and everything measured about it."""
+
+    spec: TrainSpec
+    pipeline: Pipeline
+    report: dict[str, Any]
+    gates: list[GateResult] = field(default_factory=list)
+    version: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "name": self.spec.label,
+            "estimator": self.spec.estimator,
+            "task": r["task"],
+            "metrics": r["metrics"],
+            "overfit": r["overfit"],
+            "segments": r["segments"],
+            "fairness": r["fairness"],
+            "runtime": r["runtime"],
+            "gates": [g.to_dict() for g in self.gates],
+            "passed": self.passed,
+            "version": self.version,
+        }
+
+
+@dataclass
+class TrainResult:
+    dataset_version: str
+    candidates: list[Candidate]
+    recommended: str | None
+    pareto: list[str]
+    primary_metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_version": self.dataset_version,
+            "primary_metric": self.primary_metric,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "pareto": self.pareto,
+            "recommended": self.recommended,
+        }
+
+
+def primary_metric(task: str) -> str:
+    return "rmse" if task == "regression" else "roc_auc"
+
+
+def better(metric: str, a: float, b: float) -> float:
+    """How much better a is than b (positive = better), whichever way the metric points."""
+    return b - a if metric in LOWER_IS_BETTER else a - b
+
+
+@dataclass
+class Prepared:
+    """A dataset version ready for one spec: features, encoded target, split."""
+
+    frame: pl.DataFrame
+    contract: Contract
+    features: list[str]
+    categorical: list[str]
+    target: str
+    task: str
+    classes: list[Any]
+    y: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    split_method: str
+    x: pd.DataFrame
+
+
+def prepare(frame: pl.DataFrame, contract: Contract, spec: TrainSpec) -> Prepared:
+    targets = contract.with_role("target")
+    target = spec.target or (targets[0].name if targets else None)
+    if target is None or target not in frame.columns:
+        msg = f"No target: the spec names {spec.target!r} and contract {contract.name!r} has no column with role 'target'. Set 'target:' in the spec."
+        raise ConfigError(msg)
+    frame = frame.filter(pl.col(target).is_not_null())
+    features = (
+        list(spec.features) if spec.features is not None else default_features(contract, target)
+    )
+    check_features(contract, features, target)
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        msg = f"Features {missing} are not in the dataset version (dropped by anonymization?); remove them from 'features'."
+        raise ConfigError(msg)
+    raw_y = frame.get_column(target).to_numpy()
+    task = spec.task or _infer_task(contract, target, raw_y)
+    classes: list[Any] = []
+    if task == "classification":
+        classes = sorted(np.unique(raw_y).tolist(), key=str)
+        if spec.positive_label is not None:
+            if spec.positive_label not in classes:
+                msg = f"positive_label {spec.positive_label!r} is not a value of {target!r}; its values are {classes}."
+                raise ConfigError(msg)
+            classes = [c for c in classes if c != spec.positive_label] + [spec.positive_label]
+        if len(classes) < 2:
+            msg = f"Target {target!r} has a single value ({classes}); a classifier needs at least two."
+            raise ConfigError(msg)
+        lookup = {c: i for i, c in enumerate(classes)}
+        y = np.array([lookup[v] for v in raw_y.tolist()], dtype=np.int64)
+    else:
+        y = raw_y.astype(float)
+    train_idx, test_idx, method = split_rows(
+        frame, contract, spec.split, y, seed=spec.seed, stratify=task == "classification"
+    )
+    categorical = [f for f in features if contract.column(f).type in ("category", "string")]
+    return Prepared(
+        frame,
+        contract,
+        features,
+        categorical,
+        target,
+        task,
+        classes,
+        y,
+        train_idx,
+        test_idx,
+        method,
+        to_pandas(frame, features, contract),
+    )
+
+
+def _infer_task(contract: Contract, target: str, y: np.ndarray) -> str:
+    ctype = contract.column(target).type
+    if ctype == "float":
+        return "regression"
+    return (
+        "classification"
+        if ctype in ("bool", "category", "string") or len(np.unique(y)) <= 20
+        else "regression"
+    )
+
+
+def _outputs(pipeline: Pipeline, x: pd.DataFrame, task: str) -> np.ndarray:
+    return (
+        np.asarray(pipeline.predict(x), dtype=float)
+        if task == "regression"
+        else np.asarray(pipeline.predict_proba(x))
+    )
+
+
+def fit_and_evaluate(
+    spec: TrainSpec,
+    prep: Prepared,
+    *,
+    production: tuple[Pipeline, dict[str, Any]] | None,
+    step: StepCallback,
+) -> Candidate:
+    """Fit one spec and measure everything the card and the gates need."""
+    step(f"{spec.label}: fit")
+    pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
+    xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
+    ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
+    pipeline.fit(xtr, ytr)
+    step(f"{spec.label}: evaluate")
+    out_te, out_tr = _outputs(pipeline, xte, prep.task), _outputs(pipeline, xtr, prep.task)
+    holdout = score(prep.task, yte, out_te, n_boot=_N_BOOT, seed=spec.seed)
+    train_m = score(prep.task, ytr, out_tr)
+    overfit = {}
+    for m, entry in holdout.items():
+        tv, hv = train_m[m]["value"], entry["value"]
+        if tv is not None and hv is not None:
+            overfit[m] = round(-better(m, hv, tv), 6)  # train better than holdout -> positive gap
+    report: dict[str, Any] = {
+        "task": prep.task,
+        "estimator": spec.estimator,
+        "params": spec.params,
+        "target": prep.target,
+        "classes": [str(c) for c in prep.classes],
+        "features": prep.features,
+        "categorical": prep.categorical,
+        "split": {
+            "method": prep.split_method,
+            "train_rows": len(prep.train_idx),
+            "holdout_rows": len(prep.test_idx),
+        },
+        "metrics": holdout,
+        "train_metrics": train_m,
+        "overfit": overfit,
+    }
+    if prep.task == "classification" and out_te.shape[1] == 2:
+        report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
+    report["segments"] = _segments(prep, yte, out_te, spec.seed)
+    report["fairness"] = _fairness(prep, yte, out_te)
+    step(f"{spec.label}: explain")
+    report["explanations"] = global_importance(
+        pipeline, xte.reset_index(drop=True), prep.features, seed=spec.seed
+    )
+    step(f"{spec.label}: profile")
+    size = len(dump_model(pipeline)[0])
+    report["runtime"] = runtime_profile(
+        pipeline,
+        xte.reset_index(drop=True),
+        size_bytes=size,
+        cpu_hour_usd=float(spec.cost.get("cpu_hour_usd", 0.05)),
+    )
+    report["reference"] = reference_profile(xtr, prep.features, prep.categorical, out_tr)
+    if production is not None:
+        report["vs_production"] = _vs_production(prep, production, holdout)
+    candidate = Candidate(spec, pipeline, report)
+    candidate.gates = check_gates(spec.gates, report)
+    return candidate
+
+
+def _segments(prep: Prepared, yte: np.ndarray, out_te: np.ndarray, seed: int) -> dict[str, Any]:
+    segs = prep.contract.with_role("segment")
+    if not segs or segs[0].name not in prep.frame.columns:
+        return {}
+    col = segs[0].name
+    values = prep.frame.get_column(col).cast(pl.String).to_numpy()[prep.test_idx]
+    groups: dict[str, dict[str, Any]] = {}
+    for g in sorted(set(values.tolist()), key=str):
+        rows = np.flatnonzero(values == g)
+        groups[str(g)] = {
+            "rows": len(rows),
+            "metrics": score(prep.task, yte, out_te, rows=rows, n_boot=100, seed=seed),
+        }
+    metric = primary_metric(prep.task)
+    scored = {
+        g: s["metrics"][metric]["value"]
+        for g, s in groups.items()
+        if s["metrics"][metric]["value"] is not None
+    }
+    worst = None
+    if scored:
+        worst = (max if metric in LOWER_IS_BETTER else min)(scored, key=lambda g: scored[g])
+    return {"column": col, "metric": metric, "worst": worst, "groups": groups}
+
+
+def _fairness(prep: Prepared, yte: np.ndarray, out_te: np.ndarray) -> dict[str, Any]:
+    if prep.task != "classification" or out_te.shape[1] != 2:
+        return {}
+    sensitive = {
+        c.name: prep.frame.get_column(c.name).cast(pl.String).to_numpy()[prep.test_idx]
+        for c in prep.contract.with_role("sensitive")
+        if c.name in prep.frame.columns
+    }
+    if not sensitive:
+        return {}
+    return fairness_report(yte, (out_te[:, 1] >= 0.5).astype(int), sensitive)
+
+
+def _vs_production(
+    prep: Prepared, production: tuple[Pipeline, dict[str, Any]], holdout: dict[str, Any]
+) -> dict[str, Any]:
+    pipe, evaluation = production
+    prod_features = evaluation.get("features", [])
+    missing = [f for f in prod_features if f not in prep.frame.columns]
+    if missing or evaluation.get("task") != prep.task:
+        return {
+            "note": f"production cannot be scored on this holdout (missing {missing}, task {evaluation.get('task')})"
+        }
+    if prep.task == "classification" and evaluation.get("classes") != [
+        str(c) for c in prep.classes
+    ]:
+        return {"note": "production was trained on other classes"}
+    x = to_pandas(prep.frame, prod_features, prep.contract).iloc[prep.test_idx]
+    prod = score(prep.task, prep.y[prep.test_idx], _outputs(pipe, x, prep.task))
+    out: dict[str, Any] = {}
+    for m, entry in holdout.items():
+        pv = prod.get(m, {}).get("value")
+        if pv is not None and entry["value"] is not None:
+            out[m] = round(better(m, entry["value"], pv), 6)
+    out["production"] = {m: e["value"] for m, e in prod.items()}
+    return out
+
+
+def pareto_front(candidates: list[Candidate], metric: str) -> list[str]:
+    """Names of candidates no other beats on both the metric and the cost per million."""
+    front = []
+    for c in candidates:
+        mc, cc = c.report["metrics"][metric]["value"], c.report["runtime"]["cost_per_million_usd"]
+        dominated = any(
+            o is not c
+            and better(metric, o.report["metrics"][metric]["value"], mc) >= 0
+            and o.report["runtime"]["cost_per_million_usd"] <= cc
+            and (
+                better(metric, o.report["metrics"][metric]["value"], mc) > 0
+                or o.report["runtime"]["cost_per_million_usd"] < cc
+            )
+            for o in candidates
+            if o.report["metrics"][metric]["value"] is not None
+        )
+        if mc is not None and not dominated:
+            front.append(c.spec.label)
+    return front
+
+
+def recommend(candidates: list[Candidate], metric: str, tolerance: float) -> str | None:
+    """The cheapest passing candidate within `tolerance` of the best passing one."""
+    passing = [
+        c for c in candidates if c.passed and c.report["metrics"][metric]["value"] is not None
+    ]
+    if not passing:
+        return None
+    best = max(passing, key=lambda c: better(metric, c.report["metrics"][metric]["value"], 0.0))
+    best_value = best.report["metrics"][metric]["value"]
+    close = [
+        c
+        for c in passing
+        if better(metric, best_value, c.report["metrics"][metric]["value"]) <= tolerance
+    ]
+    return min(close, key=lambda c: c.report["runtime"]["cost_per_million_usd"]).spec.label
+
+
+def train(
+    specs: list[TrainSpec],
+    data: str,
+    *,
+    datasets: DatasetStore,
+    models: ModelStore | None = None,
+    register: str | None = None,
+    tolerance: float = 0.005,
+    actor: str = "user",
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train every spec on a dataset version; register the passing ones under `register`."""
+    step = on_step or (lambda _s: None)
+    if not specs:
+        msg = "No spec given; pass at least one --spec FILE."
+        raise ConfigError(msg)
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        msg = f"Spec names repeat ({labels}); give each spec its own 'name'."
+        raise ConfigError(msg)
+    version = datasets.get(data)
+    frame = datasets.load(version.ref)
+    contract = datasets.contract(version.ref)
+    production = None
+    if models is not None and register is not None:
+        try:
+            prod_version, prod_pipe = models.load(f"{register}@production")
+            production = (prod_pipe, prod_version.evaluation)
+        except ModelNotFoundError:
+            production = None
+    candidates = []
+    for spec in specs:
+        prep = prepare(frame, contract, spec)
+        candidates.append(fit_and_evaluate(spec, prep, production=production, step=step))
+    metric = primary_metric(candidates[0].report["task"])
+    if models is not None and register is not None:
+        step("register")
+        for c in candidates:
+            if c.passed:
+                card = render_card_markdown(
+                    register,
+                    None,
+                    c.spec.to_dict(),
+                    c.report,
+                    [g.to_dict() for g in c.gates],
+                    version.to_dict(),
+                )
+                mv = models.register(
+                    register,
+                    c.pipeline,
+                    contract=contract,
+                    spec=c.spec.to_dict(),
+                    evaluation={**c.report, "gates": [g.to_dict() for g in c.gates]},
+                    dataset_version=version.ref,
+                    lineage={
+                        "dataset_version": version.ref,
+                        "source_uri": version.source_uri,
+                        "source_sha256": version.source_sha256,
+                        "contract_sha256": version.contract_sha256,
+                        "code_revision": code_revision(),
+                    },
+                    card_markdown=card,
+                    actor=actor,
+                )
+                c.version = mv.version
+    return TrainResult(
+        version.ref,
+        candidates,
+        recommend(candidates, metric, tolerance),
+        pareto_front(candidates, metric),
+        metric,
+    )
+
+
+def code_revision() -> str | None:
+    """The git commit of the code that trained, when it runs from a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
