@@ -62,3 +62,9 @@ def open_datasets() -> Any:
     from keel.data import DatasetStore
 
     return DatasetStore.open()
+
+
+def open_models() -> Any:
+    from keel.registry import ModelStore
+
+    return ModelStore.open()

@@ -10,7 +10,7 @@ import polars as pl
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from keel.data import Contract
 from keel.store import ConfigError
@@ -45,7 +45,7 @@ def check_features(contract: Contract, features: list[str], target: str) -> None
 
 
 def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> Pipeline:
-    """Impute numbers, one-hot encode categories (unseen values ignored), then the estimator."""
+    """Impute and scale numbers, one-hot encode categories (unseen values ignored), then the estimator."""
     numeric = [f for f in features if contract.column(f).type in ("int", "float", "bool")]
     categorical = [f for f in features if contract.column(f).type in ("category", "string")]
     other = [f for f in features if f not in numeric and f not in categorical]
@@ -54,14 +54,28 @@ def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> P
         raise ConfigError(msg)
     parts = []
     if numeric:
-        parts.append(("num", SimpleImputer(strategy="median", keep_empty_features=True), numeric))
+        # scaled so linear models converge; trees are left unscaled: they need no scaling, and
+        # unscaled values reach an ONNX export's float32 comparisons exactly as they reach ours
+        steps: list[tuple[str, Any]] = [
+            ("fill", SimpleImputer(strategy="median", keep_empty_features=True))
+        ]
+        if not _is_tree(estimator):
+            steps.append(("scale", StandardScaler()))
+        parts.append(("num", Pipeline(steps), numeric))
     if categorical:
         parts.append(
             (
                 "cat",
                 Pipeline(
                     [
-                        ("fill", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        # missing categories arrive as "" (to_pandas): a string marker that the
+                        # ONNX converter can carry, unlike None or NaN in an object column
+                        (
+                            "fill",
+                            SimpleImputer(
+                                missing_values="", strategy="constant", fill_value="__missing__"
+                            ),
+                        ),
                         ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
                     ]
                 ),
@@ -72,15 +86,21 @@ def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> P
     return Pipeline([("prep", prep), ("model", estimator)])
 
 
+def _is_tree(estimator: Any) -> bool:
+    module = type(estimator).__module__
+    return module.startswith(("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost"))
+
+
 def to_pandas(frame: pl.DataFrame, features: list[str], contract: Contract) -> pd.DataFrame:
     """Model input as pandas with the contract's types (numbers as float, categories as object)."""
     out = {}
     for f in features:
         s = frame.get_column(f)
         if contract.column(f).type in ("category", "string"):
-            out[f] = np.asarray(s.cast(pl.String).to_list(), dtype=object)
+            out[f] = np.asarray(s.cast(pl.String).fill_null("").to_list(), dtype=object)
         else:
-            out[f] = s.cast(pl.Float64).to_numpy()
+            # through float32, the precision of an ONNX export's inputs and of sklearn's trees
+            out[f] = s.cast(pl.Float32).cast(pl.Float64).to_numpy()
     return pd.DataFrame(out)
 
 

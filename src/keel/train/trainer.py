@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,12 @@ def fit_and_evaluate(
     pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
     ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
-    pipeline.fit(xtr, ytr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.fit(xtr, ytr)
+    fit_warnings = sorted(
+        {f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught}
+    )
     step(f"{spec.label}: evaluate")
     out_te, out_tr = _outputs(pipeline, xte, prep.task), _outputs(pipeline, xtr, prep.task)
     holdout = score(prep.task, yte, out_te, n_boot=_N_BOOT, seed=spec.seed)
@@ -220,6 +226,7 @@ def fit_and_evaluate(
         "metrics": holdout,
         "train_metrics": train_m,
         "overfit": overfit,
+        "fit_warnings": fit_warnings,
     }
     if prep.task == "classification" and out_te.shape[1] == 2:
         report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])

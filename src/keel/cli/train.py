@@ -1,0 +1,159 @@
+"""`keel train`: fit candidates from specs on a dataset version, gate, compare, register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json, steps
+from keel.render import console
+
+
+def train_cmd(
+    data: str = typer.Option(..., "--data", "-d", help="Dataset version NAME[@ID]."),
+    spec: list[Path] = typer.Option(
+        ..., "--spec", "-s", help="A training spec YAML (repeat for candidates)."
+    ),
+    register: str | None = typer.Option(
+        None, "--register", "-r", help="Register passing candidates under this model name."
+    ),
+    tolerance: float = typer.Option(
+        0.005, help="Recommend the cheapest candidate within this much of the best metric."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the accuracy / latency / cost plot here (PNG)."
+    ),
+    card: Path | None = typer.Option(
+        None, "--card", help="Write the recommended candidate's card here (.md or .html)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Train one or more candidates; exit 1 when none passes its gates."""
+    from keel.train import load_spec, render_card_html, render_card_markdown, train
+
+    specs = [load_spec(p) for p in spec]
+    datasets = open_datasets()
+    models = open_models() if register else None
+    names = [
+        f"{s.label}: {stage}" for s in specs for stage in ("fit", "evaluate", "explain", "profile")
+    ]
+    with steps("train", names + (["register"] if register else []), enabled=True) as step:
+        result = train(
+            specs,
+            data,
+            datasets=datasets,
+            models=models,
+            register=register,
+            tolerance=tolerance,
+            on_step=step,
+        )
+    if plot is not None:
+        _plot(result, plot)
+    if card is not None and result.candidates:
+        chosen = next(
+            (c for c in result.candidates if c.spec.label == result.recommended),
+            result.candidates[0],
+        )
+        args = (
+            register or "candidate",
+            chosen.version,
+            chosen.spec.to_dict(),
+            chosen.report,
+            [g.to_dict() for g in chosen.gates],
+            datasets.get(data).to_dict(),
+        )
+        card.write_text(
+            render_card_html(*args) if card.suffix == ".html" else render_card_markdown(*args)
+        )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print(result)
+        if plot is not None:
+            console.print(f"plot: {plot}")
+    for c in result.candidates:
+        for g in c.failed_gates:
+            err_console.print(
+                f"[red]{c.spec.label}[/] stopped by {g.describe()}, threshold {g.op} {g.threshold:g}"
+            )
+    if not any(c.passed for c in result.candidates):
+        raise typer.Exit(1)
+
+
+def _print(result: object) -> None:
+    from keel.train import TrainResult
+
+    assert isinstance(result, TrainResult)
+    m = result.primary_metric
+    table = Table(
+        title=f"candidates on {result.dataset_version} ({m} on the holdout, 95 % interval)",
+        title_justify="left",
+    )
+    for head in (
+        "candidate",
+        m,
+        "interval",
+        f"overfit {m}",
+        "p50 ms",
+        "p99 ms",
+        "$ / 1M",
+        "gates",
+        "version",
+    ):
+        table.add_column(head)
+    for c in result.candidates:
+        e = c.report["metrics"][m]
+        rt = c.report["runtime"]
+        verdict = "[green]pass[/]" if c.passed else "[red]fail[/]"
+        mark = " *" if c.spec.label in result.pareto else ""
+        table.add_row(
+            c.spec.label + mark,
+            _f(e["value"]),
+            f"{_f(e['low'])}..{_f(e['high'])}",
+            _f(c.report["overfit"].get(m)),
+            f"{rt['p50_ms']:.2f}",
+            f"{rt['p99_ms']:.2f}",
+            f"{rt['cost_per_million_usd']:.3g}",
+            verdict,
+            str(c.version) if c.version is not None else "-",
+        )
+    console.print(table)
+    console.print("* on the Pareto front (no other candidate is both better and cheaper)")
+    console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _plot(result: object, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from keel.train import TrainResult
+
+    assert isinstance(result, TrainResult)
+    m = result.primary_metric
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in (
+        (axes[0], "p99_ms", "single-row latency p99 (ms)"),
+        (axes[1], "cost_per_million_usd", "cost of 1M predictions (USD)"),
+    ):
+        for c in result.candidates:
+            x, y = c.report["runtime"][key], c.report["metrics"][m]["value"]
+            color = "tab:green" if c.passed else "tab:red"
+            ax.scatter(
+                [x], [y], color=color, s=60, marker="o" if c.spec.label in result.pareto else "x"
+            )
+            ax.annotate(c.spec.label, (x, y), textcoords="offset points", xytext=(5, 5))
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"holdout {m}")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"candidates on {result.dataset_version}: o Pareto front, green passed gates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
