@@ -11,3 +11,4 @@ mk() {  # name, packages...
 }
 mk pandera "pandera[polars]==0.35.*" polars pandas pyarrow numpy
 mk gx "great_expectations==1.24.*" pandas pyarrow numpy polars
+mk mlflow "mlflow==3.17.*" scikit-learn numpy

@@ -41,7 +41,18 @@ def test_registry_exports() -> None:
 
     assert sorted(keel.registry.__all__) == [
         "ALIASES", "AliasState", "ModelStore", "ModelVersion", "REVIEWED_TYPES",
-        "check_model_contents", "dump_model", "load_model",
+        "ResolvedVersion", "check_model_contents", "dump_model", "load_model",
+    ]  # fmt: skip
+
+
+def test_train_exports() -> None:
+    """keel.train's public names."""
+    import keel.train
+
+    assert sorted(keel.train.__all__) == [
+        "Candidate", "GateResult", "Split", "TrainResult", "TrainSpec", "check_gates", "load_spec",
+        "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
+        "render_card_markdown", "spec_from_dict", "train",
     ]  # fmt: skip
 
 

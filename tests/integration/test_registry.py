@@ -237,3 +237,22 @@ def test_forest_trees_are_checked_and_load() -> None:
     loaded = load_model(dump_model(model)[0])
 
     assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_resolve_names_the_version_an_alias_points_at(models: ModelStore) -> None:
+    """resolve() follows an alias (or a number) in one query and loads the same model."""
+    register(models)
+    register(models)
+    models.set_alias("m", "staging", 2)
+
+    resolved = models.resolve("m@staging")
+
+    assert (resolved.ref, resolved.artifact_sha256) == ("m@2", models.get("m@2").artifact_sha256)
+    assert models.resolve("m@1").version == 1
+    assert np.array_equal(
+        models.load_artifact(resolved).predict(X), models.load("m@2")[1].predict(X)
+    )
+    with pytest.raises(ModelNotFoundError, match=r"No model 'm' has the alias 'shadow'"):
+        models.resolve("m@shadow")
+    with pytest.raises(ModelNotFoundError, match=r"No model named 'zz'"):
+        models.resolve("zz@production")

