@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
 from keel.data import Contract, DatasetVersion, ValidationReport
+
+if TYPE_CHECKING:  # importing keel.train loads scikit-learn and SHAP: only when training
+    from keel.train import TrainResult
 
 console = Console(highlight=False)
 
@@ -87,3 +92,47 @@ def print_version(v: DatasetVersion) -> None:
             summary = f"{s.get('min', '')} .. {s.get('max', '')}"
         table.add_row(col, s["dtype"], str(s["nulls"]), summary)
     console.print(table)
+
+
+def print_train_result(result: TrainResult) -> None:
+    """Candidates side by side: metric with interval, overfit gap, latency, cost, verdict."""
+    m = result.primary_metric
+    table = Table(
+        title=f"candidates on {result.dataset_version} ({m} on the holdout, 95 % interval)",
+        title_justify="left",
+    )
+    for head in (
+        "candidate",
+        m,
+        "interval",
+        f"overfit {m}",
+        "p50 ms",
+        "p99 ms",
+        "$ / 1M",
+        "gates",
+        "version",
+    ):
+        table.add_column(head)
+    for c in result.candidates:
+        e = c.report["metrics"][m]
+        rt = c.report["runtime"]
+        verdict = "[green]pass[/]" if c.passed else "[red]fail[/]"
+        mark = " *" if c.spec.label in result.pareto else ""
+        table.add_row(
+            c.spec.label + mark,
+            _fmt(e["value"]),
+            f"{_fmt(e['low'])}..{_fmt(e['high'])}",
+            _fmt(c.report["overfit"].get(m)),
+            f"{rt['p50_ms']:.2f}",
+            f"{rt['p99_ms']:.2f}",
+            f"{rt['cost_per_million_usd']:.3g}",
+            verdict,
+            str(c.version) if c.version is not None else "-",
+        )
+    console.print(table)
+    console.print("* on the Pareto front (no other candidate is both better and cheaper)")
+    console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"

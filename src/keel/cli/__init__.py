@@ -42,7 +42,7 @@ def _root(
 @app.command("demo")
 def demo_cmd(
     home: str = typer.Option(".keel/demo", help="Where the demo keeps its stores (made afresh)."),
-    rows_per_day: int = typer.Option(400, help="Simulated transactions per day."),
+    rows_per_day: int = typer.Option(800, help="Simulated transactions per day."),
 ) -> None:
     """Run the end-to-end demo on the built-in transaction simulator."""
     from keel.demo import run_demo

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json, steps
-from keel.render import console
+from keel.render import console, print_train_result
 
 
 def train_cmd(
@@ -70,7 +69,7 @@ def train_cmd(
     if as_json:
         print_json(result.to_dict())
     else:
-        _print(result)
+        print_train_result(result)
         if plot is not None:
             console.print(f"plot: {plot}")
     for c in result.candidates:
@@ -80,52 +79,6 @@ def train_cmd(
             )
     if not any(c.passed for c in result.candidates):
         raise typer.Exit(1)
-
-
-def _print(result: object) -> None:
-    from keel.train import TrainResult
-
-    assert isinstance(result, TrainResult)
-    m = result.primary_metric
-    table = Table(
-        title=f"candidates on {result.dataset_version} ({m} on the holdout, 95 % interval)",
-        title_justify="left",
-    )
-    for head in (
-        "candidate",
-        m,
-        "interval",
-        f"overfit {m}",
-        "p50 ms",
-        "p99 ms",
-        "$ / 1M",
-        "gates",
-        "version",
-    ):
-        table.add_column(head)
-    for c in result.candidates:
-        e = c.report["metrics"][m]
-        rt = c.report["runtime"]
-        verdict = "[green]pass[/]" if c.passed else "[red]fail[/]"
-        mark = " *" if c.spec.label in result.pareto else ""
-        table.add_row(
-            c.spec.label + mark,
-            _f(e["value"]),
-            f"{_f(e['low'])}..{_f(e['high'])}",
-            _f(c.report["overfit"].get(m)),
-            f"{rt['p50_ms']:.2f}",
-            f"{rt['p99_ms']:.2f}",
-            f"{rt['cost_per_million_usd']:.3g}",
-            verdict,
-            str(c.version) if c.version is not None else "-",
-        )
-    console.print(table)
-    console.print("* on the Pareto front (no other candidate is both better and cheaper)")
-    console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
-
-
-def _f(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
 
 
 def _plot(result: object, path: Path) -> None:

@@ -50,7 +50,8 @@ def infer_contract(
     crossing zero: a column that was never negative stays non-negative. Text columns with at most
     `max_categories` distinct values (and fewer than half the rows) become categories that reject
     unseen values. Columns that had no nulls refuse them. PII detectors add suggestions as
-    comments; only the columns named in `pii` are anonymized.
+    comments; only the columns named in `pii` are anonymized. Exact repeats of a row are refused
+    when an id or a timestamp says rows are unique, and allowed otherwise.
 
     Args:
         frame: a pandas or Polars frame, or a path to a CSV or Parquet file.
@@ -106,7 +107,16 @@ def infer_contract(
         )
         for c in df.columns
     )
-    return Contract(name=name, columns=columns, max_bad_share=max_bad_share)
+    # Repeated rows are a fault only where rows are meant to be unique: tables with an id or a
+    # timestamp. A table of categorical records (people with the same age, sex and outcome) has
+    # legitimate repeats, so without either the inferred contract allows them.
+    unique_rows = id is not None or timestamp is not None
+    return Contract(
+        name=name,
+        columns=columns,
+        max_bad_share=max_bad_share,
+        duplicate_rows="reject" if unique_rows else "allow",
+    )
 
 
 def _infer_column(

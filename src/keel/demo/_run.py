@@ -31,8 +31,124 @@ def _fresh_home(home: Path) -> None:
     (home / _MARKER).write_text("made by keel demo; deleted by the next demo run\n")
 
 
+SPECS = (
+    {
+        "name": "hgb",
+        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+        "params": {
+            "max_iter": 120,
+            "learning_rate": 0.05,
+            "max_leaf_nodes": 8,
+            "min_samples_leaf": 80,
+            "l2_regularization": 1.0,
+        },
+        "gates": [
+            "holdout.roc_auc >= 0.75",
+            "overfit.roc_auc <= 0.10",
+            "segments.min.roc_auc >= 0.6",
+            "fairness.customer_sex.demographic_parity_difference <= 0.05",
+        ],
+    },
+    {
+        "name": "logistic",
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {"max_iter": 2000},
+        "gates": [
+            "holdout.roc_auc >= 0.75",
+            "overfit.roc_auc <= 0.10",
+            "segments.min.roc_auc >= 0.6",
+            "fairness.customer_sex.demographic_parity_difference <= 0.05",
+        ],
+    },
+    {
+        "name": "deep-tree",
+        "estimator": "sklearn.tree.DecisionTreeClassifier",
+        "params": {},
+        "gates": ["holdout.roc_auc >= 0.75", "overfit.roc_auc <= 0.10"],
+    },
+)
+
+
+def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[str, object]:
+    """Train the candidates, show the table and the gates, register, promote the recommended."""
+    from keel.registry import ModelStore
+    from keel.render import print_train_result
+    from keel.train import promote, render_card_html, spec_from_dict, train
+
+    models = ModelStore(store.db, store.artifacts)
+    specs = [spec_from_dict(s) for s in SPECS]
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("training", total=len(specs) * 4 + 1)
+
+        def step(name: str) -> None:
+            progress.update(task, advance=1, description=name)
+
+        result = train(
+            specs, data_ref, datasets=store, models=models, register="fraud", on_step=step
+        )
+    print_train_result(result)
+    for c in result.candidates:
+        for g in c.failed_gates:
+            console.print(
+                f"[red]{c.spec.label}[/] stopped by {g.describe()}, threshold {g.op} {g.threshold:g}: not registered"
+            )
+    chosen = next((c for c in result.candidates if c.spec.label == result.recommended), None)
+    if chosen is None or chosen.version is None:
+        console.print("[red]no candidate passed its gates[/]: production stays as it is")
+        return {
+            "model": None,
+            "recommended": None,
+            "registered": [],
+            "stopped": {c.spec.label: [g.name for g in c.failed_gates] for c in result.candidates},
+        }
+    promote(
+        "fraud",
+        chosen.version,
+        "production",
+        models=models,
+        datasets=store,
+        reason="demo: recommended candidate",
+        actor="demo",
+    )
+    card = home / "fraud-card.html"
+    version = models.get(f"fraud@{chosen.version}")
+    card.write_text(
+        render_card_html(
+            "fraud",
+            version.version,
+            version.spec,
+            version.evaluation,
+            version.evaluation.get("gates", []),
+            store.get(data_ref).to_dict(),
+        )
+    )
+    importance = list(chosen.report["explanations"]["importance"].items())[:3]
+    console.print(
+        f"registered {[c.version for c in result.candidates if c.version]}; promoted fraud@{chosen.version} "
+        f"({chosen.spec.label}) to production. Top features: {', '.join(f'{k} {v:.3f}' for k, v in importance)}. "
+        f"Card: {card}"
+    )
+    return {
+        "model": f"fraud@{chosen.version}",
+        "recommended": result.recommended,
+        "registered": [c.spec.label for c in result.candidates if c.version],
+        "stopped": {
+            c.spec.label: [g.name for g in c.failed_gates]
+            for c in result.candidates
+            if not c.passed
+        },
+        "card_html": str(card),
+    }
+
+
 def run_demo(
-    *, home: str | Path = ".keel/demo", rows_per_day: int = 400, seed: int = 7
+    *, home: str | Path = ".keel/demo", rows_per_day: int = 800, seed: int = 7
 ) -> dict[str, object]:
     """Run the demo and return its key figures (for tests)."""
     t0 = time.perf_counter()
@@ -162,6 +278,9 @@ def run_demo(
         table.add_row(col, *cells, top)
     console.print(table)
 
+    console.rule("6. train three candidates on January, with gates")
+    trained = _train_and_promote(store, first.version.ref, home)
+
     elapsed = time.perf_counter() - t0
     console.print(
         Panel.fit(
@@ -179,5 +298,6 @@ def run_demo(
         "same_id_again": again.version.version == v.version,
         "k_anonymity": second.report.k_anonymity,
         "quarantine_csv": str(q_path),
+        **trained,
         "seconds": elapsed,
     }

@@ -136,3 +136,11 @@ def test_empty_frame_is_refused() -> None:
     """No rows, no contract."""
     with pytest.raises(ContractError, match=r"from a frame with no rows"):
         infer_contract(pl.DataFrame({"a": []}))
+
+
+def test_repeated_rows_refused_only_where_rows_are_unique() -> None:
+    """Without an id or timestamp, identical records are legitimate; with one they are a fault."""
+    frame = pl.DataFrame({"id": ["a", "b"], "sex": ["F", "F"], "age": [30, 30]})
+
+    assert infer_contract(frame.drop("id")).duplicate_rows == "allow"
+    assert infer_contract(frame, id="id").duplicate_rows == "reject"
