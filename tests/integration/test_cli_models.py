@@ -156,3 +156,26 @@ def test_end_to_end_from_the_command_line(
     assert [e["action"] for e in json.loads(out)].count("model.register") == 2
     code, out, _ = run(capsys, "models", "list", "--json")
     assert json.loads(out)[0]["aliases"]["production"]["version"] == 1
+
+
+def test_train_exits_1_when_no_candidate_passes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No passing candidate: exit 1, every stopping gate named, nothing registered."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    roles = simulator(tmp_path / "data.csv")
+    run(capsys, "data", "infer", "data.csv", "-o", "c.yaml", *roles)
+    run(capsys, "data", "ingest", "data.csv", "-c", "c.yaml", "-n", "d")
+    (tmp_path / "s.yaml").write_text(
+        "estimator: sklearn.linear_model.LogisticRegression\ngates: ['holdout.roc_auc >= 0.99']\n"
+    )
+
+    code, out, err = run(
+        capsys, "train", "--data", "d", "--spec", "s.yaml", "--register", "m", "--json"
+    )
+
+    assert code == 1
+    assert json.loads(out)["candidates"][0]["version"] is None
+    assert "s stopped by gate 'holdout.roc_auc >= 0.99': got 0." in err
+    assert run(capsys, "models", "list", "--json")[1].strip() == "[]"

@@ -256,3 +256,44 @@ def test_resolve_names_the_version_an_alias_points_at(models: ModelStore) -> Non
         models.resolve("m@shadow")
     with pytest.raises(ModelNotFoundError, match=r"No model named 'zz'"):
         models.resolve("zz@production")
+
+
+def _move_in_process(url: str, root: str, target: int, barrier: object, out: object) -> None:
+    from keel.registry import ModelStore as Store
+    from keel.store import ArtifactStore as Art
+    from keel.store import Database as Db
+
+    store = Store(Db(url), Art(root))
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        store.set_alias("m", "production", target, expected=1)
+        out.put("won")  # type: ignore[attr-defined]
+    except ConflictError:
+        out.put("conflict")  # type: ignore[attr-defined]
+
+
+def test_two_os_processes_moving_one_alias(
+    models: ModelStore, database_url: str, tmp_path: Path
+) -> None:
+    """Two real processes move the same alias from the same version: one wins, one conflicts."""
+    import multiprocessing as mp
+
+    for _ in range(3):
+        register(models)
+    models.set_alias("m", "production", 1)
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_move_in_process,
+            args=(database_url, str(tmp_path / "artifacts"), v, barrier, out),
+        )
+        for v in (2, 3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+
+    assert sorted([out.get(timeout=5), out.get(timeout=5)]) == ["conflict", "won"]
+    assert models.get("m@production").version in (2, 3)

@@ -322,3 +322,45 @@ def test_regression_task(stores: tuple[DatasetStore, ModelStore]) -> None:
         < c.report["metrics"]["rmse"]["value"]
         < c.report["metrics"]["rmse"]["high"]
     )
+
+
+def test_multiclass_and_group_split(stores: tuple[DatasetStore, ModelStore]) -> None:
+    """Three classes get macro metrics; a group split keeps each group on one side."""
+    ds, ms = stores
+    rng = np.random.default_rng(5)
+    n = 1500
+    x = rng.normal(size=(n, 2))
+    label = np.array(["low", "mid", "high"])[
+        np.digitize(x[:, 0] + 0.3 * rng.normal(size=n), [-0.5, 0.5])
+    ]
+    frame = pl.DataFrame(
+        {
+            "a": x[:, 0],
+            "b": x[:, 1],
+            "shop": rng.choice([f"s{i}" for i in range(30)], n),
+            "y": label,
+        }
+    )
+    contract = infer_contract(frame, target="y")
+    ref = ds.ingest(frame, contract, "multi").version.ref
+    s = spec_from_dict(
+        {
+            "estimator": LR,
+            "params": {"max_iter": 1000},
+            "features": ["a", "b"],
+            "split": {"method": "group", "group": "shop"},
+            "gates": ["holdout.accuracy >= 0.7"],
+        }
+    )
+
+    result = train([s], ref, datasets=ds, models=ms, register="multi")
+
+    (c,) = result.candidates
+    assert c.passed
+    assert c.report["classes"] == ["high", "low", "mid"]
+    assert set(c.report["metrics"]) == {"roc_auc", "log_loss", "accuracy", "f1"}
+    shops = frame["shop"].to_numpy()
+    from keel.train.trainer import prepare
+
+    prep = prepare(ds.load(ref), contract, s)
+    assert not set(shops[prep.train_idx]) & set(shops[prep.test_idx])

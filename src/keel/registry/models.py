@@ -62,6 +62,7 @@ class ModelVersion:
         out["created_at"] = self.created_at.isoformat()
         out["aliases"] = list(self.aliases)
         out["format"] = FORMAT
+        out["sha256"] = self.artifact_sha256  # the name scripts look for
         return out
 
 
