@@ -8,7 +8,7 @@ import click
 import typer
 
 from keel import __version__
-from keel.cli import data, models, predict, train
+from keel.cli import data, models, predict, serve, train
 from keel.cli._common import err_console
 from keel.store import KeelError
 
@@ -24,6 +24,7 @@ app.add_typer(models.app, name="models")
 app.command("train")(train.train_cmd)
 app.command("audit")(models.audit_cmd)
 app.command("predict")(predict.predict_cmd)
+app.command("serve")(serve.serve_cmd)
 
 _state = {"debug": False}
 

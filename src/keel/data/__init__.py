@@ -19,6 +19,7 @@ from keel.data.contract import (
 )
 from keel.data.inference import infer_contract
 from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
+from keel.data.records import RecordChecker, RecordError
 from keel.data.sources import Source, read_source
 from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
 from keel.data.versions import DatasetStore, DatasetVersion, IngestResult, column_stats
@@ -61,6 +62,8 @@ __all__ = [
     "Failure",
     "IngestResult",
     "PiiFinding",
+    "RecordChecker",
+    "RecordError",
     "SchemaIssue",
     "Source",
     "ValidationReport",

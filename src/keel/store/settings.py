@@ -49,6 +49,25 @@ class Settings(BaseSettings):
     missing_markers: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
     """Strings that mean 'no value' in text sources, unless a contract lists its own."""
 
+    tokens: dict[str, list[str]] = Field(default_factory=dict)
+    """API tokens and their scopes (`predict`, `feedback`, `admin`), e.g.
+    `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback"]}'`. Admin calls always need one."""
+
+    open_predict: bool = True
+    """Whether predict and explain calls may come without a token."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Largest request body the server reads; larger ones get 413."""
+
+    max_batch_size: int = 256
+    """Most rows the server sends to a model at once."""
+
+    flush_interval_s: float = 1.0
+    """How often buffered predictions are written to the log (what `kill -9` can lose)."""
+
+    poll_interval_s: float = 1.0
+    """How often the server checks the registry for alias moves."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

@@ -1,0 +1,160 @@
+"""Checking a few records (JSON rows) against contract columns, in plain Python.
+
+Measured: `validate` on a one-row Polars frame costs about a millisecond of frame building and
+expression planning; a serving request of one row needs its answer in far less. This checks the
+same rules as `validate` for rows given as dicts, and says for the first bad cell which field,
+which value and what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from keel.data.contract import OTHER, Column, Contract
+from keel.data.pii import FORMAT_PATTERNS
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """Why one cell of one record was refused."""
+
+    row: int
+    field: str
+    value: Any
+    rule: str
+    expected: str
+
+    def message(self) -> str:
+        return f"row {self.row}: field {self.field!r} has value {self.value!r}; expected {self.expected}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "field": self.field,
+            "value": _plain(self.value),
+            "rule": self.rule,
+            "expected": self.expected,
+        }
+
+
+def _bound(v: Any) -> str:
+    return "-inf/+inf" if v is None else f"{v:g}"
+
+
+def _plain(v: Any) -> Any:
+    return v if v is None or isinstance(v, str | int | float | bool) else repr(v)
+
+
+class RecordChecker:
+    """Checks and cleans records for a set of contract columns (the model's inputs).
+
+    Args:
+        contract: the contract.
+        columns: the names to check; other fields in a record are ignored.
+    """
+
+    def __init__(self, contract: Contract, columns: Sequence[str]) -> None:
+        self.contract = contract
+        self.columns = [contract.column(c) for c in columns]
+        self._markers = set(contract.missing_markers)
+        self._cats = {c.name: set(c.categories) for c in self.columns if c.categories is not None}
+        self._formats = {
+            c.name: re.compile(FORMAT_PATTERNS[c.format]) for c in self.columns if c.format
+        }
+
+    def check(self, rows: Sequence[Any]) -> tuple[list[dict[str, Any]], list[RecordError]]:
+        """Cleaned records (only the checked columns) and the errors; a row with an error is
+        left out of the cleaned records."""
+        clean: list[dict[str, Any]] = []
+        errors: list[RecordError] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                errors.append(RecordError(i, "*", row, "type", "an object of field: value"))
+                continue
+            out: dict[str, Any] = {}
+            ok = True
+            for col in self.columns:
+                if col.name not in row:
+                    if col.nullable:
+                        out[col.name] = None
+                        continue
+                    errors.append(
+                        RecordError(
+                            i,
+                            col.name,
+                            None,
+                            "missing_column",
+                            f"the field {col.name!r} ({col.type})",
+                        )
+                    )
+                    ok = False
+                    break
+                value, error = self._cell(col, row[col.name])
+                if error is not None:
+                    errors.append(RecordError(i, col.name, row[col.name], error[0], error[1]))
+                    ok = False
+                    break
+                out[col.name] = value
+            if ok:
+                clean.append(out)
+        return clean, errors
+
+    def _cell(self, col: Column, value: Any) -> tuple[Any, tuple[str, str] | None]:
+        if isinstance(value, str):
+            value = value.strip()
+            if value in self._markers:
+                value = None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None, None if col.nullable else ("null", "a value (the field is not nullable)")
+        t = col.type
+        if t in ("int", "float"):
+            if isinstance(value, bool):
+                return None, ("type", f"a number ({t})")
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    return None, ("type", f"a number ({t})")
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                return None, ("type", f"a number ({t})")
+            if t == "int" and float(value) != math.floor(float(value)):
+                return None, ("type", "a whole number")
+            lo, hi = col.min, col.max  # numbers for numeric columns (the contract parser sees to it)
+            if (isinstance(lo, int | float) and value < lo) or (isinstance(hi, int | float) and value > hi):
+                return None, ("range", f"a number between {_bound(col.min)} and {_bound(col.max)}")
+            return (int(value) if t == "int" else float(value)), None
+        if t == "bool":
+            if isinstance(value, bool):
+                return value, None
+            low = str(value).lower()
+            if low in ("true", "t", "yes", "y", "1"):
+                return True, None
+            if low in ("false", "f", "no", "n", "0"):
+                return False, None
+            return None, ("type", "true or false")
+        if t == "datetime":
+            try:
+                parsed = dt.datetime.fromisoformat(str(value))
+            except ValueError:
+                return None, ("timestamp", "an ISO date-time like 2024-01-31T12:00:00")
+            return parsed, None
+        text = str(value)
+        if col.case == "lower":
+            text = text.lower()
+        elif col.case == "upper":
+            text = text.upper()
+        cats = self._cats.get(col.name)
+        if cats is not None and text not in cats:
+            if col.unseen == "other":
+                return OTHER, None
+            shown = ", ".join(sorted(cats)[:8]) + (" ..." if len(cats) > 8 else "")
+            return None, ("category", f"one of {shown}")
+        fmt = self._formats.get(col.name)
+        if fmt is not None and not fmt.match(text):
+            return None, ("format", f"a {col.format}")
+        return text, None

@@ -1,0 +1,467 @@
+"""The HTTP server: keel's JSON API, the Open Inference Protocol v2, MLflow's scoring format,
+feedback, admin, explanations, metrics and probes, over one set of loaded models.
+
+Every model named is served by alias: `production` answers, `canary` takes its weight of
+traffic (sticky by `X-Request-Key`), `shadow` versions get a copy of each request after the
+answer has gone. A follower polls the registry; when an alias moves, the new version is loaded
+and warmed up off the event loop, then swapped in; a version that fails to load is refused and
+the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import polars as pl
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from keel.registry import ModelStore
+from keel.serve.batching import MicroBatcher
+from keel.serve.errors import AuthError, RequestError, error_response
+from keel.serve.openapi import openapi_document
+from keel.serve.predlog import PredictionLog
+from keel.serve.runtime import ModelRuntime, Prediction
+from keel.store import KeelError, ModelNotFoundError, Settings
+
+log = logging.getLogger("keel.serve")
+ROLES = ("production", "canary", "shadow")
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: no module-level state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "keel_requests_total",
+            "Requests by model, version, endpoint and status.",
+            ["model", "version", "endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "keel_request_latency_seconds",
+            "Request latency.",
+            ["model", "endpoint"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.batch = Histogram(
+            "keel_batch_size",
+            "Rows per model call.",
+            ["model", "version"],
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.queue = Gauge(
+            "keel_queue_depth", "Requests waiting for a model.", ["model", "version"], registry=r
+        )
+        self.errors = Counter(
+            "keel_errors_total", "Errors by model and kind.", ["model", "kind"], registry=r
+        )
+        self.logged = Counter(
+            "keel_predictions_logged_total", "Prediction records written to the log.", registry=r
+        )
+        self.dropped = Counter(
+            "keel_predictions_dropped_total",
+            "Prediction records that could not be written.",
+            registry=r,
+        )
+        self.swaps = Counter(
+            "keel_version_swaps_total", "Alias moves followed.", ["model", "role"], registry=r
+        )
+        self.load_failures = Counter(
+            "keel_version_load_failures_total", "Versions refused at load.", ["model"], registry=r
+        )
+
+
+@dataclass
+class Served:
+    """What answers for one model name: a runtime and a batcher per role."""
+
+    name: str
+    runtimes: dict[str, ModelRuntime] = field(default_factory=dict)
+    batchers: dict[str, MicroBatcher[dict[str, Any], Prediction]] = field(default_factory=dict)
+    canary_weight: float = 0.0
+
+
+class KeelServer:
+    """The models, the log, the metrics and the routes; `create_app` wires it into Starlette."""
+
+    def __init__(
+        self, settings: Settings, models: ModelStore, names: list[str] | None = None
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.names = names or models.names()
+        self.metrics = Metrics()
+        self.log = PredictionLog(
+            settings.resolved_artifacts,
+            flush_interval_s=settings.flush_interval_s,
+            on_written=self.metrics.logged.inc,
+            on_dropped=self.metrics.dropped.inc,
+        )
+        self.served: dict[str, Served] = {}
+        self.ready = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._follower: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for name in self.names:
+            self.served[name] = Served(name)
+            await self._sync(name)
+        self.log.start()
+        self.ready = True
+        self._follower = asyncio.get_running_loop().create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+        for served in self.served.values():
+            for b in served.batchers.values():
+                await b.close()
+        self.log.stop()
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            for name in list(self.served):
+                try:
+                    await self._sync(name)
+                except Exception:  # the follower must survive a bad poll
+                    log.exception("alias poll of %s failed", name)
+
+    async def _sync(self, name: str) -> None:
+        """Load what each role's alias names now, if it changed; keep the old one on failure."""
+        served = self.served[name]
+        aliases = await asyncio.to_thread(self.models.aliases, name)
+        for role in ROLES:
+            state = aliases.get(role)
+            current = served.runtimes.get(role)
+            if state is None:
+                if current is not None and role != "production":
+                    served.runtimes.pop(role)
+                    old = served.batchers.pop(role)
+                    self._later(old.close())
+                continue
+            if role == "canary":
+                served.canary_weight = float(state.weight or 0.0)
+            if current is not None and current.resolved.version == state.version:
+                continue
+            try:
+                resolved = await asyncio.to_thread(self.models.resolve, f"{name}@{state.version}")
+                runtime = await asyncio.to_thread(ModelRuntime.load, self.models, resolved)
+            except KeelError as exc:
+                self.metrics.load_failures.labels(name).inc()
+                log.error(
+                    "refused %s@%s for %s: %s; %s keeps serving",
+                    name,
+                    state.version,
+                    role,
+                    exc,
+                    current.ref if current else "nothing",
+                )
+                continue
+            batcher = self._batcher(runtime)
+            old_batcher = served.batchers.get(role)
+            served.runtimes[role], served.batchers[role] = (
+                runtime,
+                batcher,
+            )  # the swap: one assignment each
+            self.metrics.swaps.labels(name, role).inc()
+            if old_batcher is not None:
+                self._later(_drain_then_close(old_batcher))
+
+    def _batcher(self, runtime: ModelRuntime) -> MicroBatcher[dict[str, Any], Prediction]:
+        hist = self.metrics.batch.labels(runtime.resolved.name, str(runtime.resolved.version))
+        return MicroBatcher(
+            runtime.predict, max_batch_size=self.settings.max_batch_size, on_batch=hist.observe
+        )
+
+    def _later(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- predicting ------------------------------------------------------------------------
+
+    def _served(self, name: str) -> Served:
+        served = self.served.get(name.partition("@")[0])
+        if served is None or "production" not in served.runtimes:
+            known = sorted(n for n, s in self.served.items() if s.runtimes)
+            msg = f"Model {name!r} is not served here; served models: {known}."
+            raise ModelNotFoundError(msg)
+        return served
+
+    def _choose(
+        self, served: Served, ref: str, key: str | None
+    ) -> tuple[str, ModelRuntime, MicroBatcher[dict[str, Any], Prediction]]:
+        _, _, which = ref.partition("@")
+        if which:
+            for role, rt in served.runtimes.items():
+                if which == role or which == str(rt.resolved.version):
+                    return role, rt, served.batchers[role]
+            msg = f"{ref!r} is not loaded; loaded: {', '.join(f'{r}={rt.resolved.version}' for r, rt in served.runtimes.items())}."
+            raise ModelNotFoundError(msg)
+        role = "production"
+        if "canary" in served.runtimes and served.canary_weight > 0:
+            draw = (
+                int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+                if key
+                else random.random()
+            )
+            if draw < served.canary_weight:
+                role = "canary"
+        return role, served.runtimes[role], served.batchers[role]
+
+    async def predict(
+        self, ref: str, rows: Any, *, key: str | None = None, endpoint: str = "predict"
+    ) -> tuple[ModelRuntime, list[Prediction], list[str]]:
+        served = self._served(ref)
+        role, runtime, batcher = self._choose(served, ref, key)
+        if not isinstance(rows, list) or not rows:
+            raise RequestError(
+                400, "The request has no rows; expected a non-empty list of records."
+            )
+        clean, errors = runtime.checker.check(rows)
+        if errors:
+            self.metrics.errors.labels(served.name, "invalid_input").inc()
+            raise RequestError(
+                422,
+                f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
+                [e.to_dict() for e in errors[:20]],
+            )
+        t0 = time.perf_counter()
+        self.metrics.queue.labels(served.name, str(runtime.resolved.version)).set(
+            batcher.queue_depth
+        )
+        try:
+            predictions = await batcher.submit(clean)
+        except Exception as exc:
+            self.metrics.errors.labels(served.name, "model").inc()
+            msg = f"Model {runtime.ref} failed on this input: {type(exc).__name__}: {exc}"
+            raise RequestError(500, msg) from exc
+        latency_ms = (time.perf_counter() - t0) * 1000
+        ids = [uuid.uuid4().hex for _ in clean]
+        self._record(runtime, role, clean, predictions, ids, latency_ms)
+        for shadow_role, shadow in served.runtimes.items():
+            if shadow_role == "shadow":
+                self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids))
+        return runtime, predictions, ids
+
+    async def _shadow(
+        self,
+        runtime: ModelRuntime,
+        batcher: MicroBatcher[dict[str, Any], Prediction],
+        rows: list[dict[str, Any]],
+        ids: list[str],
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            predictions = await batcher.submit(rows)
+        except Exception:
+            self.metrics.errors.labels(runtime.resolved.name, "shadow").inc()
+            return
+        self._record(runtime, "shadow", rows, predictions, ids, (time.perf_counter() - t0) * 1000)
+
+    def _record(
+        self,
+        runtime: ModelRuntime,
+        role: str,
+        rows: list[dict[str, Any]],
+        predictions: list[Prediction],
+        ids: list[str],
+        latency_ms: float,
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        seg = runtime.segment
+        per_row = latency_ms / max(1, len(rows))
+        self.log.log(
+            [
+                {
+                    "prediction_id": pid,
+                    "time": now,
+                    "model": runtime.resolved.name,
+                    "version": runtime.resolved.version,
+                    "role": role,
+                    "segment": None if seg is None or row.get(seg) is None else str(row.get(seg)),
+                    "features": orjson.dumps(row, default=str).decode(),
+                    "prediction": str(p.prediction),
+                    "probabilities": p.probabilities,
+                    "latency_ms": per_row,
+                }
+                for pid, row, p in zip(ids, rows, predictions, strict=True)
+            ]
+        )
+
+    # ---- auth ------------------------------------------------------------------------------
+
+    def authorize(self, request: Request, scope: str) -> None:
+        if scope in ("predict", "explain") and self.settings.open_predict:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else None
+        if not token:
+            raise AuthError(
+                401,
+                f"This call needs a token with the {scope!r} scope: send 'Authorization: Bearer TOKEN'.",
+            )
+        scopes = self.settings.tokens.get(token)
+        if scopes is None:
+            raise AuthError(401, "The token is not one this server knows; check KEEL_TOKENS.")
+        if scope not in scopes and not (scope == "explain" and "predict" in scopes):
+            raise AuthError(
+                403, f"The token has the scopes {sorted(scopes)}; this call needs {scope!r}."
+            )
+
+
+async def _drain_then_close(batcher: MicroBatcher[Any, Any]) -> None:
+    # requests already handed to the old version finish there; then it goes
+    for _ in range(100):
+        if batcher.queue_depth == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await batcher.close()
+
+
+# ---- request helpers ----------------------------------------------------------------------
+
+
+async def read_json(request: Request, server: KeelServer) -> Any:
+    body = await read_body(request, server)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"The body is not valid JSON: {exc}.") from exc
+
+
+async def read_body(request: Request, server: KeelServer) -> bytes:
+    limit = server.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"The body is {declared} bytes; this server reads at most {limit}.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(
+                413, f"The body is over {limit} bytes; this server reads at most {limit}."
+            )
+    return body
+
+
+def rows_from_keel(payload: Any) -> list[Any]:
+    """`{"rows": [{...}]}` or `{"columns": {name: [values]}}`."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            400,
+            f"The body is a {type(payload).__name__}; expected an object with 'rows' or 'columns'.",
+        )
+    if "rows" in payload:
+        rows = payload["rows"]
+        if not isinstance(rows, list):
+            raise RequestError(400, "'rows' must be a list of objects.")
+        return rows
+    if "columns" in payload:
+        return columns_to_rows(payload["columns"])
+    raise RequestError(
+        400, f"The body has the keys {sorted(payload)}; expected 'rows' or 'columns'."
+    )
+
+
+def columns_to_rows(columns: Any) -> list[dict[str, Any]]:
+    if not isinstance(columns, dict) or not all(isinstance(v, list) for v in columns.values()):
+        raise RequestError(400, "'columns' must be an object of name: [values].")
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise RequestError(400, f"The columns have different lengths: {lengths}.")
+    n = next(iter(lengths.values()), 0)
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def create_app(
+    settings: Settings, models: ModelStore | None = None, names: list[str] | None = None
+) -> Starlette:
+    """Build the server: the models named (all registered models by default)."""
+    from keel.serve import routes
+
+    models = models or ModelStore.open(settings)
+    server = KeelServer(settings, models, names)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    def wrap(
+        handler: Callable[[Request, KeelServer], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request, server)
+            except KeelError as exc:
+                return error_response(exc)
+            except Exception as exc:  # a bug of ours: 500, logged, and the server goes on
+                log.exception("unhandled error on %s", request.url.path)
+                return error_response(exc)
+
+        return endpoint
+
+    route_list = [
+        Route(path, wrap(handler), methods=methods) for path, handler, methods in routes.ROUTES
+    ]
+    route_list.append(
+        Route("/openapi.json", lambda _r: json_response(openapi_document()), methods=["GET"])
+    )
+    route_list.append(
+        Route(
+            "/docs", lambda _r: HTMLResponse(routes.docs_page(openapi_document())), methods=["GET"]
+        )
+    )
+    app = Starlette(routes=route_list, lifespan=lifespan)
+    app.state.server = server
+    return app
+
+
+def metrics_text(server: KeelServer) -> bytes:
+    return generate_latest(server.metrics.registry)
+
+
+def csv_rows(body: bytes) -> list[dict[str, Any]]:
+    try:
+        frame = pl.read_csv(io.BytesIO(body), infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise RequestError(
+            400, f"The CSV body cannot be read: {str(exc).splitlines()[0]}."
+        ) from exc
+    return frame.to_dicts()

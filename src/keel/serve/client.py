@@ -1,0 +1,106 @@
+"""`keel.Client`: predict, feedback and explain from Python, frames in and out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pandas as pd
+import polars as pl
+
+from keel.store import KeelError
+
+
+class ClientError(KeelError, RuntimeError):
+    """The server answered with an error; the message is the server's."""
+
+    def __init__(self, status: int, message: str, details: Any = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.details = details
+
+
+class Client:
+    """A client of one keel server.
+
+    Args:
+        url: the server, e.g. `http://127.0.0.1:8000`.
+        token: a token with the scopes the calls need.
+        timeout_s: per request.
+    """
+
+    def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        response = self._http.post(path, json=body, headers=headers)
+        if response.status_code >= 400:
+            data = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {"error": response.text}
+            )
+            raise ClientError(response.status_code, data.get("error", ""), data.get("details"))
+        return response.json()
+
+    def predict(
+        self,
+        model: str,
+        rows: pd.DataFrame | pl.DataFrame | list[dict[str, Any]],
+        *,
+        key: str | None = None,
+    ) -> pl.DataFrame:
+        """Predictions as a frame: prediction_id, prediction, and p_<class> per class."""
+        records = _records(rows)
+        answer = self._post(
+            f"/v1/models/{model}/predict",
+            {"rows": records},
+            {"X-Request-Key": key} if key else None,
+        )
+        out = pl.DataFrame(
+            {
+                "prediction_id": answer["prediction_ids"],
+                "prediction": [str(p) for p in answer["predictions"]],
+            }
+        )
+        if "probabilities" in answer:
+            for i, c in enumerate(answer["classes"]):
+                out = out.with_columns(pl.Series(f"p_{c}", [p[i] for p in answer["probabilities"]]))
+        return out.with_columns(pl.lit(answer["version"]).alias("version"))
+
+    def feedback(
+        self, model: str, labels: dict[str, Any] | list[tuple[str, Any]]
+    ) -> dict[str, Any]:
+        """Send labels by prediction id; returns {'accepted': n, 'unknown_ids': [...]}."""
+        pairs = labels.items() if isinstance(labels, dict) else labels
+        result: dict[str, Any] = self._post(
+            f"/v1/models/{model}/feedback",
+            {"labels": [{"prediction_id": k, "label": v} for k, v in pairs]},
+        )
+        return result
+
+    def explain(
+        self, model: str, rows: pd.DataFrame | pl.DataFrame | list[dict[str, Any]]
+    ) -> pl.DataFrame:
+        """SHAP values per feature, one row per input row."""
+        answer = self._post(f"/v1/models/{model}/explain", {"rows": _records(rows)})
+        return pl.DataFrame(answer["values"], schema=answer["features"], orient="row")
+
+
+def _records(rows: Any) -> list[dict[str, Any]]:
+    if isinstance(rows, pl.DataFrame):
+        return rows.to_dicts()
+    if isinstance(rows, pd.DataFrame):
+        return pl.from_pandas(rows).to_dicts()
+    return list(rows)

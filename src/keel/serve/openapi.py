@@ -1,0 +1,279 @@
+"""The served OpenAPI document (written out, since routes parse JSON by hand for speed)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from keel import __version__
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "kind": {"type": "string"}, "details": {}},
+    "required": ["error", "kind"],
+}
+_ROW = {"type": "object", "additionalProperties": True}
+_PREDICT_BODY = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"rows": {"type": "array", "items": _ROW, "minItems": 1}},
+            "required": ["rows"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "object", "additionalProperties": {"type": "array"}}
+            },
+            "required": ["columns"],
+        },
+    ]
+}
+_ANSWER = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "integer"},
+        "predictions": {"type": "array"},
+        "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "classes": {"type": "array", "items": {"type": "string"}},
+        "prediction_ids": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["model", "version", "predictions", "prediction_ids"],
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        for c in codes
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    *,
+    body: dict[str, Any] | None = None,
+    ok: dict[str, Any] | None = None,
+    errors: tuple[int, ...] = (400, 404),
+    params: tuple[str, ...] = ("name",),
+    text: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": "ok",
+                **(
+                    _json(ok or {})
+                    if not text
+                    else {"content": {"text/plain": {"schema": {"type": "string"}}}}
+                ),
+            },
+            **_errors(*errors),
+        },
+    }
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    v2_tensor = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string"},
+            "data": {"type": "array"},
+        },
+        "required": ["name", "shape", "datatype", "data"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "keel",
+            "version": __version__,
+            "description": "keel's JSON API, the Open Inference Protocol v2 and MLflow's scoring format.",
+        },
+        "paths": {
+            "/v1/models": {
+                "get": _op(
+                    "Served models and the versions behind their aliases",
+                    ok={"type": "object"},
+                    errors=(),
+                    params=(),
+                )
+            },
+            "/v1/models/{name}/predict": {
+                "post": _op(
+                    "Predict rows (name, name@alias or name@version)",
+                    body=_PREDICT_BODY,
+                    ok=_ANSWER,
+                    errors=(400, 401, 404, 413, 422),
+                )
+            },
+            "/v1/models/{name}/feedback": {
+                "post": _op(
+                    "Ground-truth labels for earlier predictions, by prediction id",
+                    body={
+                        "type": "object",
+                        "properties": {
+                            "labels": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "prediction_id": {"type": "string"},
+                                        "label": {},
+                                    },
+                                    "required": ["prediction_id", "label"],
+                                },
+                            }
+                        },
+                        "required": ["labels"],
+                    },
+                    ok={
+                        "type": "object",
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "unknown_ids": {"type": "array", "items": {"type": "string"}},
+                        },
+                        "required": ["accepted", "unknown_ids"],
+                    },
+                    errors=(400, 401, 403, 404, 413),
+                )
+            },
+            "/v1/models/{name}/explain": {
+                "post": _op(
+                    "SHAP values of rows against the training background",
+                    body=_PREDICT_BODY,
+                    ok={"type": "object"},
+                    errors=(400, 401, 404, 413, 422),
+                )
+            },
+            "/v1/models/{name}/aliases/{alias}": {
+                "post": _op(
+                    "Move an alias (admin)",
+                    body={
+                        "type": "object",
+                        "properties": {
+                            "version": {"type": "integer"},
+                            "reason": {"type": "string"},
+                            "weight": {"type": "number"},
+                        },
+                        "required": ["version"],
+                    },
+                    ok={"type": "object"},
+                    errors=(400, 401, 403, 404, 409),
+                    params=("name", "alias"),
+                ),
+                "delete": _op(
+                    "Remove an alias (admin)",
+                    ok={"type": "object"},
+                    errors=(400, 401, 403, 404),
+                    params=("name", "alias"),
+                ),
+            },
+            "/v1/models/{name}/rollback": {
+                "post": _op(
+                    "Move production back to its previous version (admin)",
+                    ok={"type": "object"},
+                    errors=(400, 401, 403, 404, 409),
+                )
+            },
+            "/healthz": {"get": _op("Liveness", ok={"type": "object"}, errors=(), params=())},
+            "/readyz": {
+                "get": _op(
+                    "Readiness: every model has a production version loaded",
+                    ok={"type": "object"},
+                    errors=(503,),
+                    params=(),
+                )
+            },
+            "/metrics": {"get": _op("Prometheus metrics", errors=(), params=(), text=True)},
+            "/v2/health/live": {
+                "get": _op("OIP: live", ok={"type": "object"}, errors=(), params=())
+            },
+            "/v2/health/ready": {
+                "get": _op("OIP: ready", ok={"type": "object"}, errors=(503,), params=())
+            },
+            "/v2": {
+                "get": _op("OIP: server metadata", ok={"type": "object"}, errors=(), params=())
+            },
+            "/v2/models/{name}": {
+                "get": _op("OIP: model metadata", ok={"type": "object"}, errors=(404,))
+            },
+            "/v2/models/{name}/ready": {
+                "get": _op("OIP: model ready", ok={"type": "object"}, errors=(404,))
+            },
+            "/v2/models/{name}/versions/{version}": {
+                "get": _op(
+                    "OIP: model version metadata",
+                    ok={"type": "object"},
+                    errors=(404,),
+                    params=("name", "version"),
+                )
+            },
+            "/v2/models/{name}/versions/{version}/ready": {
+                "get": _op(
+                    "OIP: model version ready",
+                    ok={"type": "object"},
+                    errors=(404,),
+                    params=("name", "version"),
+                )
+            },
+            "/v2/models/{name}/infer": {
+                "post": _op(
+                    "OIP: inference",
+                    body={
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "inputs": {"type": "array", "items": v2_tensor},
+                        },
+                        "required": ["inputs"],
+                    },
+                    ok={"type": "object"},
+                    errors=(400, 404, 413, 422),
+                )
+            },
+            "/v2/models/{name}/versions/{version}/infer": {
+                "post": _op(
+                    "OIP: inference on a version",
+                    body={
+                        "type": "object",
+                        "properties": {"inputs": {"type": "array", "items": v2_tensor}},
+                        "required": ["inputs"],
+                    },
+                    ok={"type": "object"},
+                    errors=(400, 404, 413, 422),
+                    params=("name", "version"),
+                )
+            },
+            "/ping": {"get": _op("MLflow: ping", errors=(503,), params=(), text=True)},
+            "/invocations": {
+                "post": _op(
+                    "MLflow scoring: dataframe_split, dataframe_records, instances, inputs, or text/csv",
+                    body={"type": "object"},
+                    ok={
+                        "type": "object",
+                        "properties": {"predictions": {"type": "array"}},
+                        "required": ["predictions"],
+                    },
+                    errors=(400, 404, 413, 415, 422),
+                    params=(),
+                )
+            },
+        },
+    }

@@ -1,0 +1,198 @@
+"""The prediction log and the feedback store: Parquet files appended in batches.
+
+Records are buffered in memory and flushed every `flush_interval_s` (and at shutdown) to
+`predictions/model=NAME/date=YYYY-MM-DD/part-<ms>-<id>.parquet` under the log root, each file
+written under a temporary name and renamed, so a reader (or a restart after `kill -9`) never
+sees a torn file; at most the last interval is lost. A batch that cannot be written is counted
+as dropped, never lost silently. Feedback (labels joined later by prediction id) goes the same
+way to `feedback/model=NAME/...`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import fsspec
+import polars as pl
+
+_KNOWN_IDS = 2_000_000  # ids remembered in memory for feedback; older ones are looked up on disk
+
+
+class ParquetAppender:
+    """Buffered, atomic Parquet appends partitioned by model and day."""
+
+    def __init__(
+        self,
+        root: str,
+        kind: str,
+        *,
+        schema: dict[str, Any],
+        on_written: Callable[[int], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:
+        self.root = root.rstrip("/")
+        self.kind = kind
+        self.schema = schema
+        self._fs, self._base = fsspec.core.url_to_fs(self.root)
+        self._lock = threading.Lock()
+        self._buffer: list[dict[str, Any]] = []
+        self._on_written = on_written
+        self._on_dropped = on_dropped
+        self.written = 0
+        self.dropped = 0
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer.extend(records)
+
+    def flush(self) -> int:
+        """Write what is buffered; returns the number of records written."""
+        with self._lock:
+            records, self._buffer = self._buffer, []
+        if not records:
+            return 0
+        frame = pl.DataFrame(records, schema=self.schema, orient="row") if records else None
+        assert frame is not None
+        frame = frame.with_columns(pl.col("time").dt.date().cast(pl.String).alias("__day"))
+        written = 0
+        for (model, day), part in frame.group_by(["model", "__day"], maintain_order=True):
+            part = part.drop("__day")
+            folder = f"{self._base}/{self.kind}/model={model}/date={day}"
+            name = f"part-{int(dt.datetime.now(dt.UTC).timestamp() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
+            try:
+                self._fs.makedirs(folder, exist_ok=True)
+                tmp = f"{folder}/.{name}.tmp"
+                with self._fs.open(tmp, "wb") as fh:
+                    part.write_parquet(fh)
+                self._fs.mv(tmp, f"{folder}/{name}")
+                written += part.height
+            except OSError:
+                self.dropped += part.height
+                if self._on_dropped:
+                    self._on_dropped(part.height)
+        self.written += written
+        if self._on_written and written:
+            self._on_written(written)
+        return written
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def files(self, model: str) -> list[str]:
+        pattern = f"{self._base}/{self.kind}/model={model}/date=*/part-*.parquet"
+        return sorted(self._fs.glob(pattern))
+
+    def read(self, model: str) -> pl.DataFrame:
+        """Everything flushed for a model (reads each file; a torn file cannot exist)."""
+        files = self.files(model)
+        if not files:
+            return pl.DataFrame(schema=self.schema)
+        frames = []
+        for f in files:
+            with self._fs.open(f, "rb") as fh:
+                frames.append(pl.read_parquet(fh))
+        return pl.concat(frames, how="vertical_relaxed")
+
+
+PREDICTION_SCHEMA = {
+    "prediction_id": pl.String,
+    "time": pl.Datetime("us", "UTC"),
+    "model": pl.String,
+    "version": pl.Int64,
+    "role": pl.String,  # production, canary, shadow
+    "segment": pl.String,
+    "features": pl.String,  # JSON of the model's inputs (no other fields reach the log)
+    "prediction": pl.String,
+    "probabilities": pl.List(pl.Float64),
+    "latency_ms": pl.Float64,
+}
+FEEDBACK_SCHEMA = {
+    "prediction_id": pl.String,
+    "time": pl.Datetime("us", "UTC"),
+    "model": pl.String,
+    "label": pl.String,
+}
+
+
+class PredictionLog:
+    """Prediction records and feedback for every served model, flushed by a background thread."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        flush_interval_s: float = 1.0,
+        on_written: Callable[[int], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:
+        self.flush_interval_s = flush_interval_s
+        self.predictions = ParquetAppender(
+            root,
+            "predictions",
+            schema=PREDICTION_SCHEMA,
+            on_written=on_written,
+            on_dropped=on_dropped,
+        )
+        self.feedback = ParquetAppender(root, "feedback", schema=FEEDBACK_SCHEMA)
+        self._recent: OrderedDict[str, str] = OrderedDict()  # prediction id -> model
+        self._recent_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def log(self, records: list[dict[str, Any]]) -> None:
+        self.predictions.append(records)
+        with self._recent_lock:
+            for r in records:
+                if r["role"] != "shadow":
+                    self._recent[r["prediction_id"]] = r["model"]
+            while len(self._recent) > _KNOWN_IDS:
+                self._recent.popitem(last=False)
+
+    def add_feedback(
+        self, model: str, labels: list[tuple[str, Any]], now: dt.datetime
+    ) -> tuple[int, list[str]]:
+        """Accept labels whose prediction ids this model answered; return (accepted, unknown ids)."""
+        ids = [pid for pid, _ in labels]
+        known = self._known(model, ids)
+        accepted = [(pid, label) for pid, label in labels if pid in known]
+        self.feedback.append(
+            {"prediction_id": pid, "time": now, "model": model, "label": str(label)}
+            for pid, label in accepted
+        )
+        return len(accepted), [pid for pid in ids if pid not in known]
+
+    def _known(self, model: str, ids: list[str]) -> set[str]:
+        with self._recent_lock:
+            found = {i for i in ids if self._recent.get(i) == model}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            logged = self.predictions.read(model)
+            if logged.height:
+                hits = logged.filter(
+                    pl.col("prediction_id").is_in(missing) & (pl.col("role") != "shadow")
+                )
+                found |= set(hits.get_column("prediction_id").to_list())
+        return found
+
+    def flush(self) -> int:
+        return self.predictions.flush() + self.feedback.flush()
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.wait(self.flush_interval_s):
+                self.flush()
+
+        self._thread = threading.Thread(target=run, name="keel-log-flush", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()

@@ -1,0 +1,452 @@
+"""Route handlers: thin adapters from each protocol to `KeelServer.predict` and friends."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keel.serve.app import (
+    KeelServer,
+    columns_to_rows,
+    csv_rows,
+    json_response,
+    metrics_text,
+    read_body,
+    read_json,
+    rows_from_keel,
+)
+from keel.serve.errors import RequestError
+from keel.serve.runtime import ModelRuntime, Prediction
+from keel.store import ModelNotFoundError
+
+
+def _answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": runtime.resolved.name,
+        "version": runtime.resolved.version,
+        "predictions": [p.prediction for p in predictions],
+        "prediction_ids": ids,
+    }
+    if (
+        runtime.task == "classification"
+        and predictions
+        and predictions[0].probabilities is not None
+    ):
+        out["probabilities"] = [p.probabilities for p in predictions]
+        out["classes"] = runtime.classes
+    return out
+
+
+def _observe(
+    server: KeelServer, name: str, endpoint: str, t0: float, version: Any, status: int
+) -> None:
+    server.metrics.requests.labels(name, str(version), endpoint, str(status)).inc()
+    server.metrics.latency.labels(name, endpoint).observe(time.perf_counter() - t0)
+
+
+# ---- keel's own API -----------------------------------------------------------------------
+
+
+async def predict(request: Request, server: KeelServer) -> Response:
+    t0 = time.perf_counter()
+    name = request.path_params["name"]
+    server.authorize(request, "predict")
+    rows = rows_from_keel(await read_json(request, server))
+    runtime, predictions, ids = await server.predict(
+        name, rows, key=request.headers.get("x-request-key")
+    )
+    _observe(server, runtime.resolved.name, "predict", t0, runtime.resolved.version, 200)
+    return json_response(_answer(runtime, predictions, ids))
+
+
+async def feedback(request: Request, server: KeelServer) -> Response:
+    name = request.path_params["name"]
+    server.authorize(request, "feedback")
+    server._served(name)
+    payload = await read_json(request, server)
+    labels = payload.get("labels") if isinstance(payload, dict) else None
+    if not isinstance(labels, list) or not all(
+        isinstance(x, dict) and "prediction_id" in x and "label" in x for x in labels
+    ):
+        raise RequestError(400, "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}.")
+    accepted, unknown = server.log.add_feedback(
+        name.partition("@")[0],
+        [(str(x["prediction_id"]), x["label"]) for x in labels],
+        dt.datetime.now(dt.UTC),
+    )
+    return json_response({"accepted": accepted, "unknown_ids": unknown})
+
+
+async def explain(request: Request, server: KeelServer) -> Response:
+    name = request.path_params["name"]
+    server.authorize(request, "explain")
+    served = server._served(name)
+    _, runtime, _ = server._choose(served, name, None)
+    rows = rows_from_keel(await read_json(request, server))
+    clean, errors = runtime.checker.check(rows)
+    if errors:
+        raise RequestError(
+            422,
+            f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
+            [e.to_dict() for e in errors[:20]],
+        )
+    result = await asyncio.to_thread(runtime.explain, clean)
+    return json_response(
+        {"model": runtime.resolved.name, "version": runtime.resolved.version, **result}
+    )
+
+
+async def list_models(_request: Request, server: KeelServer) -> Response:
+    out = []
+    for name, served in server.served.items():
+        out.append(
+            {
+                "name": name,
+                "versions": {role: rt.resolved.version for role, rt in served.runtimes.items()},
+                "canary_weight": served.canary_weight,
+            }
+        )
+    return json_response({"models": out})
+
+
+# ---- admin --------------------------------------------------------------------------------
+
+
+async def set_alias(request: Request, server: KeelServer) -> Response:
+    server.authorize(request, "admin")
+    name, alias = request.path_params["name"], request.path_params["alias"]
+    payload = await read_json(request, server)
+    if not isinstance(payload, dict) or not isinstance(payload.get("version"), int):
+        raise RequestError(
+            400, "Expected {'version': N, 'reason': '...'} (and 'weight' for canary)."
+        )
+    state = await asyncio.to_thread(
+        server.models.set_alias,
+        name,
+        alias,
+        payload["version"],
+        reason=payload.get("reason"),
+        actor="api",
+        weight=payload.get("weight"),
+    )
+    if name in server.served:
+        await server._sync(name)
+    return json_response(
+        {"model": name, "alias": alias, "version": state.version, "weight": state.weight}
+    )
+
+
+async def delete_alias(request: Request, server: KeelServer) -> Response:
+    server.authorize(request, "admin")
+    name, alias = request.path_params["name"], request.path_params["alias"]
+    reason = request.query_params.get("reason")
+    await asyncio.to_thread(server.models.delete_alias, name, alias, reason=reason, actor="api")
+    if name in server.served:
+        await server._sync(name)
+    return json_response({"model": name, "alias": alias, "deleted": True})
+
+
+async def rollback(request: Request, server: KeelServer) -> Response:
+    server.authorize(request, "admin")
+    name = request.path_params["name"]
+    body = await read_body(request, server)
+    reason = None
+    if body.strip():
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(400, f"The body is not valid JSON: {exc}.") from exc
+        reason = payload.get("reason") if isinstance(payload, dict) else None
+    state = await asyncio.to_thread(server.models.rollback, name, reason=reason, actor="api")
+    if name in server.served:
+        await server._sync(name)
+    return json_response({"model": name, "alias": "production", "version": state.version})
+
+
+# ---- probes and metrics -------------------------------------------------------------------
+
+
+async def healthz(_request: Request, _server: KeelServer) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(_request: Request, server: KeelServer) -> Response:
+    missing = [n for n, s in server.served.items() if "production" not in s.runtimes]
+    if not server.ready or missing:
+        return json_response(
+            {"status": "not ready", "models_without_production": missing}, status=503
+        )
+    return json_response({"status": "ready"})
+
+
+async def metrics(_request: Request, server: KeelServer) -> Response:
+    for name, served in server.served.items():
+        for rt_role, b in served.batchers.items():
+            server.metrics.queue.labels(name, str(served.runtimes[rt_role].resolved.version)).set(
+                b.queue_depth
+            )
+    return Response(metrics_text(server), media_type="text/plain; version=0.0.4")
+
+
+# ---- Open Inference Protocol v2 ------------------------------------------------------------
+
+_DATATYPES = {
+    "int": "INT64",
+    "float": "FP64",
+    "bool": "BOOL",
+    "category": "BYTES",
+    "string": "BYTES",
+    "datetime": "BYTES",
+}
+
+
+async def v2_live(_request: Request, _server: KeelServer) -> Response:
+    return json_response({"live": True})
+
+
+async def v2_ready(_request: Request, server: KeelServer) -> Response:
+    ready = server.ready and all("production" in s.runtimes for s in server.served.values())
+    return json_response({"ready": ready}, status=200 if ready else 503)
+
+
+async def v2_server(_request: Request, _server: KeelServer) -> Response:
+    from keel import __version__
+
+    return json_response({"name": "keel", "version": __version__, "extensions": []})
+
+
+def _oip_runtime(request: Request, server: KeelServer) -> ModelRuntime:
+    name = request.path_params["name"]
+    version = request.path_params.get("version")
+    served = server._served(name)
+    _, runtime, _ = server._choose(served, f"{name}@{version}" if version else name, None)
+    return runtime
+
+
+async def v2_model(request: Request, server: KeelServer) -> Response:
+    runtime = _oip_runtime(request, server)
+    inputs = [
+        {"name": f, "datatype": _DATATYPES[runtime.contract.column(f).type], "shape": [-1, 1]}
+        for f in runtime.features
+    ]
+    outputs = [
+        {
+            "name": "predict",
+            "datatype": "BYTES" if runtime.task == "classification" else "FP64",
+            "shape": [-1],
+        }
+    ]
+    if runtime.task == "classification":
+        outputs.append(
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(runtime.classes)]}
+        )
+    return json_response(
+        {
+            "name": runtime.resolved.name,
+            "versions": [str(runtime.resolved.version)],
+            "platform": "keel-sklearn",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+    )
+
+
+async def v2_model_ready(request: Request, server: KeelServer) -> Response:
+    try:
+        _oip_runtime(request, server)
+    except ModelNotFoundError:
+        return json_response({"ready": False}, status=404)
+    return json_response({"ready": True})
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list) and data and isinstance(data[0], list):
+        return [x for row in data for x in row]
+    return data if isinstance(data, list) else [data]
+
+
+async def v2_infer(request: Request, server: KeelServer) -> Response:
+    t0 = time.perf_counter()
+    runtime = _oip_runtime(request, server)
+    payload = await read_json(request, server)
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError(
+            400, "Expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}."
+        )
+    for t in inputs:
+        if not isinstance(t, dict) or "name" not in t or "data" not in t:
+            raise RequestError(400, "Each input needs 'name', 'shape', 'datatype' and 'data'.")
+    if len(inputs) == 1 and inputs[0]["name"] not in runtime.features:
+        # tensor form: one [rows, features] input for an all-numeric model, columns in feature order
+        t = inputs[0]
+        shape = t.get("shape") or []
+        flat = _flatten(t["data"])
+        width = len(runtime.features)
+        if len(shape) != 2 or shape[1] != width or len(flat) != shape[0] * width:
+            raise RequestError(
+                400,
+                f"Input {t['name']!r} is not one of the features {runtime.features}; as a tensor it needs shape [rows, {width}] with features in that order.",
+            )
+        rows = [
+            dict(zip(runtime.features, flat[i * width : (i + 1) * width], strict=True))
+            for i in range(shape[0])
+        ]
+    else:
+        columns = {}
+        for t in inputs:
+            data = _flatten(t["data"])
+            columns[t["name"]] = [x.decode() if isinstance(x, bytes) else x for x in data]
+        rows = columns_to_rows(columns)
+    name = f"{runtime.resolved.name}@{runtime.resolved.version}"
+    runtime, predictions, ids = await server.predict(
+        name, rows, key=request.headers.get("x-request-key"), endpoint="v2_infer"
+    )
+    outputs: list[dict[str, Any]] = []
+    if runtime.task == "classification":
+        outputs.append(
+            {
+                "name": "predict",
+                "datatype": "BYTES",
+                "shape": [len(predictions)],
+                "data": [str(p.prediction) for p in predictions],
+            }
+        )
+        probs = [x for p in predictions for x in (p.probabilities or [])]
+        outputs.append(
+            {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": [len(predictions), len(runtime.classes)],
+                "data": probs,
+            }
+        )
+    else:
+        outputs.append(
+            {
+                "name": "predict",
+                "datatype": "FP64",
+                "shape": [len(predictions)],
+                "data": [p.prediction for p in predictions],
+            }
+        )
+    _observe(server, runtime.resolved.name, "v2_infer", t0, runtime.resolved.version, 200)
+    return json_response(
+        {
+            "model_name": runtime.resolved.name,
+            "model_version": str(runtime.resolved.version),
+            "id": payload.get("id", ids[0]),
+            "outputs": outputs,
+            "parameters": {"prediction_ids": ids},
+        }
+    )
+
+
+# ---- MLflow scoring -----------------------------------------------------------------------
+
+
+async def ping(_request: Request, server: KeelServer) -> Response:
+    return Response(b"\n", status_code=200 if server.ready else 503)
+
+
+def _default_model(request: Request, server: KeelServer) -> str:
+    name = request.query_params.get("model") or request.headers.get("x-keel-model")
+    if name:
+        return name
+    if len(server.served) == 1:
+        return next(iter(server.served))
+    raise RequestError(
+        400,
+        f"This server serves {sorted(server.served)}; name one with ?model=NAME or the X-Keel-Model header.",
+    )
+
+
+async def invocations(request: Request, server: KeelServer) -> Response:
+    t0 = time.perf_counter()
+    name = _default_model(request, server)
+    server.authorize(request, "predict")
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype == "text/csv":
+        rows: list[Any] = csv_rows(await read_body(request, server))
+    elif ctype == "application/json":
+        payload = await read_json(request, server)
+        rows = _mlflow_rows(payload)
+    else:
+        raise RequestError(
+            415, f"Content type {ctype!r} is not accepted; expected application/json or text/csv."
+        )
+    runtime, predictions, _ids = await server.predict(
+        name, rows, key=request.headers.get("x-request-key"), endpoint="invocations"
+    )
+    _observe(server, runtime.resolved.name, "invocations", t0, runtime.resolved.version, 200)
+    return json_response({"predictions": [p.prediction for p in predictions]})
+
+
+def _mlflow_rows(payload: Any) -> list[Any]:
+    if not isinstance(payload, dict):
+        raise RequestError(
+            400, "Expected one of dataframe_split, dataframe_records, instances or inputs."
+        )
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        if not isinstance(split, dict) or "columns" not in split or "data" not in split:
+            raise RequestError(400, "dataframe_split needs 'columns' and 'data'.")
+        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
+    if "dataframe_records" in payload:
+        return list(payload["dataframe_records"])
+    for key in ("instances", "inputs"):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, dict):
+                return columns_to_rows(value)
+            return list(value)
+    raise RequestError(
+        400,
+        f"The body has the keys {sorted(payload)}; expected dataframe_split, dataframe_records, instances or inputs.",
+    )
+
+
+def docs_page(spec: dict[str, Any]) -> str:
+    items = []
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            items.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td><td>{html.escape(op.get('summary', ''))}</td></tr>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>keel API</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}td{padding:.2rem .6rem;border-bottom:1px solid #eee}</style>"
+        f"</head><body><h1>keel API</h1><p>The OpenAPI document: <a href='/openapi.json'>/openapi.json</a></p><table>{''.join(items)}</table></body></html>"
+    )
+
+
+ROUTES: list[tuple[str, Any, list[str]]] = [
+    ("/v1/models", list_models, ["GET"]),
+    ("/v1/models/{name}/predict", predict, ["POST"]),
+    ("/v1/models/{name}/feedback", feedback, ["POST"]),
+    ("/v1/models/{name}/explain", explain, ["POST"]),
+    ("/v1/models/{name}/aliases/{alias}", set_alias, ["POST"]),
+    ("/v1/models/{name}/aliases/{alias}", delete_alias, ["DELETE"]),
+    ("/v1/models/{name}/rollback", rollback, ["POST"]),
+    ("/healthz", healthz, ["GET"]),
+    ("/readyz", readyz, ["GET"]),
+    ("/metrics", metrics, ["GET"]),
+    ("/v2/health/live", v2_live, ["GET"]),
+    ("/v2/health/ready", v2_ready, ["GET"]),
+    ("/v2", v2_server, ["GET"]),
+    ("/v2/models/{name}", v2_model, ["GET"]),
+    ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
+    ("/v2/models/{name}/versions/{version}", v2_model, ["GET"]),
+    ("/v2/models/{name}/versions/{version}/ready", v2_model_ready, ["GET"]),
+    ("/v2/models/{name}/infer", v2_infer, ["POST"]),
+    ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
+    ("/ping", ping, ["GET"]),
+    ("/invocations", invocations, ["POST"]),
+]

@@ -1,0 +1,103 @@
+"""A loaded model version ready to answer: input checks, batched prediction, explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.data import Contract, RecordChecker
+from keel.registry import ModelStore, ResolvedVersion
+
+
+@dataclass
+class Prediction:
+    """One row's answer."""
+
+    prediction: Any
+    probabilities: list[float] | None
+
+
+class ModelRuntime:
+    """One version in memory: its pipeline, its input contract, its classes."""
+
+    def __init__(
+        self,
+        resolved: ResolvedVersion,
+        pipeline: Any,
+        contract: Contract,
+        evaluation: dict[str, Any],
+    ) -> None:
+        self.resolved = resolved
+        self.pipeline = pipeline
+        self.contract = contract
+        self.features: list[str] = list(evaluation["features"])
+        self.categorical = set(evaluation.get("categorical", []))
+        self.classes: list[str] = list(evaluation.get("classes", []))
+        self.task: str = evaluation.get("task", "classification")
+        self.explanations = evaluation.get("explanations") or {}
+        self.checker = RecordChecker(contract, self.features)
+        segs = contract.with_role("segment")
+        self.segment = segs[0].name if segs else None
+
+    @classmethod
+    def load(cls, models: ModelStore, resolved: ResolvedVersion) -> ModelRuntime:
+        """Load (hash and contents checked) and warm up with one row of the reference data."""
+        version = models.get(resolved.ref)
+        runtime = cls(
+            resolved,
+            models.load_artifact(resolved),
+            models.contract(resolved.ref),
+            version.evaluation,
+        )
+        runtime.warm_up()
+        return runtime
+
+    @property
+    def ref(self) -> str:
+        return self.resolved.ref
+
+    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Cleaned records as the model's input frame (the same typing as training)."""
+        data: dict[str, Any] = {}
+        for f in self.features:
+            values = [r.get(f) for r in rows]
+            if f in self.categorical:
+                data[f] = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
+            else:
+                data[f] = np.asarray(
+                    [np.nan if v is None else v for v in values], dtype=np.float32
+                ).astype(np.float64)
+        return pd.DataFrame(data)
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+        x = self.frame(rows)
+        if self.task == "classification" and hasattr(self.pipeline, "predict_proba"):
+            proba = np.asarray(self.pipeline.predict_proba(x))
+            best = proba.argmax(axis=1)
+            return [
+                Prediction(self.classes[int(b)] if self.classes else int(b), p.tolist())
+                for b, p in zip(best, proba, strict=True)
+            ]
+        out = np.asarray(self.pipeline.predict(x), dtype=float)
+        return [Prediction(float(v), None) for v in out]
+
+    def warm_up(self) -> None:
+        bg = self.explanations.get("background") or {}
+        if bg and all(f in bg for f in self.features):
+            row = {f: bg[f][0] for f in self.features}
+            self.predict([row])
+
+    def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """SHAP values per input feature, against the background rows stored at training."""
+        from keel.train.explain import shap_values
+
+        bg = pd.DataFrame(self.explanations["background"])[self.features]
+        values, base, features = shap_values(self.pipeline, bg, self.frame(rows), self.features)
+        return {
+            "features": features,
+            "values": values.round(6).tolist(),
+            "expected_value": float(np.asarray(base).reshape(-1)[-1]),
+        }
