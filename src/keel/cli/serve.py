@@ -10,7 +10,9 @@ from keel.render import console
 
 
 def serve_cmd(
-    names: list[str] = typer.Argument(None, help="Models to serve (default: every registered model)."),
+    names: list[str] = typer.Argument(
+        None, help="Models to serve (default: every registered model)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Worker processes on the same port."),
@@ -20,7 +22,9 @@ def serve_cmd(
     import uvicorn
 
     os.environ["KEEL_SERVE_MODELS"] = ",".join(names or [])
-    console.print(f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs)")
+    console.print(
+        f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs)"
+    )
     uvicorn.run(
         "keel.serve.factory:app_from_env",
         factory=True,

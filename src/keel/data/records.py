@@ -124,8 +124,13 @@ class RecordChecker:
                 return None, ("type", f"a number ({t})")
             if t == "int" and float(value) != math.floor(float(value)):
                 return None, ("type", "a whole number")
-            lo, hi = col.min, col.max  # numbers for numeric columns (the contract parser sees to it)
-            if (isinstance(lo, int | float) and value < lo) or (isinstance(hi, int | float) and value > hi):
+            lo, hi = (
+                col.min,
+                col.max,
+            )  # numbers for numeric columns (the contract parser sees to it)
+            if (isinstance(lo, int | float) and value < lo) or (
+                isinstance(hi, int | float) and value > hi
+            ):
                 return None, ("range", f"a number between {_bound(col.min)} and {_bound(col.max)}")
             return (int(value) if t == "int" else float(value)), None
         if t == "bool":
