@@ -10,6 +10,7 @@ import pandas as pd
 
 from keel.data import Contract, RecordChecker
 from keel.registry import ModelStore, ResolvedVersion
+from keel.serve.fastpath import compile_forward
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ModelRuntime:
         self.checker = RecordChecker(contract, self.features)
         segs = contract.with_role("segment")
         self.segment = segs[0].name if segs else None
+        self._fast: tuple[Any, Any] | None = None  # (forward, estimator) once proven equal
 
     @classmethod
     def load(cls, models: ModelStore, resolved: ResolvedVersion) -> ModelRuntime:
@@ -72,23 +74,53 @@ class ModelRuntime:
                 ).astype(np.float64)
         return pd.DataFrame(data)
 
-    def predict(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+    def _outputs(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        if self._fast is not None:
+            forward, model = self._fast
+            x = forward(rows)
+            return np.asarray(model.predict_proba(x) if self._proba else model.predict(x))
         x = self.frame(rows)
-        if self.task == "classification" and hasattr(self.pipeline, "predict_proba"):
-            proba = np.asarray(self.pipeline.predict_proba(x))
+        return np.asarray(self.pipeline.predict_proba(x) if self._proba else self.pipeline.predict(x))
+
+    @property
+    def _proba(self) -> bool:
+        return self.task == "classification" and hasattr(self.pipeline, "predict_proba")
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+        if self._proba:
+            proba = self._outputs(rows)
             best = proba.argmax(axis=1)
             return [
                 Prediction(self.classes[int(b)] if self.classes else int(b), p.tolist())
                 for b, p in zip(best, proba, strict=True)
             ]
-        out = np.asarray(self.pipeline.predict(x), dtype=float)
+        out = self._outputs(rows).astype(float)
         return [Prediction(float(v), None) for v in out]
 
     def warm_up(self) -> None:
+        """Answer the training background rows once; switch to the NumPy fast path if it
+        gives exactly the pipeline's outputs on them."""
         bg = self.explanations.get("background") or {}
-        if bg and all(f in bg for f in self.features):
-            row = {f: bg[f][0] for f in self.features}
-            self.predict([row])
+        if not (bg and all(f in bg for f in self.features)):
+            return
+        n = len(bg[self.features[0]])
+        rows = [{f: (None if bg[f][i] == "" else bg[f][i]) for f in self.features} for i in range(n)]
+        slow = self._outputs(rows)
+        compiled = compile_forward(self.pipeline, self.features, self.categorical)
+        if compiled is None:
+            return
+        self._fast = compiled
+        try:
+            fast = self._outputs(rows)
+        except Exception:  # any mismatch in structure: keep the pipeline
+            self._fast = None
+            return
+        if fast.shape != slow.shape or not np.allclose(fast, slow, rtol=0, atol=1e-12):
+            self._fast = None
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast is not None
 
     def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """SHAP values per input feature, against the background rows stored at training."""
