@@ -56,6 +56,19 @@ def test_train_exports() -> None:
     ]  # fmt: skip
 
 
+def test_serve_exports() -> None:
+    """keel.serve's public names."""
+    import keel.serve
+
+    assert sorted(keel.serve.__all__) == [
+        "Client",
+        "KeelServer",
+        "MicroBatcher",
+        "PredictionLog",
+        "create_app",
+    ]
+
+
 def test_errors_are_catchable_as_builtins() -> None:
     """Each error also subclasses the builtin a caller would naturally catch."""
     assert issubclass(keel.store.SchemaError, ValueError)

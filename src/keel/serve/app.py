@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import io
 import logging
@@ -129,6 +130,14 @@ class KeelServer:
             self.served[name] = Served(name)
             await self._sync(name)
         self.log.start()
+        # Measured: with scikit-learn, SciPy and pandas loaded the heap holds millions of
+        # objects, and each full garbage collection under load stalled requests for ~150 ms
+        # (p99 of 180 ms at 64 connections). Freezing what start-up made keeps those objects out
+        # of every later collection.
+        gc.collect()
+        gc.freeze()
+        # young collections run every 700 allocations by default; a request allocates hundreds
+        gc.set_threshold(50_000, 50, 100)
         self.ready = True
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 
@@ -193,7 +202,10 @@ class KeelServer:
     def _batcher(self, runtime: ModelRuntime) -> MicroBatcher[dict[str, Any], Prediction]:
         hist = self.metrics.batch.labels(runtime.resolved.name, str(runtime.resolved.version))
         return MicroBatcher(
-            runtime.predict, max_batch_size=self.settings.max_batch_size, on_batch=hist.observe
+            runtime.predict,
+            max_batch_size=self.settings.max_batch_size,
+            on_batch=hist.observe,
+            inline=runtime.fast_path,
         )
 
     def _later(self, coro: Awaitable[Any]) -> None:
@@ -294,22 +306,23 @@ class KeelServer:
         now = dt.datetime.now(dt.UTC)
         seg = runtime.segment
         per_row = latency_ms / max(1, len(rows))
+        n = len(rows)
         self.log.log(
-            [
-                {
-                    "prediction_id": pid,
-                    "time": now,
-                    "model": runtime.resolved.name,
-                    "version": runtime.resolved.version,
-                    "role": role,
-                    "segment": None if seg is None or row.get(seg) is None else str(row.get(seg)),
-                    "features": orjson.dumps(row, default=str).decode(),
-                    "prediction": str(p.prediction),
-                    "probabilities": p.probabilities,
-                    "latency_ms": per_row,
-                }
-                for pid, row, p in zip(ids, rows, predictions, strict=True)
-            ]
+            {
+                "prediction_id": ids,
+                "time": [now] * n,
+                "model": [runtime.resolved.name] * n,
+                "version": [runtime.resolved.version] * n,
+                "role": [role] * n,
+                "segment": [
+                    None if seg is None or row.get(seg) is None else str(row.get(seg))
+                    for row in rows
+                ],
+                "features": [orjson.dumps(row, default=str).decode() for row in rows],
+                "prediction": [str(p.prediction) for p in predictions],
+                "probabilities": [p.probabilities for p in predictions],
+                "latency_ms": [per_row] * n,
+            }
         )
 
     # ---- auth ------------------------------------------------------------------------------

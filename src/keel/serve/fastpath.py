@@ -19,12 +19,18 @@ import numpy as np
 Forward = Callable[[list[dict[str, Any]]], np.ndarray]
 
 
-def compile_forward(pipeline: Any, features: list[str], categorical: set[str]) -> tuple[Forward, Any] | None:
+def compile_forward(
+    pipeline: Any, features: list[str], categorical: set[str]
+) -> tuple[Forward, Any] | None:
     """A function from cleaned records to the estimator's input array, and the estimator;
     None when the pipeline is not one keel built."""
     try:
         prep, model = pipeline.named_steps["prep"], pipeline.steps[-1][1]
-        parts = {name: (steps, cols) for name, steps, cols in prep.transformers_ if name in ("num", "cat")}
+        parts = {
+            name: (steps, cols)
+            for name, steps, cols in prep.transformers_
+            if name in ("num", "cat")
+        }
     except (AttributeError, KeyError, ValueError):
         return None
     if any(name not in ("num", "cat", "remainder") for name, *_ in prep.transformers_):
@@ -54,7 +60,10 @@ def compile_forward(pipeline: Any, features: list[str], categorical: set[str]) -
         n = len(rows)
         out = np.zeros((n, n_num + width), dtype=np.float64)
         if n_num:
-            block = np.array([[np.nan if r[c] is None else r[c] for c in num_cols] for r in rows], dtype=np.float32).astype(np.float64)
+            block = np.array(
+                [[np.nan if r[c] is None else r[c] for c in num_cols] for r in rows],
+                dtype=np.float32,
+            ).astype(np.float64)
             missing = np.isnan(block)
             if missing.any() and fill is not None:
                 block = np.where(missing, fill, block)

@@ -80,7 +80,9 @@ class ModelRuntime:
             x = forward(rows)
             return np.asarray(model.predict_proba(x) if self._proba else model.predict(x))
         x = self.frame(rows)
-        return np.asarray(self.pipeline.predict_proba(x) if self._proba else self.pipeline.predict(x))
+        return np.asarray(
+            self.pipeline.predict_proba(x) if self._proba else self.pipeline.predict(x)
+        )
 
     @property
     def _proba(self) -> bool:
@@ -104,7 +106,9 @@ class ModelRuntime:
         if not (bg and all(f in bg for f in self.features)):
             return
         n = len(bg[self.features[0]])
-        rows = [{f: (None if bg[f][i] == "" else bg[f][i]) for f in self.features} for i in range(n)]
+        rows = [
+            {f: (None if bg[f][i] == "" else bg[f][i]) for f in self.features} for i in range(n)
+        ]
         slow = self._outputs(rows)
         compiled = compile_forward(self.pipeline, self.features, self.categorical)
         if compiled is None:
