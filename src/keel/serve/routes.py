@@ -24,7 +24,6 @@ from keel.serve.app import (
 )
 from keel.serve.errors import RequestError
 from keel.serve.runtime import ModelRuntime, Prediction
-from keel.store import ModelNotFoundError
 
 
 def _answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str]) -> dict[str, Any]:
@@ -259,10 +258,7 @@ async def v2_model(request: Request, server: KeelServer) -> Response:
 
 
 async def v2_model_ready(request: Request, server: KeelServer) -> Response:
-    try:
-        _oip_runtime(request, server)
-    except ModelNotFoundError:
-        return json_response({"ready": False}, status=404)
+    _oip_runtime(request, server)  # an unknown model is a 404 with the usual error body
     return json_response({"ready": True})
 
 
@@ -353,7 +349,7 @@ async def v2_infer(request: Request, server: KeelServer) -> Response:
 
 
 async def ping(_request: Request, server: KeelServer) -> Response:
-    return Response(b"\n", status_code=200 if server.ready else 503)
+    return Response(b"\n", status_code=200 if server.ready else 503, media_type="text/plain")
 
 
 def _default_model(request: Request, server: KeelServer) -> str:
