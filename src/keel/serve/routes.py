@@ -26,7 +26,7 @@ from keel.serve.errors import RequestError
 from keel.serve.runtime import ModelRuntime, Prediction
 
 
-def _answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str]) -> dict[str, Any]:
+def answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": runtime.resolved.name,
         "version": runtime.resolved.version,
@@ -62,7 +62,7 @@ async def predict(request: Request, server: KeelServer) -> Response:
         name, rows, key=request.headers.get("x-request-key")
     )
     _observe(server, runtime.resolved.name, "predict", t0, runtime.resolved.version, 200)
-    return json_response(_answer(runtime, predictions, ids))
+    return json_response(answer(runtime, predictions, ids))
 
 
 async def feedback(request: Request, server: KeelServer) -> Response:
