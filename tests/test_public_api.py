@@ -31,7 +31,7 @@ def test_data_exports() -> None:
         "ValidationReport", "anonymize_frame", "column_stats", "contract_from_dict",
         "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
         "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",
-        "read_source", "validate", "with_column",
+        "read_source", "save_contract", "validate", "with_column",
     ]  # fmt: skip
 
 

@@ -22,7 +22,13 @@ from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
 from keel.data.records import RecordChecker, RecordError
 from keel.data.sources import Source, read_source
 from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
-from keel.data.versions import DatasetStore, DatasetVersion, IngestResult, column_stats
+from keel.data.versions import (
+    DatasetStore,
+    DatasetVersion,
+    IngestResult,
+    column_stats,
+    save_contract,
+)
 
 
 def ingest(
@@ -81,6 +87,7 @@ __all__ = [
     "luhn_valid",
     "pseudonymize_values",
     "read_source",
+    "save_contract",
     "validate",
     "with_column",
 ]

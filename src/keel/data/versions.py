@@ -185,7 +185,6 @@ class DatasetStore:
         step("store")
         data_bytes = frame_to_parquet(good)
         data_sha = hashlib.sha256(data_bytes).hexdigest()
-        contract_yaml = contract.to_yaml()
         version_id = hashlib.sha256(f"{contract.sha256}:{data_sha}".encode()).hexdigest()[:12]
         existing = self._find(name, version_id)
         if existing is not None:
@@ -219,22 +218,7 @@ class DatasetStore:
             raise RuntimeError(msg)
         try:
             with self.db.begin() as conn:
-                if (
-                    conn.execute(
-                        sa.select(t.contracts.c.sha256).where(
-                            t.contracts.c.sha256 == contract.sha256
-                        )
-                    ).first()
-                    is None
-                ):
-                    conn.execute(
-                        t.contracts.insert().values(
-                            sha256=contract.sha256,
-                            name=contract.name,
-                            yaml=contract_yaml,
-                            created_at=version.created_at,
-                        )
-                    )
+                save_contract(conn, contract, version.created_at)
                 row = version.to_dict()
                 row.pop("ref")
                 row["created_at"] = version.created_at
@@ -363,6 +347,19 @@ class DatasetStore:
                 .first()
             )
         return _version_from_row(row) if row else None
+
+
+def save_contract(conn: sa.Connection, contract: Contract, now: dt.datetime) -> None:
+    """Store a contract by its hash inside the caller's transaction, unless it is there."""
+    found = conn.execute(
+        sa.select(t.contracts.c.sha256).where(t.contracts.c.sha256 == contract.sha256)
+    ).first()
+    if found is None:
+        conn.execute(
+            t.contracts.insert().values(
+                sha256=contract.sha256, name=contract.name, yaml=contract.to_yaml(), created_at=now
+            )
+        )
 
 
 def _check_name(name: str) -> None:

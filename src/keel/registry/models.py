@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
-from keel.data import Contract, contract_from_yaml
+from keel.data import Contract, contract_from_yaml, save_contract
 from keel.registry.serialization import FORMAT, dump_model, load_model
 from keel.store import (
     ArtifactStore,
@@ -131,7 +131,6 @@ class ModelStore:
         data, trusted = dump_model(model)
         obj = self.artifacts.put_bytes(data)
         card = self.artifacts.put_bytes(card_markdown.encode()) if card_markdown else None
-        contract_yaml = contract.to_yaml()
         for _attempt in range(5):
             try:
                 with self.db.begin() as conn:
@@ -143,22 +142,7 @@ class ModelStore:
                         is None
                     ):
                         conn.execute(t.models.insert().values(name=name, created_at=now))
-                    if (
-                        conn.execute(
-                            sa.select(t.contracts.c.sha256).where(
-                                t.contracts.c.sha256 == contract.sha256
-                            )
-                        ).first()
-                        is None
-                    ):
-                        conn.execute(
-                            t.contracts.insert().values(
-                                sha256=contract.sha256,
-                                name=contract.name,
-                                yaml=contract_yaml,
-                                created_at=now,
-                            )
-                        )
+                    save_contract(conn, contract, now)
                     latest = conn.execute(
                         sa.select(sa.func.max(t.model_versions.c.version)).where(
                             t.model_versions.c.name == name
