@@ -91,6 +91,7 @@ def start_server(home: Path, *, flush_interval_s: float = 0.3) -> Server:
         "KEEL_POLL_INTERVAL_S": "0.2",
         "KEEL_FLUSH_INTERVAL_S": str(flush_interval_s),
         "KEEL_MAX_BODY_BYTES": "200000",
+        "KEEL_REPLAY_TIME": "true",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "keel", "serve", "fraud", "--port", str(port)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from serving_fixtures import (
     stop_server,
 )
 
+from keel.monitor import read_windows
 from keel.serve import Client
 from keel.serve.predlog import PREDICTION_SCHEMA, ParquetAppender
+from keel.store import Database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COLUMNS = list(ROW)
@@ -271,6 +274,39 @@ def test_prediction_log_holds_every_answer(server: Server, home: Path) -> None:
     assert got.height == 7
     assert set(got["segment"].to_list()) == {"north"}
     assert '"amount"' in got["features"][0]
+
+
+def test_window_profiles_count_replayed_traffic(server: Server, home: Path) -> None:
+    """Rows sent with X-Keel-Time land in the profile of their window, counted exactly."""
+    with server.client() as c:
+        for at, n in (("2026-03-01T10:15:00+00:00", 40), ("2026-03-01T11:20:00+00:00", 30)):
+            r = c.post(
+                "/v1/models/fraud/predict", json={"rows": rows(n)}, headers={"X-Keel-Time": at}
+            )
+            assert r.status_code == 200
+        bad = c.post(
+            "/v1/models/fraud/predict", json={"rows": rows(1)}, headers={"X-Keel-Time": "soon"}
+        )
+    assert bad.status_code == 400
+    assert "X-Keel-Time" in bad.json()["error"]
+    time.sleep(1.0)
+
+    db = Database(f"sqlite:///{home / 'keel.db'}")
+    windows = [
+        w
+        for w in read_windows(db, "fraud", since=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+        if w.start < dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    ]
+    db.dispose()
+
+    assert [(w.start.hour, w.rows) for w in windows] == [(10, 40), (11, 30)]
+    first = windows[0].profile
+    assert sum(first["columns"]["amount"]["counts"]) == 40
+    assert first["columns"]["merchant_category"]["counts"] == {
+        "grocery": 10, "travel": 10, "electronics": 10, "fuel": 10
+    }  # fmt: skip
+    assert sum(first["output"]["scores"]) == 40
+    assert sum(first["latency"]["counts"]) == 40
 
 
 def test_python_client(server: Server) -> None:

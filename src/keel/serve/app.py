@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from keel.monitor import Profiler
 from keel.registry import ModelStore
 from keel.serve.batching import MicroBatcher
 from keel.serve.errors import AuthError, RequestError, error_response
@@ -112,11 +113,13 @@ class KeelServer:
         self.models = models
         self.names = names or models.names()
         self.metrics = Metrics()
+        self.profiler = Profiler(models.db, window_s=settings.window_s)
         self.log = PredictionLog(
             settings.resolved_artifacts,
             flush_interval_s=settings.flush_interval_s,
             on_written=self.metrics.logged.inc,
             on_dropped=self.metrics.dropped.inc,
+            also_flush=self.profiler.flush,
         )
         self.served: dict[str, Served] = {}
         self.ready = False
@@ -189,6 +192,7 @@ class KeelServer:
                     current.ref if current else "nothing",
                 )
                 continue
+            self.profiler.register(name, runtime.resolved.version, runtime.profile_spec)
             batcher = self._batcher(runtime)
             old_batcher = served.batchers.get(role)
             served.runtimes[role], served.batchers[role] = (
@@ -245,8 +249,18 @@ class KeelServer:
         return role, served.runtimes[role], served.batchers[role]
 
     async def predict(
-        self, ref: str, rows: Any, *, key: str | None = None, endpoint: str = "predict"
+        self,
+        ref: str,
+        rows: Any,
+        *,
+        key: str | None = None,
+        endpoint: str = "predict",
+        at: dt.datetime | None = None,
     ) -> tuple[ModelRuntime, list[Prediction], list[str]]:
+        """Answer rows with the version the traffic policy picks; log and profile them.
+
+        `at` is the time to log (replayed traffic, when `replay_time` allows it); default now.
+        """
         served = self._served(ref)
         role, runtime, batcher = self._choose(served, ref, key)
         if not isinstance(rows, list) or not rows:
@@ -256,6 +270,9 @@ class KeelServer:
         clean, errors = runtime.checker.check(rows)
         if errors:
             self.metrics.errors.labels(served.name, "invalid_input").inc()
+            self.profiler.error(
+                served.name, runtime.resolved.version, role, at or dt.datetime.now(dt.UTC)
+            )
             raise RequestError(
                 422,
                 f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
@@ -273,10 +290,11 @@ class KeelServer:
             raise RequestError(500, msg) from exc
         latency_ms = (time.perf_counter() - t0) * 1000
         ids = [uuid.uuid4().hex for _ in clean]
-        self._record(runtime, role, clean, predictions, ids, latency_ms)
+        now = at or dt.datetime.now(dt.UTC)
+        self._record(runtime, role, clean, predictions, ids, latency_ms, now)
         for shadow_role, shadow in served.runtimes.items():
             if shadow_role == "shadow":
-                self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids))
+                self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids, now))
         return runtime, predictions, ids
 
     async def _shadow(
@@ -285,6 +303,7 @@ class KeelServer:
         batcher: MicroBatcher[dict[str, Any], Prediction],
         rows: list[dict[str, Any]],
         ids: list[str],
+        now: dt.datetime,
     ) -> None:
         t0 = time.perf_counter()
         try:
@@ -292,7 +311,8 @@ class KeelServer:
         except Exception:
             self.metrics.errors.labels(runtime.resolved.name, "shadow").inc()
             return
-        self._record(runtime, "shadow", rows, predictions, ids, (time.perf_counter() - t0) * 1000)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        self._record(runtime, "shadow", rows, predictions, ids, latency_ms, now)
 
     def _record(
         self,
@@ -302,11 +322,25 @@ class KeelServer:
         predictions: list[Prediction],
         ids: list[str],
         latency_ms: float,
+        now: dt.datetime,
     ) -> None:
-        now = dt.datetime.now(dt.UTC)
         seg = runtime.segment
         per_row = latency_ms / max(1, len(rows))
         n = len(rows)
+        segments = [
+            None if seg is None or row.get(seg) is None else str(row.get(seg)) for row in rows
+        ]
+        self.profiler.add(
+            runtime.resolved.name,
+            runtime.resolved.version,
+            role,
+            segments,
+            rows,
+            runtime.outputs_of(predictions),
+            [p.prediction for p in predictions],
+            per_row,
+            now,
+        )
         self.log.log(
             {
                 "prediction_id": ids,
@@ -314,16 +348,27 @@ class KeelServer:
                 "model": [runtime.resolved.name] * n,
                 "version": [runtime.resolved.version] * n,
                 "role": [role] * n,
-                "segment": [
-                    None if seg is None or row.get(seg) is None else str(row.get(seg))
-                    for row in rows
-                ],
+                "segment": segments,
                 "features": [orjson.dumps(row, default=str).decode() for row in rows],
                 "prediction": [str(p.prediction) for p in predictions],
                 "probabilities": [p.probabilities for p in predictions],
                 "latency_ms": [per_row] * n,
             }
         )
+
+    def replay_time(self, header: bytes | str | None) -> dt.datetime | None:
+        """The time an `X-Keel-Time` header names, when `replay_time` is on (else None)."""
+        if header is None or not self.settings.replay_time:
+            return None
+        text = header.decode("latin-1") if isinstance(header, bytes) else header
+        try:
+            at = dt.datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise RequestError(
+                400,
+                f"X-Keel-Time has the value {text!r}; expected an ISO 8601 time such as 2026-03-01T12:00:00+00:00.",
+            ) from exc
+        return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
     # ---- auth ------------------------------------------------------------------------------
 
@@ -531,7 +576,10 @@ class FastPredict:
                 raise RequestError(400, f"The body is not valid JSON: {exc}.") from exc
             key = headers.get(b"x-request-key")
             runtime, predictions, ids = await server.predict(
-                name, rows_from_keel(payload), key=key.decode("latin-1") if key else None
+                name,
+                rows_from_keel(payload),
+                key=key.decode("latin-1") if key else None,
+                at=server.replay_time(headers.get(b"x-keel-time")),
             )
             data = orjson.dumps(
                 answer(runtime, predictions, ids), option=orjson.OPT_SERIALIZE_NUMPY

@@ -139,8 +139,10 @@ class PredictionLog:
         flush_interval_s: float = 1.0,
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        also_flush: Callable[[], Any] | None = None,
     ) -> None:
         self.flush_interval_s = flush_interval_s
+        self._also_flush = also_flush
         self.predictions = ParquetAppender(
             root,
             "predictions",
@@ -192,7 +194,10 @@ class PredictionLog:
         return found
 
     def flush(self) -> int:
-        return self.predictions.flush() + self.feedback.flush()
+        written = self.predictions.flush() + self.feedback.flush()
+        if self._also_flush is not None:
+            self._also_flush()  # window profiles go with the log
+        return written
 
     def start(self) -> None:
         def run() -> None:

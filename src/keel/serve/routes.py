@@ -59,7 +59,10 @@ async def predict(request: Request, server: KeelServer) -> Response:
     server.authorize(request, "predict")
     rows = rows_from_keel(await read_json(request, server))
     runtime, predictions, ids = await server.predict(
-        name, rows, key=request.headers.get("x-request-key")
+        name,
+        rows,
+        key=request.headers.get("x-request-key"),
+        at=server.replay_time(request.headers.get("x-keel-time")),
     )
     _observe(server, runtime.resolved.name, "predict", t0, runtime.resolved.version, 200)
     return json_response(answer(runtime, predictions, ids))
@@ -78,7 +81,7 @@ async def feedback(request: Request, server: KeelServer) -> Response:
     accepted, unknown = server.log.add_feedback(
         name.partition("@")[0],
         [(str(x["prediction_id"]), x["label"]) for x in labels],
-        dt.datetime.now(dt.UTC),
+        server.replay_time(request.headers.get("x-keel-time")) or dt.datetime.now(dt.UTC),
     )
     return json_response({"accepted": accepted, "unknown_ids": unknown})
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from keel.data import Contract, RecordChecker
+from keel.monitor import ProfileSpec
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.fastpath import compile_forward
 
@@ -40,6 +41,7 @@ class ModelRuntime:
         self.task: str = evaluation.get("task", "classification")
         self.explanations = evaluation.get("explanations") or {}
         self.checker = RecordChecker(contract, self.features)
+        self.profile_spec = ProfileSpec.from_evaluation(evaluation)
         segs = contract.with_role("segment")
         self.segment = segs[0].name if segs else None
         self._fast: tuple[Any, Any] | None = None  # (forward, estimator) once proven equal
@@ -98,6 +100,18 @@ class ModelRuntime:
             ]
         out = self._outputs(rows).astype(float)
         return [Prediction(float(v), None) for v in out]
+
+    def outputs_of(self, predictions: list[Prediction]) -> np.ndarray:
+        """The number profiled per row: the last class's probability, or the prediction."""
+        if predictions and predictions[0].probabilities is not None:
+            return np.fromiter(
+                (p.probabilities[-1] for p in predictions if p.probabilities is not None),
+                dtype=float,
+                count=len(predictions),
+            )
+        return np.fromiter(
+            (float(p.prediction) for p in predictions), dtype=float, count=len(predictions)
+        )
 
     def warm_up(self) -> None:
         """Answer the training background rows once; switch to the NumPy fast path if it

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     poll_interval_s: float = 1.0
     """How often the server checks the registry for alias moves."""
 
+    window_s: int = 3600
+    """Length of a monitoring window in seconds (window profiles, drift, live metrics)."""
+
+    replay_time: bool = False
+    """Honour an `X-Keel-Time` header on predict and feedback: the time to log, for replaying
+    historical traffic (backfills, simulations, the demo). Off in production."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

@@ -85,3 +85,43 @@ aliases = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+window_profiles = sa.Table(
+    "window_profiles",
+    metadata,
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("role", sa.String(20), primary_key=True),
+    sa.Column("segment", sa.String(200), primary_key=True),  # "" for all rows without one
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("writer", sa.String(64), primary_key=True),  # one server process: merge by adding
+    sa.Column("window_s", sa.Integer, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_window_profiles_model_time", window_profiles.c.model, window_profiles.c.window_start)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("trigger", sa.Boolean, nullable=False),
+    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("ix_alerts_model_time", alerts.c.model, alerts.c.time)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-_BINS = 10
+_BINS = 20
 
 
 def reference_profile(

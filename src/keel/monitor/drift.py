@@ -1,0 +1,396 @@
+"""Drift statistics per column: exact from two samples, or binned from profiles.
+
+The method by column kind (every default is a field of `DriftConfig`):
+
+| kind | effect size (decides) | test (p-value, must also pass) | also reported |
+|---|---|---|---|
+| numeric, > 5 distinct values | Wasserstein distance / reference std | two-sample Kolmogorov-Smirnov (exact mode); chi-square on the profile bins (profile mode) | PSI, Jensen-Shannon on the bins |
+| categorical, or ≤ 5 distinct values | Jensen-Shannon distance (base 2, in [0, 1]) | chi-square test of homogeneity on the 2 x k contingency table | PSI |
+
+A column is *drifted* when its effect size reaches the threshold **and** its p-value is under
+`alpha`. Either alone misleads: at a million rows every p-value is tiny, so a test alone flags
+differences nobody cares about; at a few hundred rows an effect size alone is mostly noise.
+The chi-square is a test of homogeneity between the two samples (both are samples), not a
+goodness-of-fit against the reference's proportions as if those were known exactly, which is
+what makes Evidently and whylogs flag undrifted categorical columns.
+
+Profile mode works from counts on the reference profile's bin edges: the binned Wasserstein
+distance assumes values spread evenly inside each bin; its error is at most
+`sum(width_b * max(p_b, q_b))` over the bins (returned as `error_bound`); the binned KS statistic
+is a lower bound of the exact one, short by at most the largest bin mass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+_EPS = 1e-4  # floor for empty bins in PSI (the value Evidently and NannyML use)
+_EXACT_KS_MAX_N = 10_000  # up to here scipy's exact KS p-value; beyond, the asymptotic one
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds of the drift verdict."""
+
+    alpha: float = 0.01
+    """A column is drifted only if its test's p-value is under this."""
+    wasserstein: float = 0.05
+    """Numeric effect size: Wasserstein distance in reference standard deviations."""
+    jensen_shannon: float = 0.02
+    """Categorical effect size: Jensen-Shannon distance, base 2."""
+    min_rows: int = 100
+    """Windows with fewer rows are not judged."""
+
+
+@dataclass
+class ColumnDrift:
+    """The drift of one column between reference and current."""
+
+    name: str
+    kind: str  # numeric | categorical
+    method: str  # wasserstein | jensen_shannon
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    test: str
+    n_reference: int
+    n_current: int
+    psi: float
+    jensen_shannon: float
+    ks: float | None = None
+    error_bound: float | None = None
+    judged: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DriftReport:
+    """Every column's drift, and which drifted."""
+
+    columns: list[ColumnDrift]
+    mode: str  # exact | profile
+    multivariate: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "columns": [c.to_dict() for c in self.columns],
+            "drifted_columns": self.drifted_columns,
+            "multivariate": self.multivariate,
+            **self.extra,
+        }
+
+
+# ---- the statistics -------------------------------------------------------------------------
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of two count (or proportion) vectors on the same bins."""
+    r = np.asarray(reference, dtype=float)
+    c = np.asarray(current, dtype=float)
+    r = r / r.sum() if r.sum() else r
+    c = c / c.sum() if c.sum() else c
+    r = np.where(r == 0, _EPS, r)
+    c = np.where(c == 0, _EPS, c)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2) of two count vectors on the same bins."""
+    r = np.asarray(reference, dtype=float)
+    c = np.asarray(current, dtype=float)
+    if r.sum() == 0 or c.sum() == 0:
+        return 0.0
+    return float(jensenshannon(r / r.sum(), c / c.sum(), base=2))
+
+
+def chi2_homogeneity(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity on the 2 x k table (empty columns dropped)."""
+    table = np.vstack([np.asarray(reference, float), np.asarray(current, float)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0
+    res = stats.chi2_contingency(table, correction=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def ks_wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """KS statistic and Wasserstein-1 distance of two *sorted* samples, from one merge.
+
+    Written here because scipy's `ks_2samp` and `wasserstein_distance` each sort both samples
+    again and merge them again: measured, at a million rows per side that doubled the time of
+    exact mode. Equal to scipy's results (tests check to 1e-9).
+    """
+    allv = np.concatenate([u, v])
+    allv.sort(kind="stable")  # two sorted runs: timsort merges them in linear time
+    cdf_u = np.searchsorted(u, allv, side="right") / len(u)
+    cdf_v = np.searchsorted(v, allv, side="right") / len(v)
+    diff = cdf_u - cdf_v
+    ks = float(max(np.clip(-diff.min(), 0, 1), diff.max()))
+    wasserstein = float(np.sum(np.abs(diff[:-1]) * np.diff(allv)))
+    return ks, wasserstein
+
+
+def ks_p_value(d: float, n1: int, n2: int, u: np.ndarray, v: np.ndarray) -> float:
+    """scipy's two-sided KS p-value: exact for small samples, Smirnov's asymptotic otherwise."""
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        return float(stats.ks_2samp(u, v).pvalue)
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    return float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+
+
+def bin_edges(values: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Quantile edges of the reference (what profiles count on)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return np.array([0.0, 1e-9])
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0] + 1e-9])
+    return edges
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts on the edges, values outside clipped into the end bins (as the reference)."""
+    finite = values[np.isfinite(values)]
+    idx = np.searchsorted(edges, finite, side="right") - 1
+    idx = np.clip(idx, 0, len(edges) - 2)
+    return np.bincount(idx, minlength=len(edges) - 1)
+
+
+# ---- verdicts -------------------------------------------------------------------------------
+
+
+def _numeric_column(
+    name: str,
+    stat: float,
+    p: float | None,
+    ks: float | None,
+    ref_counts: np.ndarray,
+    cur_counts: np.ndarray,
+    n_ref: int,
+    n_cur: int,
+    config: DriftConfig,
+    test: str,
+    bound: float | None = None,
+) -> ColumnDrift:
+    judged = n_cur >= config.min_rows and n_ref >= config.min_rows
+    return ColumnDrift(
+        name=name,
+        kind="numeric",
+        method="wasserstein",
+        statistic=stat,
+        p_value=p,
+        threshold=config.wasserstein,
+        drifted=bool(judged and stat >= config.wasserstein and (p is None or p < config.alpha)),
+        test=test,
+        n_reference=n_ref,
+        n_current=n_cur,
+        psi=psi(ref_counts, cur_counts),
+        jensen_shannon=js_distance(ref_counts, cur_counts),
+        ks=ks,
+        error_bound=bound,
+        judged=judged,
+    )
+
+
+def categorical_drift(
+    name: str,
+    reference: Mapping[str, int],
+    current: Mapping[str, int],
+    config: DriftConfig | None = None,
+) -> ColumnDrift:
+    """Drift of a categorical column from its category counts (exact in both modes)."""
+    config = config or DriftConfig()
+    cats = sorted(set(reference) | set(current))
+    r = np.array([reference.get(c, 0) for c in cats], dtype=float)
+    c = np.array([current.get(k, 0) for k in cats], dtype=float)
+    js = js_distance(r, c)
+    _, p = chi2_homogeneity(r, c)
+    n_ref, n_cur = int(r.sum()), int(c.sum())
+    judged = n_cur >= config.min_rows and n_ref >= config.min_rows
+    return ColumnDrift(
+        name=name,
+        kind="categorical",
+        method="jensen_shannon",
+        statistic=js,
+        p_value=p,
+        threshold=config.jensen_shannon,
+        drifted=bool(judged and js >= config.jensen_shannon and p < config.alpha),
+        test="chi2_homogeneity",
+        n_reference=n_ref,
+        n_current=n_cur,
+        psi=psi(r, c),
+        jensen_shannon=js,
+        judged=judged,
+    )
+
+
+def numeric_drift(
+    name: str,
+    reference: np.ndarray,
+    current: np.ndarray,
+    config: DriftConfig | None = None,
+    *,
+    edges: np.ndarray | None = None,
+) -> ColumnDrift:
+    """Exact drift of a numeric column from the two samples (nulls and NaN left out)."""
+    config = config or DriftConfig()
+    u = np.sort(reference[np.isfinite(reference)])
+    v = np.sort(current[np.isfinite(current)])
+    if len(u) == 0 or len(v) == 0:
+        return _numeric_column(
+            name, 0.0, None, None, np.zeros(1), np.zeros(1), len(u), len(v), config, "ks_2samp"
+        )
+    ks, w = ks_wasserstein_sorted(u, v)
+    std = float(u.std())
+    stat = w / std if std > 0 else (0.0 if w == 0 else math.inf)
+    p = ks_p_value(ks, len(u), len(v), u, v)
+    edges = bin_edges(u) if edges is None else edges
+    return _numeric_column(
+        name,
+        stat,
+        p,
+        ks,
+        bin_counts(u, edges),
+        bin_counts(v, edges),
+        len(u),
+        len(v),
+        config,
+        "ks_2samp",
+    )
+
+
+def binned_numeric_drift(
+    name: str,
+    edges: Sequence[float],
+    reference: Sequence[int],
+    current: Sequence[int],
+    reference_std: float,
+    config: DriftConfig | None = None,
+) -> ColumnDrift:
+    """Drift of a numeric column from counts on the same bin edges (profile mode)."""
+    config = config or DriftConfig()
+    e = np.asarray(edges, dtype=float)
+    r = np.asarray(reference, dtype=float)
+    c = np.asarray(current, dtype=float)
+    n_ref, n_cur = int(r.sum()), int(c.sum())
+    if n_ref == 0 or n_cur == 0 or len(e) < 2:
+        return _numeric_column(name, 0.0, None, None, r, c, n_ref, n_cur, config, "chi2_bins")
+    p_r, p_c = r / n_ref, c / n_cur
+    width = np.diff(e)
+    # CDF difference is linear inside a bin when values spread evenly: integrate exactly
+    d0 = np.concatenate([[0.0], np.cumsum(p_r - p_c)])
+    a, b = d0[:-1], d0[1:]
+    same_sign = a * b >= 0
+    area = np.where(
+        same_sign,
+        np.abs(a + b) / 2,
+        (a * a + b * b) / (2 * np.maximum(np.abs(a - b), 1e-300)),
+    )
+    w = float(np.sum(area * width))
+    bound = float(np.sum(width * np.maximum(p_r, p_c)))
+    std = reference_std if reference_std > 0 else 1.0
+    _, p = chi2_homogeneity(r, c)
+    ks = float(np.abs(d0).max())
+    return _numeric_column(
+        name, w / std, p, ks, r, c, n_ref, n_cur, config, "chi2_bins", bound / std
+    )
+
+
+# ---- whole frames ---------------------------------------------------------------------------
+
+
+def compare_frames(
+    reference: Any,
+    current: Any,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    config: DriftConfig | None = None,
+    threads: int = 2,
+) -> DriftReport:
+    """Exact drift of every named column between two Polars frames."""
+    import polars as pl
+
+    config = config or DriftConfig()
+
+    def one(name: str) -> ColumnDrift:
+        if name in categorical:
+            return categorical_drift(
+                name,
+                _category_counts(reference.get_column(name)),
+                _category_counts(current.get_column(name)),
+                config,
+            )
+        return numeric_drift(
+            name,
+            reference.get_column(name).cast(pl.Float64).to_numpy(),
+            current.get_column(name).cast(pl.Float64).to_numpy(),
+            config,
+        )
+
+    names = [*numeric, *categorical]
+    # NumPy's sort and searchsorted release the GIL: columns run side by side
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        columns = list(pool.map(one, names))
+    return DriftReport(columns=columns, mode="exact")
+
+
+def _category_counts(series: Any) -> dict[str, int]:
+    import polars as pl
+
+    counts = series.cast(pl.String).fill_null("__missing__").value_counts()
+    return dict(zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True))
+
+
+def compare_profiles(
+    reference: Mapping[str, Any],
+    window: Mapping[str, Any],
+    config: DriftConfig | None = None,
+) -> DriftReport:
+    """Binned drift of every column of a window profile against the reference profile."""
+    config = config or DriftConfig()
+    columns: list[ColumnDrift] = []
+    ref_cols = reference["columns"]
+    for name, cur in window["columns"].items():
+        ref = ref_cols.get(name)
+        if ref is None:
+            continue
+        if ref["kind"] == "categorical":
+            columns.append(categorical_drift(name, ref["counts"], cur["counts"], config))
+        else:
+            columns.append(
+                binned_numeric_drift(
+                    name, ref["edges"], ref["counts"], cur["counts"], ref.get("std", 1.0), config
+                )
+            )
+    out_ref, out_cur = reference.get("output"), window.get("output")
+    if out_ref and out_cur and out_ref.get("edges"):
+        columns.append(
+            binned_numeric_drift(
+                "__output__",
+                out_ref["edges"],
+                out_ref["counts"],
+                out_cur["counts"],
+                out_ref.get("std", 1.0),
+                config,
+            )
+        )
+    return DriftReport(columns=columns, mode="profile")
