@@ -12,6 +12,10 @@ mk() {  # name, packages...
 mk pandera "pandera[polars]==0.35.*" polars pandas pyarrow numpy
 mk gx "great_expectations==1.24.*" pandas pyarrow numpy polars
 mk mlflow "mlflow==3.17.*" scikit-learn numpy
+# drift peer: Evidently 0.7 (needs pandas < 3)
+if [ "${1:-}" = "--drift" ]; then
+  mk evidently "evidently==0.7.*" "pandas<3" pyarrow numpy
+fi
 # serving peers: the harness's pinned environments (MLflow 3.17, BentoML 1.4) in a writable copy
 if [ "${1:-}" = "--serving" ]; then
   mkdir -p .peers-serving && cp -rn peers/serving/* .peers-serving/

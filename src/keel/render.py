@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from keel.data import Contract, DatasetVersion, ValidationReport
-
 if TYPE_CHECKING:  # importing keel.train loads scikit-learn and SHAP: only when training
+    from keel.data import Contract, DatasetVersion, ValidationReport
     from keel.train import TrainResult
 
 console = Console(highlight=False)

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from keel.cli._common import JSON_OPTION, open_datasets, print_json, steps
-from keel.data import infer_contract, load_contract, read_source
 from keel.render import console, print_contract, print_report, print_version
 
 app = typer.Typer(
@@ -37,6 +36,8 @@ def infer_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Infer a contract from data: types, nulls, ranges, categories, formats, roles, PII hints."""
+    from keel.data import infer_contract, read_source
+
     frame = read_source(source, encoding=encoding).frame
     contract = infer_contract(
         frame,
@@ -79,6 +80,8 @@ def check_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate every row and cell; exit 1 when the bad-row share is over the contract's limit."""
+    from keel.data import load_contract
+
     contract = load_contract(contract_path)
     store = open_datasets()
     report = store.check(source, contract, encoding=encoding)
@@ -100,6 +103,8 @@ def ingest_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check, clean and anonymize; store good rows as a version and bad rows in quarantine."""
+    from keel.data import load_contract
+
     contract = load_contract(contract_path)
     store = open_datasets()
     with steps("ingest", ["read", "validate", "anonymize", "store"]) as step:

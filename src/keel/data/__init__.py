@@ -2,59 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
+# names load on first use (PEP 562): a command that needs one function does not pay for all
+_NAMES = {
+    "Anonymize": "keel.data.contract",
+    "anonymize_frame": "keel.data.anonymization",
+    "Column": "keel.data.contract",
+    "column_stats": "keel.data.versions",
+    "Contract": "keel.data.contract",
+    "contract_from_dict": "keel.data.contract",
+    "contract_from_yaml": "keel.data.contract",
+    "DatasetStore": "keel.data.versions",
+    "DatasetVersion": "keel.data.versions",
+    "detect_pii": "keel.data.pii",
+    "Failure": "keel.data.validation",
+    "iban_valid": "keel.data.pii",
+    "infer_contract": "keel.data.inference",
+    "ingest": "keel.data.versions",
+    "IngestResult": "keel.data.versions",
+    "k_anonymity": "keel.data.anonymization",
+    "load_contract": "keel.data.contract",
+    "load_version": "keel.data.versions",
+    "luhn_valid": "keel.data.pii",
+    "OTHER": "keel.data.contract",
+    "PiiFinding": "keel.data.pii",
+    "pseudonymize_values": "keel.data.anonymization",
+    "read_source": "keel.data.sources",
+    "RecordChecker": "keel.data.records",
+    "RecordError": "keel.data.records",
+    "RULES": "keel.data.validation",
+    "save_contract": "keel.data.versions",
+    "SchemaIssue": "keel.data.validation",
+    "Source": "keel.data.sources",
+    "validate": "keel.data.validation",
+    "ValidationReport": "keel.data.validation",
+    "with_column": "keel.data.contract",
+}
 
-from keel.data.anonymization import anonymize_frame, k_anonymity, pseudonymize_values
-from keel.data.contract import (
-    OTHER,
-    Anonymize,
-    Column,
-    Contract,
-    contract_from_dict,
-    contract_from_yaml,
-    load_contract,
-    with_column,
-)
-from keel.data.inference import infer_contract
-from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
-from keel.data.records import RecordChecker, RecordError
-from keel.data.sources import Source, read_source
-from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
-from keel.data.versions import (
-    DatasetStore,
-    DatasetVersion,
-    IngestResult,
-    column_stats,
-    save_contract,
-)
+if TYPE_CHECKING:
+    from keel.data.anonymization import anonymize_frame, k_anonymity, pseudonymize_values
+    from keel.data.contract import (
+        OTHER,
+        Anonymize,
+        Column,
+        Contract,
+        contract_from_dict,
+        contract_from_yaml,
+        load_contract,
+        with_column,
+    )
+    from keel.data.inference import infer_contract
+    from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
+    from keel.data.records import RecordChecker, RecordError
+    from keel.data.sources import Source, read_source
+    from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
+    from keel.data.versions import (
+        DatasetStore,
+        DatasetVersion,
+        IngestResult,
+        column_stats,
+        ingest,
+        load_version,
+        save_contract,
+    )
 
 
-def ingest(
-    source: Any,
-    contract: Contract | str,
-    name: str,
-    *,
-    store: DatasetStore | None = None,
-    **kwargs: Any,
-) -> IngestResult:
-    """Check, clean, anonymize and version a source; see `DatasetStore.ingest`.
-
-    Args:
-        source: a CSV or Parquet path, or a pandas or Polars frame.
-        contract: a contract, or the path of its YAML file.
-        name: the dataset's name.
-        store: where to keep it (default: the store named by settings).
-    """
-    if not isinstance(contract, Contract):
-        contract = load_contract(contract)
-    return (store or DatasetStore.open()).ingest(source, contract, name, **kwargs)
-
-
-def load_version(ref: str, *, store: DatasetStore | None = None) -> pl.DataFrame:
-    """The rows of a dataset version, by `NAME@ID`, `NAME@latest` or `NAME`."""
-    return (store or DatasetStore.open()).load(ref)
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        msg = f"module 'keel.data' has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

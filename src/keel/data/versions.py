@@ -21,7 +21,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from keel.data.anonymization import anonymize_frame, k_anonymity
-from keel.data.contract import Contract, contract_from_yaml
+from keel.data.contract import Contract, contract_from_yaml, load_contract
 from keel.data.sources import frame_to_parquet, read_source
 from keel.data.validation import ValidationReport, _validate
 from keel.store import (
@@ -478,3 +478,29 @@ def _version_from_row(row: Any) -> DatasetVersion:
     data = dict(row)
     data["created_at"] = as_utc(data["created_at"])
     return DatasetVersion(**data)
+
+
+def ingest(
+    source: Any,
+    contract: Contract | str,
+    name: str,
+    *,
+    store: DatasetStore | None = None,
+    **kwargs: Any,
+) -> IngestResult:
+    """Check, clean, anonymize and version a source; see `DatasetStore.ingest`.
+
+    Args:
+        source: a CSV or Parquet path, or a pandas or Polars frame.
+        contract: a contract, or the path of its YAML file.
+        name: the dataset's name.
+        store: where to keep it (default: the store named by settings).
+    """
+    if not isinstance(contract, Contract):
+        contract = load_contract(contract)
+    return (store or DatasetStore.open()).ingest(source, contract, name, **kwargs)
+
+
+def load_version(ref: str, *, store: DatasetStore | None = None) -> pl.DataFrame:
+    """The rows of a dataset version, by `NAME@ID`, `NAME@latest` or `NAME`."""
+    return (store or DatasetStore.open()).load(ref)

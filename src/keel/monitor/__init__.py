@@ -1,23 +1,70 @@
-"""Monitor: window profiles, drift statistics, live and estimated performance, alerts."""
+"""Monitor: window profiles, drift statistics, live and estimated performance, alerts.
 
-from keel.monitor.drift import (
-    ColumnDrift,
-    DriftConfig,
-    DriftReport,
-    compare_frames,
-    compare_profiles,
-)
-from keel.monitor.profiles import Profiler, ProfileSpec, Window, merge, read_windows
+Names load on first use (PEP 562): `keel monitor drift` on two files needs NumPy and Polars,
+not the database layer that profiles and alerts bring.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_NAMES = {
+    "Alert": "keel.monitor.alerts",
+    "AlertRule": "keel.monitor.alerts",
+    "AlertStore": "keel.monitor.alerts",
+    "ColumnDrift": "keel.monitor.drift",
+    "compare_frames": "keel.monitor.drift",
+    "compare_profiles": "keel.monitor.drift",
+    "drift_between": "keel.monitor.offline",
+    "DriftConfig": "keel.monitor.drift",
+    "DriftReport": "keel.monitor.drift",
+    "merge": "keel.monitor.profiles",
+    "ModelStatus": "keel.monitor.service",
+    "Monitor": "keel.monitor.service",
+    "Profiler": "keel.monitor.profiles",
+    "ProfileSpec": "keel.monitor.profiles",
+    "read_windows": "keel.monitor.profiles",
+    "Window": "keel.monitor.profiles",
+}
+
+if TYPE_CHECKING:
+    from keel.monitor.alerts import Alert, AlertRule, AlertStore
+    from keel.monitor.drift import (
+        ColumnDrift,
+        DriftConfig,
+        DriftReport,
+        compare_frames,
+        compare_profiles,
+    )
+    from keel.monitor.offline import drift_between
+    from keel.monitor.profiles import Profiler, ProfileSpec, Window, merge, read_windows
+    from keel.monitor.service import ModelStatus, Monitor
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        msg = f"module 'keel.monitor' has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
+    "Alert",
+    "AlertRule",
+    "AlertStore",
     "ColumnDrift",
     "DriftConfig",
     "DriftReport",
+    "ModelStatus",
+    "Monitor",
     "ProfileSpec",
     "Profiler",
     "Window",
     "compare_frames",
     "compare_profiles",
+    "drift_between",
     "merge",
     "read_windows",
 ]

@@ -20,6 +20,8 @@ from typing import Any
 import fsspec
 import polars as pl
 
+from keel.monitor.logfiles import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, read_log
+
 _KNOWN_IDS = 2_000_000  # ids remembered in memory for feedback; older ones are looked up on disk
 
 
@@ -99,34 +101,7 @@ class ParquetAppender:
 
     def read(self, model: str) -> pl.DataFrame:
         """Everything flushed for a model (reads each file; a torn file cannot exist)."""
-        files = self.files(model)
-        if not files:
-            return pl.DataFrame(schema=self.schema)
-        frames = []
-        for f in files:
-            with self._fs.open(f, "rb") as fh:
-                frames.append(pl.read_parquet(fh))
-        return pl.concat(frames, how="vertical_relaxed")
-
-
-PREDICTION_SCHEMA = {
-    "prediction_id": pl.String,
-    "time": pl.Datetime("us", "UTC"),
-    "model": pl.String,
-    "version": pl.Int64,
-    "role": pl.String,  # production, canary, shadow
-    "segment": pl.String,
-    "features": pl.String,  # JSON of the model's inputs (no other fields reach the log)
-    "prediction": pl.String,
-    "probabilities": pl.List(pl.Float64),
-    "latency_ms": pl.Float64,
-}
-FEEDBACK_SCHEMA = {
-    "prediction_id": pl.String,
-    "time": pl.Datetime("us", "UTC"),
-    "model": pl.String,
-    "label": pl.String,
-}
+        return read_log(self.root, self.kind, model)
 
 
 class PredictionLog:

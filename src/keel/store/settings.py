@@ -71,6 +71,27 @@ class Settings(BaseSettings):
     window_s: int = 3600
     """Length of a monitoring window in seconds (window profiles, drift, live metrics)."""
 
+    alert_rules: list[dict[str, Any]] = Field(default_factory=list)
+    """Alert rules (see `keel.monitor.alerts.AlertRule`), e.g. in keel.toml
+    `[[alert_rules]] name = "drift" kind = "drift" threshold = 3 windows = 2 trigger = true`.
+    Empty: the default rules."""
+
+    alert_file: str | None = None
+    """A JSON-lines file every alert is appended to."""
+
+    alert_webhook: str | None = None
+    """A URL every alert is POSTed to as JSON (with a `text` field, as Slack takes it)."""
+
+    drift: dict[str, Any] = Field(default_factory=dict)
+    """Drift thresholds overriding `keel.monitor.DriftConfig`: alpha, wasserstein,
+    jensen_shannon, min_rows."""
+
+    performance: dict[str, Any] = Field(default_factory=dict)
+    """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`."""
+
+    loop: dict[str, Any] = Field(default_factory=dict)
+    """The loop's policy overriding `keel.loop.LoopPolicy` (margins, waits, watch period)."""
+
     replay_time: bool = False
     """Honour an `X-Keel-Time` header on predict and feedback: the time to log, for replaying
     historical traffic (backfills, simulations, the demo). Off in production."""

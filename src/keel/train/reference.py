@@ -8,13 +8,20 @@ import numpy as np
 import pandas as pd
 
 _BINS = 20
+_SCORE_BINS = 50  # the same bins as serving's window profiles (keel.monitor.profiles)
 
 
 def reference_profile(
-    frame: pd.DataFrame, features: list[str], categorical: list[str], output: np.ndarray
+    frame: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    output: np.ndarray,
+    holdout_output: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per numeric feature: quantile bin edges and counts; per category: frequencies; and the
-    distribution of the model's output on the same rows."""
+    distribution of the model's output on the same rows. For a binary classifier, also the
+    histogram of its holdout scores on 50 equal bins of [0, 1] (what performance estimation
+    compares windows with: training scores would flatter the model)."""
     columns: dict[str, Any] = {}
     for f in features:
         s = frame[f]
@@ -28,11 +35,15 @@ def reference_profile(
         else:
             columns[f] = _numeric(np.asarray(s, dtype=float))
     out = np.asarray(output, dtype=float)
-    return {
+    profile: dict[str, Any] = {
         "rows": len(frame),
         "columns": columns,
         "output": _numeric(out if out.ndim == 1 else out[:, -1]),
     }
+    if holdout_output is not None and holdout_output.ndim == 2 and holdout_output.shape[1] == 2:
+        idx = np.clip((holdout_output[:, 1] * _SCORE_BINS).astype(int), 0, _SCORE_BINS - 1)
+        profile["output"]["scores"] = np.bincount(idx, minlength=_SCORE_BINS).tolist()
+    return profile
 
 
 def _numeric(x: np.ndarray) -> dict[str, Any]:

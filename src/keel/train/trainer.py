@@ -244,7 +244,9 @@ def fit_and_evaluate(
         size_bytes=size,
         cpu_hour_usd=float(spec.cost.get("cpu_hour_usd", 0.05)),
     )
-    report["reference"] = reference_profile(xtr, prep.features, prep.categorical, out_tr)
+    report["reference"] = reference_profile(
+        xtr, prep.features, prep.categorical, out_tr, np.asarray(out_te)
+    )
     if production is not None:
         report["vs_production"] = _vs_production(prep, production, holdout)
     candidate = Candidate(spec, pipeline, report)

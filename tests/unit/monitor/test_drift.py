@@ -134,3 +134,16 @@ def test_compare_frames_flags_only_the_drifted_columns() -> None:
         set(c) >= {"name", "method", "statistic", "p_value", "threshold", "drifted"}
         for c in d["columns"]
     )
+
+
+def test_integer_columns_from_counts_equal_scipy() -> None:
+    from keel.monitor.drift import discrete_drift
+
+    for n in (3000, 40_000):
+        a = RNG.poisson(4, n).astype(float)
+        b = RNG.poisson(4.3, n + 17).astype(float)
+        col = discrete_drift("k", a, b)
+        ks = stats.ks_2samp(a, b)
+        assert col.ks == pytest.approx(ks.statistic, abs=1e-12)
+        assert col.p_value == pytest.approx(ks.pvalue, abs=1e-9)
+        assert col.statistic == pytest.approx(stats.wasserstein_distance(a, b) / a.std(), abs=1e-9)

@@ -1,0 +1,172 @@
+"""Retraining: a fresh dataset version from logged rows and their feedback, then training with
+the production version's spec and gates. Runs in a child process so that a crash or a hang
+cannot touch the loop (nor production): the parent waits with a timeout and kills it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing as mp
+import traceback
+from typing import Any
+
+import polars as pl
+
+from keel.data import Contract, DatasetStore
+from keel.monitor.logfiles import read_log
+from keel.monitor.performance import labelled
+from keel.registry import ModelStore
+from keel.store import ArtifactStore, Database, FakeClock, Settings
+from keel.train import spec_from_dict, train
+
+_POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
+
+
+def fresh_frame(
+    settings: Settings,
+    name: str,
+    contract: Contract,
+    older: pl.DataFrame | None,
+    *,
+    since: dt.datetime,
+    older_share: float,
+) -> tuple[pl.DataFrame, Contract, dict[str, int]]:
+    """Logged rows since `since` with their labels, plus a share of older rows; and the
+    contract restricted to the columns both carry (the log holds no PII)."""
+    root = settings.resolved_artifacts
+    preds = read_log(root, "predictions", name, since.date())
+    preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
+    rows = labelled(preds, read_log(root, "feedback", name)).filter(pl.col("label").is_not_null())
+    rows = rows.unique("prediction_id", keep="last", maintain_order=True)
+    target = contract.with_role("target")[0]
+    id_cols, ts_cols = contract.with_role("id"), contract.with_role("timestamp")
+    if rows.height:
+        features = rows.get_column("features").str.json_decode(infer_schema_length=None)
+        new = features.struct.unnest()
+    else:
+        new = pl.DataFrame()
+    extra: list[pl.Series] = [
+        rows.get_column("label")
+        .cast(_POLARS_TYPES.get(target.type, pl.String), strict=False)
+        .alias(target.name)
+    ]
+    if id_cols:
+        extra.append(rows.get_column("prediction_id").alias(id_cols[0].name))
+    if ts_cols:
+        extra.append(rows.get_column("time").alias(ts_cols[0].name))
+    new = new.with_columns(extra) if new.width else pl.DataFrame(extra)
+    keep = [c.name for c in contract.columns if c.name in new.columns]
+    if older is not None and older.height and older_share > 0:
+        n_old = round(new.height * older_share / max(1e-9, 1 - older_share))
+        old = older.tail(n_old).select([c for c in keep if c in older.columns])
+        keep = [c for c in keep if c in old.columns]
+        new = pl.concat(
+            [old.select(keep), new.select(keep).cast(old.select(keep).schema)], how="vertical"
+        )
+    else:
+        n_old = 0
+    subset = dataclasses.replace(contract, columns=tuple(contract.column(c) for c in keep))
+    return new.select(keep), subset, {"logged": rows.height, "older": n_old}
+
+
+def retrain_child(
+    settings: Settings,
+    name: str,
+    production: int,
+    now: dt.datetime,
+    since: dt.datetime,
+    older_share: float,
+    conn: Any,
+) -> None:
+    """The child: build the dataset version, train, register; send back what happened."""
+    try:
+        db = Database(settings.resolved_database_url, clock=FakeClock(now))
+        art = ArtifactStore(settings.resolved_artifacts)
+        models = ModelStore(db, art)
+        datasets = DatasetStore(db, art, settings.resolved_secret_key())
+        prod = models.get(f"{name}@{production}")
+        contract = models.contract(prod.ref)
+        older = datasets.load(prod.dataset_version) if prod.dataset_version else None
+        frame, subset, counts = fresh_frame(
+            settings, name, contract, older, since=since, older_share=older_share
+        )
+        dataset_name = (prod.dataset_version or name).partition("@")[0]
+        result = datasets.ingest(
+            frame,
+            subset,
+            dataset_name,
+            parents=[prod.dataset_version] if prod.dataset_version else [],
+            actor="loop",
+        )
+        spec = spec_from_dict(prod.spec)
+        trained = train(
+            [spec],
+            result.version.ref,
+            datasets=datasets,
+            models=models,
+            register=name,
+            actor="loop",
+        )
+        cand = trained.candidates[0]
+        conn.send(
+            {
+                "ok": True,
+                "dataset_version": result.version.ref,
+                "rows": counts,
+                "quarantined": result.version.rows_quarantined,
+                "passed": cand.passed,
+                "version": cand.version,
+                "failed_gates": [g.to_dict() for g in cand.failed_gates],
+                "metrics": {
+                    k: v["value"]
+                    for k, v in cand.report["metrics"].items()
+                    if v["value"] is not None
+                },
+                "vs_production": cand.report.get("vs_production"),
+            }
+        )
+    except BaseException as exc:  # the parent must hear why, whatever it was
+        conn.send(
+            {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        )
+        raise
+
+
+def run_retrain(
+    settings: Settings,
+    name: str,
+    production: int,
+    *,
+    now: dt.datetime,
+    since: dt.datetime,
+    older_share: float,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Retrain in a child process; a crash, an error or a hang comes back as ok=False."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=retrain_child,
+        args=(settings, name, production, now, since, older_share, child),
+        name=f"keel-retrain-{name}",
+    )
+    proc.start()
+    child.close()
+    result: dict[str, Any] | None = None
+    if parent.poll(timeout_s):
+        try:
+            result = parent.recv()
+        except EOFError:
+            result = None
+    proc.join(timeout=5 if result is not None else 0.1)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(timeout=5)
+        if result is None:
+            return {
+                "ok": False,
+                "error": f"the retrain did not finish in {timeout_s:g} s and was stopped",
+            }
+    if result is None:
+        return {"ok": False, "error": f"the retrain process died (exit code {proc.exitcode})"}
+    return result

@@ -1,0 +1,217 @@
+"""Alert rules, their evaluation on windows, de-duplication, storage and sinks.
+
+A rule fires on a model's windows; the same rule does not fire again for the same window, nor
+within its cool-down. Every alert is stored with its evidence (the numbers that made it fire)
+and sent to the sinks: the log, a JSON-lines file, a webhook (a JSON body with a `text` field,
+so a Slack incoming webhook takes it as it is).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from keel.store import Database, as_utc, tables
+
+log = logging.getLogger("keel.alerts")
+
+RuleKind = Literal[
+    "drift",
+    "performance",
+    "estimated_performance",
+    "error_rate",
+    "latency_p99",
+    "unseen_categories",
+    "retrain_failed",
+]
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One rule. `threshold` means, by kind: drift — columns drifted (at least); performance and
+    estimated_performance — drop of the primary metric below training (at least); error_rate and
+    unseen_categories — share (over); latency_p99 — milliseconds (over)."""
+
+    name: str
+    kind: RuleKind
+    threshold: float
+    windows: int = 1
+    """Consecutive windows the condition must hold in."""
+    statistic: str = "verdict"
+    """drift only: `verdict` (each column's own test) or `psi` (PSI over `psi_threshold`)."""
+    psi_threshold: float = 0.2
+    severity: str = "warning"
+    trigger: bool = False
+    """Whether the loop retrains when this fires."""
+    cooldown_s: float = 6 * 3600
+
+
+DEFAULT_RULES: tuple[AlertRule, ...] = (
+    AlertRule("feature_drift", "drift", 3, windows=2, trigger=True),
+    AlertRule("output_psi", "drift", 1, statistic="psi", psi_threshold=0.2, windows=2),
+    AlertRule("auc_drop", "performance", 0.03, severity="critical", trigger=True),
+    AlertRule("estimated_auc_drop", "estimated_performance", 0.03),
+    AlertRule("error_rate", "error_rate", 0.01, severity="critical"),
+    AlertRule("latency_p99", "latency_p99", 250.0),
+    AlertRule("unseen_categories", "unseen_categories", 0.01),
+)
+
+
+def rules_from_settings(entries: Sequence[dict[str, Any]] | None) -> tuple[AlertRule, ...]:
+    """Rules from the `alert_rules` setting (a list of tables), or the defaults."""
+    if not entries:
+        return DEFAULT_RULES
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(AlertRule(**entry))
+        except TypeError as exc:
+            msg = f"alert_rules[{i}] = {entry!r} is not a rule: {exc}; expected name, kind and threshold (see keel.monitor.alerts.AlertRule)."
+            raise ValueError(msg) from exc
+    return tuple(out)
+
+
+@dataclass
+class Alert:
+    """A rule that fired."""
+
+    model: str
+    rule: str
+    severity: str
+    message: str
+    window_start: dt.datetime | None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    trigger: bool = False
+    time: dt.datetime | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("window_start", "time"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+class AlertStore:
+    """Stored alerts, de-duplication and cool-down, and the sinks."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        jsonl: str | None = None,
+        webhook: str | None = None,
+    ) -> None:
+        self.db = db
+        self.jsonl = jsonl
+        self.webhook = webhook
+
+    def fire(self, alert: Alert, rule: AlertRule | None, now: dt.datetime) -> bool:
+        """Store and send an alert unless it duplicates one (same rule and window) or falls in
+        the rule's cool-down. Returns whether it fired."""
+        t = tables.alerts
+        cooldown = rule.cooldown_s if rule else 0.0
+        with self.db.begin() as conn:
+            same = sa.and_(t.c.model == alert.model, t.c.rule == alert.rule)
+            if alert.window_start is not None:
+                dup = conn.execute(
+                    sa.select(t.c.id).where(same, t.c.window_start == alert.window_start)
+                ).first()
+                if dup:
+                    return False
+            if cooldown > 0:
+                recent = conn.execute(
+                    sa.select(t.c.id).where(same, t.c.time > now - dt.timedelta(seconds=cooldown))
+                ).first()
+                if recent:
+                    return False
+            alert.time = now
+            inserted = conn.execute(
+                t.insert().values(
+                    time=now,
+                    model=alert.model,
+                    rule=alert.rule,
+                    severity=alert.severity,
+                    message=alert.message,
+                    window_start=alert.window_start,
+                    evidence=alert.evidence,
+                    trigger=alert.trigger,
+                )
+            )
+            key = inserted.inserted_primary_key
+            alert.id = int(key[0]) if key else None
+        self._send(alert)
+        return True
+
+    def _send(self, alert: Alert) -> None:
+        log.warning("alert %s on %s: %s", alert.rule, alert.model, alert.message)
+        body = alert.to_dict()
+        if self.jsonl:
+            path = Path(self.jsonl)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(json.dumps(body, default=str) + "\n")
+        if self.webhook:
+            body["text"] = f"[keel] {alert.severity}: {alert.model} — {alert.message}"
+            request = urllib.request.Request(
+                self.webhook,
+                data=json.dumps(body, default=str).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5):
+                    pass
+            except OSError as exc:  # a sink that is down must not stop monitoring; it is stored
+                log.error("alert webhook %s failed: %s", self.webhook, exc)
+
+    def list(
+        self,
+        model: str | None = None,
+        *,
+        since: dt.datetime | None = None,
+        open_only: bool = False,
+        triggers_only: bool = False,
+    ) -> list[Alert]:
+        t = tables.alerts
+        query = sa.select(t).order_by(t.c.id)
+        if model:
+            query = query.where(t.c.model == model)
+        if since:
+            query = query.where(t.c.time >= since)
+        if open_only:
+            query = query.where(t.c.handled_at.is_(None))
+        if triggers_only:
+            query = query.where(t.c.trigger.is_(True))
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            Alert(
+                model=r["model"],
+                rule=r["rule"],
+                severity=r["severity"],
+                message=r["message"],
+                window_start=as_utc(r["window_start"]) if r["window_start"] else None,
+                evidence=dict(r["evidence"]),
+                trigger=bool(r["trigger"]),
+                time=as_utc(r["time"]),
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def handle(self, ids: Sequence[int], now: dt.datetime) -> None:
+        """Mark alerts as handled (the loop acted on them)."""
+        if not ids:
+            return
+        t = tables.alerts
+        with self.db.begin() as conn:
+            conn.execute(t.update().where(t.c.id.in_(list(ids))).values(handled_at=now))

@@ -1,0 +1,212 @@
+"""Live performance from feedback, estimated performance before labels, and shadow comparison.
+
+Labels arrive late. A window is *judged* only when enough of its predictions have labels
+(`min_coverage`, `min_labels`); before that its metrics are shown with their coverage but no
+verdict is drawn from them. Until labels come, binary classifiers get an *estimate* from the
+model's own scores (confidence-based performance estimation, as NannyML's CBPE): if the scores
+are calibrated, a row scored s is a positive with probability s, so the expected ROC AUC and
+accuracy follow from the score histogram alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from keel.train.metrics import LOWER_IS_BETTER, score
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    min_coverage: float = 0.5
+    """Share of a window's predictions that need labels before the window is judged."""
+    min_labels: int = 50
+    """Fewest labels for a verdict on a window."""
+
+
+def labelled(predictions: pl.DataFrame, feedback: pl.DataFrame) -> pl.DataFrame:
+    """Predictions with their label (the latest one sent for each id), null where none yet."""
+    last = (
+        feedback.sort("time")
+        .group_by("prediction_id")
+        .agg(pl.col("label").last(), pl.col("time").last().alias("label_time"))
+    )
+    return predictions.join(last, on="prediction_id", how="left")
+
+
+def _targets(
+    frame: pl.DataFrame, task: str, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, outputs) of the labelled rows, in the form `keel.train.metrics.score` takes."""
+    if task == "regression":
+        y = frame.get_column("label").cast(pl.Float64, strict=False).to_numpy()
+        out = frame.get_column("prediction").cast(pl.Float64, strict=False).to_numpy()
+        ok = np.isfinite(y) & np.isfinite(out)
+        return y[ok], out[ok]
+    index = {str(c): i for i, c in enumerate(classes)}
+    labels = frame.get_column("label").to_list()
+    y = np.array([index.get(str(v), -1) for v in labels])
+    proba = np.array(frame.get_column("probabilities").to_list(), dtype=float)
+    ok = y >= 0
+    if proba.ndim != 2:
+        return np.array([], dtype=int), np.zeros((0, max(2, len(classes))))
+    return y[ok], proba[ok]
+
+
+def window_metrics(
+    frame: pl.DataFrame, task: str, classes: Sequence[str], config: PerformanceConfig
+) -> dict[str, Any]:
+    """Metrics of one window's predictions with whatever labels have arrived."""
+    n = frame.height
+    have = frame.filter(pl.col("label").is_not_null())
+    y, out = _targets(have, task, classes)
+    coverage = len(y) / n if n else 0.0
+    judged = len(y) >= config.min_labels and coverage >= config.min_coverage
+    metrics: dict[str, float | None] = {}
+    if len(y) >= 2 and (task == "regression" or len(np.unique(y)) > 1):
+        metrics = {k: v["value"] for k, v in score(task, y, out).items()}
+    return {
+        "predictions": n,
+        "labels": len(y),
+        "coverage": round(coverage, 4),
+        "judged": judged,
+        "metrics": metrics,
+    }
+
+
+def live_performance(
+    predictions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    *,
+    task: str,
+    classes: Sequence[str],
+    window_s: int,
+    by_segment: bool = False,
+    config: PerformanceConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Metrics per window, version and role (and segment), oldest window first."""
+    config = config or PerformanceConfig()
+    if predictions.height == 0:
+        return []
+    frame = labelled(predictions, feedback).with_columns(
+        pl.col("time").dt.truncate(f"{window_s}s").alias("window_start")
+    )
+    keys = ["window_start", "version", "role"] + (["segment"] if by_segment else [])
+    out = []
+    for key, part in frame.sort(keys).group_by(keys, maintain_order=True):
+        entry = dict(zip(keys, key, strict=True))
+        entry.update(window_metrics(part, task, classes, config))
+        out.append(entry)
+    return out
+
+
+def estimate_binary(scores: Sequence[int]) -> dict[str, float | None]:
+    """Expected ROC AUC and accuracy of a binary classifier from its score histogram alone
+    (bins of equal width on [0, 1]), assuming calibrated scores."""
+    counts = np.asarray(scores, dtype=float)
+    n = counts.sum()
+    if n == 0:
+        return {"roc_auc": None, "accuracy": None}
+    centres = (np.arange(len(counts)) + 0.5) / len(counts)
+    pos = counts * centres  # expected positives per bin
+    neg = counts * (1 - centres)
+    if pos.sum() == 0 or neg.sum() == 0:
+        return {"roc_auc": None, "accuracy": None}
+    neg_below = np.cumsum(neg) - neg  # negatives in lower bins
+    auc = (np.sum(pos * neg_below) + 0.5 * np.sum(pos * neg)) / (pos.sum() * neg.sum())
+    accuracy = float(np.sum(counts * np.maximum(centres, 1 - centres)) / n)
+    return {"roc_auc": float(auc), "accuracy": accuracy}
+
+
+def shadow_comparison(
+    predictions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    *,
+    task: str,
+    classes: Sequence[str],
+    metric: str,
+    n_boot: int = 400,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Production against shadow on the same requests: agreement, and once labels are in, the
+    metric difference (shadow - production) with a 95 % paired-bootstrap interval."""
+    prod = predictions.filter(pl.col("role") == "production")
+    shadow = predictions.filter(pl.col("role") == "shadow")
+    pairs = prod.join(shadow, on="prediction_id", suffix="_shadow")
+    result: dict[str, Any] = {
+        "requests": pairs.height,
+        "agreement": None,
+        "metric": metric,
+        "labels": 0,
+        "difference": None,
+        "low": None,
+        "high": None,
+        "shadow_version": None,
+        "production_version": None,
+    }
+    if pairs.height == 0:
+        return result
+    result["shadow_version"] = int(pairs.get_column("version_shadow")[-1])
+    result["production_version"] = int(pairs.get_column("version")[-1])
+    if task == "regression":
+        a = pairs.get_column("prediction").cast(pl.Float64).to_numpy()
+        b = pairs.get_column("prediction_shadow").cast(pl.Float64).to_numpy()
+        scale = np.abs(a).mean() or 1.0
+        result["agreement"] = float(np.mean(np.abs(a - b) <= 0.05 * scale))
+    else:
+        same = pairs.get_column("prediction") == pairs.get_column("prediction_shadow")
+        result["agreement"] = float(np.mean(same.to_numpy()))
+    with_labels = labelled(pairs, feedback).filter(pl.col("label").is_not_null())
+    if with_labels.height < 2:
+        return result
+    y, out_p = _targets(with_labels, task, classes)
+    shadow_frame = with_labels.select(
+        pl.col("prediction_shadow").alias("prediction"),
+        pl.col("probabilities_shadow").alias("probabilities"),
+        "label",
+    )
+    _, out_s = _targets(shadow_frame, task, classes)
+    result["labels"] = len(y)
+    if len(y) < 2 or (task != "regression" and len(np.unique(y)) < 2):
+        return result
+    rng = np.random.default_rng(seed)
+
+    def value(idx: np.ndarray, out: np.ndarray) -> float | None:
+        v = score(task, y, out, rows=idx).get(metric, {}).get("value")
+        return None if v is None else float(v)
+
+    all_idx = np.arange(len(y))
+    base_p, base_s = value(all_idx, out_p), value(all_idx, out_s)
+    if base_p is None or base_s is None:
+        return result
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        vp, vs = value(idx, out_p), value(idx, out_s)
+        if vp is not None and vs is not None:
+            diffs.append(vs - vp)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    result["difference"] = base_s - base_p
+    result["improvement"] = sign * (base_s - base_p)  # positive: the shadow is better
+    if len(diffs) >= 20:
+        lo, hi = np.percentile(np.array(diffs) * sign, [2.5, 97.5])
+        result["low"], result["high"] = float(lo), float(hi)
+    return result
+
+
+def training_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """The holdout metrics recorded at training, {name: value}."""
+    return {
+        k: float(v["value"])
+        for k, v in (evaluation.get("metrics") or {}).items()
+        if isinstance(v, dict) and v.get("value") is not None
+    }
+
+
+def since_days(now: dt.datetime, days: float) -> dt.date:
+    return (now - dt.timedelta(days=days)).date()

@@ -1,0 +1,143 @@
+"""HTML pages with charts: one file, every script inlined, openable with no server or network.
+
+Charts are Vega-Lite specifications rendered by the bundled vega, vega-lite and vega-embed
+(`static/`, BSD-3-Clause); the same specs serve the dashboard.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from keel.monitor.drift import DriftReport
+
+SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#1d2430;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;font-size:.9rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e3e6ea;text-align:left}
+th{background:#f5f7f9}.drifted{color:#b42318;font-weight:600}.ok{color:#067647}.muted{color:#667085}
+.chart{margin:1rem 0}
+"""
+
+
+@cache
+def script(name: str) -> str:
+    """One bundled script's text."""
+    return (resources.files("keel.monitor") / "static" / name).read_text(encoding="utf-8")
+
+
+def page(title: str, body: str, charts: dict[str, dict[str, Any]], *, inline: bool = True) -> str:
+    """A whole HTML page; `charts` maps element ids in `body` to Vega-Lite specs.
+
+    With `inline=False` the scripts are linked from `/ui/static/` (the dashboard serves them).
+    """
+    if inline:
+        scripts = "".join(f"<script>{script(s)}</script>" for s in SCRIPTS)
+    else:
+        scripts = "".join(f'<script src="/ui/static/{s}"></script>' for s in SCRIPTS)
+    embeds = "".join(
+        f"vegaEmbed({orjson.dumps('#' + cid).decode()}, {_json(spec)}, {{actions:false}});"
+        for cid, spec in charts.items()
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style>{scripts}</head><body>{body}"
+        f"<script>{embeds}</script></body></html>"
+    )
+
+
+def _json(spec: dict[str, Any]) -> str:
+    # "</" inside inlined JSON would end the script element
+    return orjson.dumps(spec, option=orjson.OPT_SERIALIZE_NUMPY).decode().replace("</", "<\\/")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return '<span class="drifted">drifted</span>' if v else '<span class="ok">stable</span>'
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
+    return "" if v is None else html.escape(str(v))
+
+
+def drift_bar_spec(report: DriftReport) -> dict[str, Any]:
+    """Each column's effect size against its threshold."""
+    values = [
+        {
+            "column": c.name,
+            "ratio": c.statistic / c.threshold if c.threshold else 0.0,
+            "statistic": c.statistic,
+            "threshold": c.threshold,
+            "method": c.method,
+            "p_value": c.p_value,
+            "verdict": "drifted" if c.drifted else "stable",
+        }
+        for c in report.columns
+    ]
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": "Effect size / threshold per column (drifted at ≥ 1 with p < alpha)",
+        "width": 640,
+        "data": {"values": values},
+        "layer": [
+            {
+                "mark": "bar",
+                "encoding": {
+                    "y": {"field": "column", "type": "nominal", "sort": "-x", "title": None},
+                    "x": {
+                        "field": "ratio",
+                        "type": "quantitative",
+                        "title": "statistic / threshold",
+                    },
+                    "color": {
+                        "field": "verdict",
+                        "type": "nominal",
+                        "scale": {"domain": ["drifted", "stable"], "range": ["#d92d20", "#98a2b3"]},
+                    },
+                    "tooltip": [
+                        {"field": "column"},
+                        {"field": "method"},
+                        {"field": "statistic", "format": ".4f"},
+                        {"field": "threshold"},
+                        {"field": "p_value", "format": ".3g"},
+                    ],
+                },
+            },
+            {"mark": {"type": "rule", "strokeDash": [4, 4]}, "encoding": {"x": {"datum": 1}}},
+        ],
+    }
+
+
+def drift_report_html(report: DriftReport, *, title: str = "Drift report") -> str:
+    """A page for an offline drift comparison."""
+    rows = [
+        (c.name, c.kind, c.method, c.statistic, c.threshold, c.test, c.p_value, c.psi, c.drifted)
+        for c in report.columns
+    ]
+    summary = (
+        f"<p>{len(report.drifted_columns)} of {len(report.columns)} columns drifted "
+        f"({report.mode} statistics): {html.escape(', '.join(report.drifted_columns) or 'none')}.</p>"
+    )
+    if report.multivariate:
+        m = report.multivariate
+        summary += (
+            f"<p>Domain classifier: ROC AUC {m['auc']:.3f} (lower bound {m['auc_lower']:.3f}); "
+            f"{'the two sets can be told apart' if m['drifted'] else 'the two sets cannot be told apart'}.</p>"
+        )
+    body = f"<h1>{html.escape(title)}</h1>{summary}<div class='chart' id='bars'></div>" + table(
+        ["column", "kind", "method", "statistic", "threshold", "test", "p-value", "PSI", "verdict"],
+        rows,
+    )
+    return page(title, body, {"bars": drift_bar_spec(report)})

@@ -1,0 +1,309 @@
+"""The monitor of a served model: drift and estimated performance per window from window
+profiles, live performance from the log and its feedback, shadow comparison, and alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keel.monitor.alerts import Alert, AlertRule, AlertStore, rules_from_settings
+from keel.monitor.drift import DriftConfig, compare_profiles
+from keel.monitor.logfiles import read_log
+from keel.monitor.performance import (
+    PerformanceConfig,
+    estimate_binary,
+    live_performance,
+    shadow_comparison,
+    training_metrics,
+)
+from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, read_windows
+from keel.registry import ModelStore
+from keel.store import Clock, Settings, SystemClock
+from keel.train.metrics import LOWER_IS_BETTER
+
+
+def primary_metric(task: str) -> str:
+    return "rmse" if task == "regression" else "roc_auc"
+
+
+@dataclass
+class WindowStatus:
+    """What monitoring concluded about one window of the production version."""
+
+    start: dt.datetime
+    version: int
+    rows: int
+    drift: list[dict[str, Any]]
+    drifted: list[str]
+    output_drift: dict[str, Any] | None
+    estimated: dict[str, float | None]
+    error_rate: float
+    latency_p99_ms: float | None
+    unseen_share: float
+    complete: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "start": self.start.isoformat()}
+
+
+@dataclass
+class ModelStatus:
+    model: str
+    version: int | None
+    task: str
+    metric: str
+    training: dict[str, float]
+    windows: list[WindowStatus] = field(default_factory=list)
+    live: list[dict[str, Any]] = field(default_factory=list)
+    shadow: dict[str, Any] | None = None
+    alerts: list[Alert] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "task": self.task,
+            "metric": self.metric,
+            "training": self.training,
+            "windows": [w.to_dict() for w in self.windows],
+            "live": [{**x, "window_start": x["window_start"].isoformat()} for x in self.live],
+            "shadow": self.shadow,
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+def p99(counts: list[int]) -> float | None:
+    total = sum(counts)
+    if not total:
+        return None
+    cum = np.cumsum(counts)
+    i = int(np.searchsorted(cum, 0.99 * total))
+    bound = LATENCY_BUCKETS_MS[min(i, len(LATENCY_BUCKETS_MS) - 1)]
+    return float(bound) if np.isfinite(bound) else float(LATENCY_BUCKETS_MS[-2])
+
+
+class Monitor:
+    """Reads profiles, the log and the registry; fires alerts. Computes, never acts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelStore,
+        *,
+        clock: Clock | None = None,
+        rules: tuple[AlertRule, ...] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.clock = clock or SystemClock()
+        self.rules = rules or rules_from_settings(settings.alert_rules)
+        self.drift_config = DriftConfig(**settings.drift)
+        self.performance_config = PerformanceConfig(**settings.performance)
+        self.alerts = AlertStore(
+            models.db, jsonl=settings.alert_file, webhook=settings.alert_webhook
+        )
+
+    def _window_status(
+        self, w: Window, reference: dict[str, Any], now: dt.datetime
+    ) -> WindowStatus:
+        report = compare_profiles(reference, w.profile, self.drift_config)
+        features = [c for c in report.columns if c.name != "__output__"]
+        output = next((c for c in report.columns if c.name == "__output__"), None)
+        scores = w.profile["output"].get("scores")
+        estimated = estimate_binary(scores) if scores else {}
+        errors = int(w.profile.get("errors", 0))
+        unseen = total = 0
+        for name, col in w.profile["columns"].items():
+            if col["kind"] != "categorical":
+                continue
+            known = reference["columns"].get(name, {}).get("counts", {})
+            total += sum(col["counts"].values())
+            unseen += sum(v for k, v in col["counts"].items() if k not in known)
+        return WindowStatus(
+            start=w.start,
+            version=w.version,
+            rows=w.rows,
+            drift=[c.to_dict() for c in features],
+            drifted=[c.name for c in features if c.drifted],
+            output_drift=output.to_dict() if output else None,
+            estimated=estimated,
+            error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
+            latency_p99_ms=p99(w.profile["latency"]["counts"]),
+            unseen_share=unseen / total if total else 0.0,
+            complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
+        )
+
+    def status(
+        self,
+        name: str,
+        *,
+        now: dt.datetime | None = None,
+        lookback_windows: int = 24 * 14,
+        performance: bool = True,
+    ) -> ModelStatus:
+        now = now or self.clock.now()
+        aliases = self.models.aliases(name)
+        prod = aliases.get("production")
+        if prod is None:
+            return ModelStatus(name, None, "", "", {})
+        version = self.models.get(f"{name}@{prod.version}")
+        ev = version.evaluation
+        task = ev.get("task", "classification")
+        metric = primary_metric(task)
+        reference = ev.get("reference") or {"columns": {}}
+        since = now - dt.timedelta(seconds=self.settings.window_s * lookback_windows)
+        windows = read_windows(
+            self.models.db, name, version=prod.version, role="production", since=since
+        )
+        status = ModelStatus(
+            name,
+            prod.version,
+            task,
+            metric,
+            training_metrics(ev),
+            windows=[self._window_status(w, reference, now) for w in windows],
+        )
+        est_ref = (reference.get("output") or {}).get("scores")
+        if est_ref:
+            status.training["estimated_" + metric] = estimate_binary(est_ref).get(metric) or 0.0
+        if performance:
+            root = self.settings.resolved_artifacts
+            preds = read_log(root, "predictions", name, since.date())
+            feedback = read_log(root, "feedback", name, since.date())
+            classes = [str(c) for c in ev.get("classes", [])]
+            status.live = live_performance(
+                preds.filter(preds["role"] != "shadow"),
+                feedback,
+                task=task,
+                classes=classes,
+                window_s=self.settings.window_s,
+                config=self.performance_config,
+            )
+            shadow = aliases.get("shadow")
+            if shadow is not None:
+                recent = preds.filter(preds["version"].is_in([prod.version, shadow.version]))
+                status.shadow = shadow_comparison(
+                    recent, feedback, task=task, classes=classes, metric=metric
+                )
+        status.alerts = self.alerts.list(name, open_only=True)
+        return status
+
+    # ---- rules --------------------------------------------------------------------------
+
+    def check(self, name: str, *, now: dt.datetime | None = None) -> list[Alert]:
+        """Evaluate every rule on the complete windows; fire (and return) the new alerts."""
+        now = now or self.clock.now()
+        status = self.status(name, now=now)
+        if status.version is None:
+            return []
+        fired = []
+        for rule in self.rules:
+            for alert in self._evaluate(rule, status):
+                if self.alerts.fire(alert, rule, now):
+                    fired.append(alert)
+        return fired
+
+    def _evaluate(self, rule: AlertRule, s: ModelStatus) -> list[Alert]:
+        complete = [w for w in s.windows if w.complete and w.rows >= self.drift_config.min_rows]
+        out: list[Alert] = []
+
+        def alert(message: str, window: dt.datetime | None, evidence: dict[str, Any]) -> None:
+            out.append(
+                Alert(
+                    model=s.model,
+                    rule=rule.name,
+                    severity=rule.severity,
+                    message=message,
+                    window_start=window,
+                    evidence={"version": s.version, **evidence},
+                    trigger=rule.trigger,
+                )
+            )
+
+        if rule.kind == "drift":
+            hits = []
+            for w in complete:
+                if rule.statistic == "psi":
+                    cols = [
+                        c["name"]
+                        for c in ([*w.drift, w.output_drift] if w.output_drift else w.drift)
+                        if c["psi"] > rule.psi_threshold
+                    ]
+                else:
+                    cols = w.drifted
+                hits.append((w, cols))
+            run = 0
+            for i, (w, cols) in enumerate(hits):
+                run = run + 1 if len(cols) >= rule.threshold else 0
+                if run >= rule.windows and i == len(hits) - 1:
+                    what = (
+                        "PSI > " + f"{rule.psi_threshold:g}" if rule.statistic == "psi" else "drift"
+                    )
+                    alert(
+                        f"{len(cols)} columns show {what} for {run} windows in a row: {', '.join(cols)}",
+                        w.start,
+                        {
+                            "columns": cols,
+                            "windows": [x.start.isoformat() for x, _ in hits[i - run + 1 : i + 1]],
+                            "statistics": {
+                                c["name"]: {
+                                    k: c[k] for k in ("method", "statistic", "p_value", "psi")
+                                }
+                                for c in w.drift
+                                if c["name"] in cols
+                            },
+                        },
+                    )
+        elif rule.kind == "performance":
+            base = s.training.get(s.metric)
+            judged = [
+                x
+                for x in s.live
+                if x["judged"] and x["role"] == "production" and x["version"] == s.version
+            ]
+            if base is not None and judged:
+                x = judged[-1]
+                value = x["metrics"].get(s.metric)
+                if value is not None:
+                    drop = (value - base) if s.metric in LOWER_IS_BETTER else (base - value)
+                    if drop >= rule.threshold:
+                        alert(
+                            f"{s.metric} {value:.4f} on window {x['window_start']:%Y-%m-%d %H:%M} is {drop:.4f} worse than at training ({base:.4f}); {x['labels']} labels, coverage {x['coverage']:.0%}",
+                            x["window_start"],
+                            {
+                                "metric": s.metric,
+                                "value": value,
+                                "training": base,
+                                "drop": drop,
+                                "labels": x["labels"],
+                                "coverage": x["coverage"],
+                            },
+                        )
+        elif rule.kind == "estimated_performance":
+            base = s.training.get("estimated_" + s.metric)
+            if base is not None and complete and complete[-1].estimated.get(s.metric) is not None:
+                w = complete[-1]
+                value = float(w.estimated[s.metric] or 0.0)
+                if base - value >= rule.threshold:
+                    alert(
+                        f"estimated {s.metric} {value:.4f} is {base - value:.4f} below the holdout's estimate ({base:.4f}), before labels",
+                        w.start,
+                        {"metric": s.metric, "estimated": value, "reference": base},
+                    )
+        elif rule.kind in ("error_rate", "latency_p99", "unseen_categories") and complete:
+            w = complete[-1]
+            value = {
+                "error_rate": w.error_rate,
+                "latency_p99": w.latency_p99_ms,
+                "unseen_categories": w.unseen_share,
+            }[rule.kind]
+            if value is not None and value > rule.threshold:
+                alert(
+                    f"{rule.kind.replace('_', ' ')} {value:.4g} over {rule.threshold:g} in window {w.start:%Y-%m-%d %H:%M}",
+                    w.start,
+                    {"value": value, "threshold": rule.threshold, "rows": w.rows},
+                )
+        return out
