@@ -12,6 +12,7 @@ from keel.data import DatasetStore
 from keel.loop.lease import Lease
 from keel.loop.retrain import run_retrain
 from keel.monitor.alerts import Alert
+from keel.monitor.performance import estimate_binary
 from keel.monitor.service import ModelStatus, Monitor
 from keel.registry import ModelStore
 from keel.store import GateFailedError, KeelError, Settings
@@ -35,6 +36,8 @@ class LoopPolicy:
     """Retrain on a schedule too (seconds between retrains); None: only on triggers."""
     retrain_timeout_s: float = 1800.0
     """A retrain running longer is stopped and alerted."""
+    retrain_cooldown_s: float = 7 * 86400
+    """No retrain (but by hand) sooner than this after the last one, failed or not."""
     shadow_min_requests: int = 300
     """Requests both versions answered before the shadow is judged."""
     shadow_min_labels: int = 150
@@ -106,7 +109,8 @@ class Loop:
         lease = Lease(self.models.db, f"loop:{name}", ttl_s=self.policy.lease_ttl_s)
         with lease.held():
             decisions: list[Decision] = []
-            fired = self.monitor.check(name, now=now) if not dry_run else []
+            status = self.monitor.status(name, now=now)
+            fired = self.monitor.fire(name, status, now=now) if not dry_run else []
             if fired:
                 decisions.append(
                     Decision(
@@ -116,7 +120,6 @@ class Loop:
                         acted=False,
                     )
                 )
-            status = self.monitor.status(name, now=now)
             for check in (self._watch, self._challenger, self._retrain):
                 decision = check(name, status, now, dry_run, retrain)
                 if decision is not None:
@@ -169,8 +172,14 @@ class Loop:
             w for w in s.windows if w.start >= moved_at.replace(minute=0, second=0, microsecond=0)
         ]
         rows = sum(w.rows for w in after)
+        watching = Decision(
+            "wait",
+            f"watching {name}@{s.version} (production since {moved_at:%Y-%m-%d %H:%M}, {rows} rows so far); no retrain or promotion meanwhile",
+            {"version": s.version, "previous": previous, "rows": rows},
+            acted=False,
+        )
         if rows < self.policy.min_watch_rows:
-            return None
+            return watching
         metric = s.metric
         lower_better = metric in LOWER_IS_BETTER
         evidence: dict[str, Any] = {
@@ -215,6 +224,12 @@ class Loop:
         est_prev = [
             w.estimated.get(metric) for w in prev_windows if w.estimated.get(metric) is not None
         ]
+        if not est_prev:  # it never served a whole window: its holdout scores say what to expect
+            ev_prev = self.models.get(f"{name}@{previous}").evaluation
+            scores = ((ev_prev.get("reference") or {}).get("output") or {}).get("scores")
+            if scores:
+                est_prev = [estimate_binary(scores).get(metric)]
+                evidence["previous_estimated_from"] = "holdout scores"
         if est_now and est_prev:
             a = sum(float(x) for x in est_now if x is not None) / len(est_now)
             b = sum(float(x) for x in est_prev if x is not None) / len(est_prev)
@@ -228,7 +243,8 @@ class Loop:
         if worst > self.policy.rollback_error_rate:
             reasons.append(f"error rate {worst:.2%} over {self.policy.rollback_error_rate:.2%}")
         if not reasons:
-            return None
+            watching.numbers.update(evidence)
+            return watching
         reason = f"{name}@{s.version} regressed within the watch period: " + "; ".join(reasons)
         if dry_run:
             return Decision("rollback", reason, evidence, acted=False)
@@ -438,6 +454,16 @@ class Loop:
             scheduled = since_last >= self.policy.retrain_every_s
         if not (triggers or scheduled or forced):
             return None
+        last = [e for e in self.models.db.events(f"model:{name}") if e["action"] == "loop.retrain"]
+        if last and not forced:
+            since_last = (now - last[-1]["time"]).total_seconds()
+            if since_last < self.policy.retrain_cooldown_s:
+                return Decision(
+                    "wait",
+                    f"retrain wanted but the last one was {since_last / 86400:.1f} days ago (cool-down {self.policy.retrain_cooldown_s / 86400:g} days)",
+                    {"last_retrain": last[-1]["time"].isoformat()},
+                    acted=False,
+                )
         why = (
             "by hand"
             if forced

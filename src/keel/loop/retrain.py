@@ -58,6 +58,9 @@ def fresh_frame(
     keep = [c.name for c in contract.columns if c.name in new.columns]
     if older is not None and older.height and older_share > 0:
         n_old = round(new.height * older_share / max(1e-9, 1 - older_share))
+        if id_cols and id_cols[0].name in older.columns and id_cols[0].name in new.columns:
+            # the production data may hold logged rows already (an earlier retrain's)
+            older = older.join(new.select(id_cols[0].name), on=id_cols[0].name, how="anti")
         old = older.tail(n_old).select([c for c in keep if c in older.columns])
         keep = [c for c in keep if c in old.columns]
         new = pl.concat(
@@ -65,7 +68,11 @@ def fresh_frame(
         )
     else:
         n_old = 0
-    subset = dataclasses.replace(contract, columns=tuple(contract.column(c) for c in keep))
+    subset = dataclasses.replace(
+        contract,
+        columns=tuple(contract.column(c) for c in keep),
+        quasi_identifiers=tuple(q for q in contract.quasi_identifiers if q in keep),
+    )
     return new.select(keep), subset, {"logged": rows.height, "older": n_old}
 
 

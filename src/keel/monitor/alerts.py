@@ -51,7 +51,7 @@ class AlertRule:
     severity: str = "warning"
     trigger: bool = False
     """Whether the loop retrains when this fires."""
-    cooldown_s: float = 6 * 3600
+    cooldown_s: float = 24 * 3600
 
 
 DEFAULT_RULES: tuple[AlertRule, ...] = (

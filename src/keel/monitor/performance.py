@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from keel.train.metrics import LOWER_IS_BETTER, score
+from keel.train.metrics import LOWER_IS_BETTER, score, weighted_binary, weighted_regression
 
 
 @dataclass(frozen=True)
@@ -174,27 +174,33 @@ def shadow_comparison(
     result["labels"] = len(y)
     if len(y) < 2 or (task != "regression" and len(np.unique(y)) < 2):
         return result
+    # paired bootstrap: the same resample (a vector of multiplicities) for both versions,
+    # all resamples at once with the weighted metrics of keel.train.metrics
     rng = np.random.default_rng(seed)
-
-    def value(idx: np.ndarray, out: np.ndarray) -> float | None:
-        v = score(task, y, out, rows=idx).get(metric, {}).get("value")
-        return None if v is None else float(v)
-
-    all_idx = np.arange(len(y))
-    base_p, base_s = value(all_idx, out_p), value(all_idx, out_s)
-    if base_p is None or base_s is None:
+    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
+    ones = np.ones((1, len(y)))
+    if task == "regression":
+        fp = weighted_regression(y.astype(float), out_p.astype(float), np.vstack([ones, weights]))
+        fs = weighted_regression(y.astype(float), out_s.astype(float), np.vstack([ones, weights]))
+    elif out_p.ndim == 2 and out_p.shape[1] == 2:
+        fp = weighted_binary(y.astype(float), out_p[:, 1], np.vstack([ones, weights]))
+        fs = weighted_binary(y.astype(float), out_s[:, 1], np.vstack([ones, weights]))
+    else:
+        return result  # multiclass: agreement only
+    if metric not in fp:
         return result
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        vp, vs = value(idx, out_p), value(idx, out_s)
-        if vp is not None and vs is not None:
-            diffs.append(vs - vp)
+    diffs = fs[metric] - fp[metric]
+    base = float(diffs[0])
+    boots = diffs[1:][np.isfinite(diffs[1:])]
+    if not np.isfinite(base):
+        return result
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    result["difference"] = base_s - base_p
-    result["improvement"] = sign * (base_s - base_p)  # positive: the shadow is better
-    if len(diffs) >= 20:
-        lo, hi = np.percentile(np.array(diffs) * sign, [2.5, 97.5])
+    result["difference"] = base
+    result["improvement"] = sign * base  # positive: the shadow is better
+    result["production_value"] = float(fp[metric][0])
+    result["shadow_value"] = float(fs[metric][0])
+    if len(boots) >= 20:
+        lo, hi = np.percentile(boots * sign, [2.5, 97.5])
         result["low"], result["high"] = float(lo), float(hi)
     return result
 

@@ -196,7 +196,10 @@ class Monitor:
     def check(self, name: str, *, now: dt.datetime | None = None) -> list[Alert]:
         """Evaluate every rule on the complete windows; fire (and return) the new alerts."""
         now = now or self.clock.now()
-        status = self.status(name, now=now)
+        return self.fire(name, self.status(name, now=now), now=now)
+
+    def fire(self, name: str, status: ModelStatus, *, now: dt.datetime) -> list[Alert]:
+        """Evaluate every rule on a status already computed; fire the new alerts."""
         if status.version is None:
             return []
         fired = []

@@ -291,7 +291,13 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         ids = [uuid.uuid4().hex for _ in clean]
         now = at or dt.datetime.now(dt.UTC)
-        self._record(runtime, role, clean, predictions, ids, latency_ms, now)
+        logged = clean
+        if runtime.logged_extra:
+            logged = [
+                {**c, **{k: r.get(k) for k in runtime.logged_extra if k in r}}
+                for c, r in zip(clean, rows, strict=True)
+            ]
+        self._record(runtime, role, clean, predictions, ids, latency_ms, now, logged)
         for shadow_role, shadow in served.runtimes.items():
             if shadow_role == "shadow":
                 self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids, now))
@@ -323,6 +329,7 @@ class KeelServer:
         ids: list[str],
         latency_ms: float,
         now: dt.datetime,
+        logged: list[dict[str, Any]] | None = None,
     ) -> None:
         seg = runtime.segment
         per_row = latency_ms / max(1, len(rows))
@@ -349,7 +356,7 @@ class KeelServer:
                 "version": [runtime.resolved.version] * n,
                 "role": [role] * n,
                 "segment": segments,
-                "features": [orjson.dumps(row, default=str).decode() for row in rows],
+                "features": [orjson.dumps(row, default=str).decode() for row in logged or rows],
                 "prediction": [str(p.prediction) for p in predictions],
                 "probabilities": [p.probabilities for p in predictions],
                 "latency_ms": [per_row] * n,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
+import orjson
 import pandas as pd
 import polars as pl
 
@@ -44,7 +46,12 @@ class Client:
         self.close()
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
-        response = self._http.post(path, json=body, headers=headers)
+        # orjson: datetimes, NumPy values and NaN-free floats as a server expects them
+        response = self._http.post(
+            path,
+            content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=str),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         if response.status_code >= 400:
             data = (
                 response.json()
@@ -60,14 +67,17 @@ class Client:
         rows: pd.DataFrame | pl.DataFrame | list[dict[str, Any]],
         *,
         key: str | None = None,
+        at: dt.datetime | None = None,
     ) -> pl.DataFrame:
-        """Predictions as a frame: prediction_id, prediction, and p_<class> per class."""
+        """Predictions as a frame: prediction_id, prediction, and p_<class> per class.
+
+        `key` keeps a caller on one side of a canary; `at` replays the rows at that time
+        (the server must allow it with `replay_time`)."""
         records = _records(rows)
-        answer = self._post(
-            f"/v1/models/{model}/predict",
-            {"rows": records},
-            {"X-Request-Key": key} if key else None,
-        )
+        headers = {"X-Request-Key": key} if key else {}
+        if at is not None:
+            headers["X-Keel-Time"] = at.isoformat()
+        answer = self._post(f"/v1/models/{model}/predict", {"rows": records}, headers)
         out = pl.DataFrame(
             {
                 "prediction_id": answer["prediction_ids"],
@@ -80,14 +90,24 @@ class Client:
         return out.with_columns(pl.lit(answer["version"]).alias("version"))
 
     def feedback(
-        self, model: str, labels: dict[str, Any] | list[tuple[str, Any]]
+        self,
+        model: str,
+        labels: dict[str, Any] | list[tuple[str, Any]],
+        *,
+        at: dt.datetime | None = None,
     ) -> dict[str, Any]:
         """Send labels by prediction id; returns {'accepted': n, 'unknown_ids': [...]}."""
         pairs = labels.items() if isinstance(labels, dict) else labels
         result: dict[str, Any] = self._post(
             f"/v1/models/{model}/feedback",
             {"labels": [{"prediction_id": k, "label": v} for k, v in pairs]},
+            {"X-Keel-Time": at.isoformat()} if at is not None else None,
         )
+        return result
+
+    def flush(self) -> dict[str, Any]:
+        """Have the server write its buffered log and profiles now (admin scope)."""
+        result: dict[str, Any] = self._post("/v1/admin/flush", {})
         return result
 
     def explain(

@@ -192,6 +192,14 @@ def openapi_document() -> dict[str, Any]:
                     errors=(400, 401, 403, 404, 409),
                 )
             },
+            "/v1/admin/flush": {
+                "post": _op(
+                    "Write buffered predictions, feedback and window profiles now (admin)",
+                    ok={"type": "object"},
+                    errors=(401, 403),
+                    params=(),
+                )
+            },
             "/healthz": {"get": _op("Liveness", ok={"type": "object"}, errors=(), params=())},
             "/readyz": {
                 "get": _op(

@@ -155,6 +155,14 @@ async def delete_alias(request: Request, server: KeelServer) -> Response:
     return json_response({"model": name, "alias": alias, "deleted": True})
 
 
+async def flush(request: Request, server: KeelServer) -> Response:
+    """Write buffered predictions, feedback and window profiles now (before a backup, a
+    report, or a replay's next step)."""
+    server.authorize(request, "admin")
+    written = await asyncio.to_thread(server.log.flush)
+    return json_response({"written": written, "dropped": server.log.predictions.dropped})
+
+
 async def rollback(request: Request, server: KeelServer) -> Response:
     server.authorize(request, "admin")
     name = request.path_params["name"]
@@ -434,6 +442,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/models/{name}/aliases/{alias}", set_alias, ["POST"]),
     ("/v1/models/{name}/aliases/{alias}", delete_alias, ["DELETE"]),
     ("/v1/models/{name}/rollback", rollback, ["POST"]),
+    ("/v1/admin/flush", flush, ["POST"]),
     ("/healthz", healthz, ["GET"]),
     ("/readyz", readyz, ["GET"]),
     ("/metrics", metrics, ["GET"]),

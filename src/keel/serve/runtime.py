@@ -42,6 +42,14 @@ class ModelRuntime:
         self.explanations = evaluation.get("explanations") or {}
         self.checker = RecordChecker(contract, self.features)
         self.profile_spec = ProfileSpec.from_evaluation(evaluation)
+        # sensitive attributes a request carries are logged beside the inputs (fairness per
+        # group, and retraining with fairness gates, need them); never those with an
+        # anonymization rule, which the log could not apply
+        self.logged_extra = [
+            c.name
+            for c in contract.with_role("sensitive")
+            if c.anonymize is None and c.name not in self.features
+        ]
         segs = contract.with_role("segment")
         self.segment = segs[0].name if segs else None
         self._fast: tuple[Any, Any] | None = None  # (forward, estimator) once proven equal
