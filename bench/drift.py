@@ -39,7 +39,9 @@ def ensure_data() -> dict[str, object]:
     return json.loads((DATA / "meta.json").read_text())  # type: ignore[no-any-return]
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, object]:
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, object]:
     """Run one child; its wall time, peak memory and standard output."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
@@ -49,7 +51,11 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = 
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr[-2000:]}")
     # ru_maxrss of children is the largest child so far: run the small sizes first
-    return {"wall_s": round(wall, 2), "peak_mb": round(max(peak, before) / 1024), "stdout": proc.stdout}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_mb": round(max(peak, before) / 1024),
+        "stdout": proc.stdout,
+    }
 
 
 def run_keel(n: int) -> dict[str, object]:
@@ -96,7 +102,12 @@ def run_keel_profiles(n: int) -> dict[str, object]:
 
 
 def run_evidently(n: int) -> dict[str, object]:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "KEEL_DRIFT_DATA": str(DATA), "KEEL_DRIFT_RESULTS": str(RESULTS)}
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "KEEL_DRIFT_DATA": str(DATA),
+        "KEEL_DRIFT_RESULTS": str(RESULTS),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = timed([str(EVIDENTLY), "evidently_bench.py", str(n), "--no-json"], env=env, cwd=PEERS)
     info = json.loads((RESULTS / f"evidently_{n}.json").read_text())
@@ -129,7 +140,8 @@ def main() -> None:
             r["missed"] = sorted(truth - flagged)
         if "keel_exact" in point and "evidently" in point:
             point["ratio_vs_evidently"] = round(
-                point["evidently"]["wall_s"] / point["keel_exact"]["wall_s"], 1  # type: ignore[index]
+                point["evidently"]["wall_s"] / point["keel_exact"]["wall_s"],
+                1,  # type: ignore[index]
             )
         results[str(n)] = point
         if not args.json:

@@ -19,7 +19,7 @@ from keel.data import DatasetStore, infer_contract
 from keel.data.simulate import Event, TransactionSimulator
 from keel.demo.replay import Replay
 from keel.loop import Loop, LoopPolicy
-from keel.monitor import AlertRule, AlertStore
+from keel.monitor import AlertStore
 from keel.registry import ModelStore
 from keel.serve import Client
 from keel.store import ArtifactStore, Database, FakeClock, Settings
@@ -129,14 +129,17 @@ def _wait_for_version(client: Client, version: int) -> None:
         if int(client.predict("fraud", [row])["version"][0]) == version:
             return
         time.sleep(0.1)
-    raise AssertionError(f"the server did not switch to version {version}")
+    msg = f"the server did not switch to version {version}"
+    raise AssertionError(msg)
 
 
 def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) -> None:
     settings, clock = world["settings"], world["clock"]
     models, datasets = world["models"], world["datasets"]
-    assert isinstance(settings, Settings) and isinstance(clock, FakeClock)
-    assert isinstance(models, ModelStore) and isinstance(datasets, DatasetStore)
+    assert isinstance(settings, Settings)
+    assert isinstance(clock, FakeClock)
+    assert isinstance(models, ModelStore)
+    assert isinstance(datasets, DatasetStore)
     loop = Loop(settings, models, datasets, policy=LoopPolicy(**POLICY))
     decisions: list[tuple[int, str, str]] = []
     with Client(str(world["url"]), token=ADMIN) as client:
@@ -191,7 +194,8 @@ def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) ->
     assert ("loop", "loop.retrain") in history
     assert ("loop", "alias.rollback") in history
     rollback = next(e for e in models.audit("fraud") if e["action"] == "alias.rollback")
-    assert "regressed" in rollback["reason"] and rollback["details"]["previous"] != broken
+    assert "regressed" in rollback["reason"]
+    assert rollback["details"]["previous"] != broken
     alerts = AlertStore(world["db"]).list("fraud")  # type: ignore[arg-type]
     assert {"feature_drift", "rolled_back"} <= {a.rule for a in alerts}
     assert (Path(str(settings.home)) / "alerts.jsonl").read_text().count("\n") == len(alerts)

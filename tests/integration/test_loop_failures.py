@@ -105,7 +105,7 @@ def test_alerts_deduplicate_cool_down_and_reach_their_sinks(
     received: list[dict[str, object]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
