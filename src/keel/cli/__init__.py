@@ -8,7 +8,7 @@ import click
 import typer
 
 from keel import __version__
-from keel.cli import data, models, monitor, predict, serve, train
+from keel.cli import data, loop, models, monitor, predict, serve, train
 from keel.cli._common import err_console
 from keel.store import KeelError
 
@@ -22,6 +22,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(monitor.alerts_app, name="alerts")
+app.command("loop")(loop.loop_cmd)
 app.command("train")(train.train_cmd)
 app.command("audit")(models.audit_cmd)
 app.command("predict")(predict.predict_cmd)

@@ -68,3 +68,12 @@ def open_models() -> Any:
     from keel.registry import ModelStore
 
     return ModelStore.open()
+
+
+def open_monitor() -> Any:
+    from keel.monitor import Monitor
+    from keel.registry import ModelStore
+    from keel.store import load_settings
+
+    settings = load_settings()
+    return Monitor(settings, ModelStore.open(settings))

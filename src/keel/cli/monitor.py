@@ -74,3 +74,116 @@ def drift_cmd(
         f"{len(report.drifted_columns)} of {len(report.columns)} columns drifted"
         + (f"; report: {output}" if output else "")
     )
+
+
+@app.command("status")
+def status_cmd(
+    name: str = typer.Argument(..., help="The model."),
+    windows: int = typer.Option(10, help="How many recent windows to show."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Drift, estimated and live performance per window of the production version; open alerts."""
+    from keel.cli._common import open_monitor
+
+    status = open_monitor().status(name)
+    if as_json:
+        print_json(status.to_dict())
+        return
+    if status.version is None:
+        console.print(f"{name} has no production version.")
+        return
+    console.print(
+        f"[bold]{name}@{status.version}[/] ({status.task}); training {status.metric}: {status.training.get(status.metric, float('nan')):.4f}"
+    )
+    live = {x["window_start"]: x for x in status.live if x["version"] == status.version}
+    table = Table(title="recent windows", title_justify="left")
+    for head in (
+        "window",
+        "rows",
+        "drifted columns",
+        f"est. {status.metric}",
+        f"live {status.metric}",
+        "labels",
+        "errors",
+        "p99 ms",
+    ):
+        table.add_column(head)
+    for w in status.windows[-windows:]:
+        x = live.get(w.start)
+        value = x["metrics"].get(status.metric) if x else None
+        est = w.estimated.get(status.metric)
+        table.add_row(
+            f"{w.start:%Y-%m-%d %H:%M}" + ("" if w.complete else " (open)"),
+            str(w.rows),
+            ", ".join(w.drifted) or "-",
+            "" if est is None else f"{est:.4f}",
+            ""
+            if value is None
+            else f"{value:.4f}" + ("" if x and x["judged"] else " (few labels)"),
+            f"{x['coverage']:.0%}" if x else "0%",
+            f"{w.error_rate:.2%}",
+            "" if w.latency_p99_ms is None else f"{w.latency_p99_ms:g}",
+        )
+    console.print(table)
+    if status.shadow and status.shadow["requests"]:
+        s = status.shadow
+        console.print(
+            f"shadow {name}@{s['shadow_version']}: {s['requests']} requests, agreement {s['agreement']:.1%}, "
+            f"{s['labels']} labels"
+            + (
+                f", {s['metric']} difference {s['difference']:+.4f} ({s['low']:+.4f} to {s['high']:+.4f})"
+                if s.get("low") is not None
+                else ""
+            )
+        )
+    for a in status.alerts:
+        console.print(f"[red]alert[/] {a.time:%Y-%m-%d %H:%M} {a.rule}: {a.message}")
+
+
+@app.command("report")
+def report_cmd(
+    name: str = typer.Argument(..., help="The model."),
+    output: Path = typer.Option(
+        Path("report.html"), "-o", "--output", help="Where to write the page."
+    ),
+) -> None:
+    """One HTML page (no server, no network): drift heat map, performance over time, shadow,
+    alerts and the audit timeline."""
+    from keel.cli._common import open_monitor
+    from keel.monitor.report import monitor_report_html
+
+    monitor = open_monitor()
+    status = monitor.status(name)
+    output.write_text(monitor_report_html(status, monitor.models.audit(name)))
+    console.print(f"report written to {output}")
+
+
+alerts_app = typer.Typer(help="Alerts that fired, with their evidence.", no_args_is_help=True)
+
+
+@alerts_app.command("list")
+def alerts_list_cmd(
+    name: str | None = typer.Argument(None, help="Only this model's alerts."),
+    open_only: bool = typer.Option(False, "--open", help="Only alerts nobody acted on yet."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every stored alert, oldest first."""
+    from keel.cli._common import open_monitor
+
+    alerts = open_monitor().alerts.list(name, open_only=open_only)
+    if as_json:
+        print_json([a.to_dict() for a in alerts])
+        return
+    table = Table(title="alerts", title_justify="left")
+    for head in ("time", "model", "rule", "severity", "message", "handled"):
+        table.add_column(head)
+    for a in alerts:
+        table.add_row(
+            f"{a.time:%Y-%m-%d %H:%M}" if a.time else "",
+            a.model,
+            a.rule,
+            a.severity,
+            a.message,
+            "" if a.trigger else "-",
+        )
+    console.print(table)

@@ -141,3 +141,173 @@ def drift_report_html(report: DriftReport, *, title: str = "Drift report") -> st
         rows,
     )
     return page(title, body, {"bars": drift_bar_spec(report)})
+
+
+def drift_heatmap_spec(status: Any) -> dict[str, Any]:
+    """Windows by features, coloured by effect size over its threshold (capped at 3)."""
+    values = [
+        {
+            "window": w.start.isoformat(),
+            "feature": c["name"],
+            "ratio": min(3.0, c["statistic"] / c["threshold"]) if c["threshold"] else 0.0,
+            "statistic": c["statistic"],
+            "threshold": c["threshold"],
+            "method": c["method"],
+            "p_value": c["p_value"],
+            "drifted": c["drifted"],
+        }
+        for w in status.windows
+        for c in [*w.drift, *([w.output_drift] if w.output_drift else [])]
+    ]
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": "Drift per window and feature (effect size / threshold; ≥ 1 with p < alpha is drift)",
+        "width": "container",
+        "height": {"step": 16},
+        "data": {"values": values},
+        "mark": "rect",
+        "encoding": {
+            "x": {"field": "window", "type": "temporal", "title": None},
+            "y": {"field": "feature", "type": "nominal", "title": None},
+            "color": {
+                "field": "ratio",
+                "type": "quantitative",
+                "scale": {"domain": [0, 1, 3], "range": ["#f2f4f7", "#fec84b", "#d92d20"]},
+                "title": "statistic / threshold",
+            },
+            "tooltip": [
+                {"field": "window", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
+                {"field": "feature"},
+                {"field": "method"},
+                {"field": "statistic", "format": ".4f"},
+                {"field": "threshold"},
+                {"field": "p_value", "format": ".3g"},
+                {"field": "drifted"},
+            ],
+        },
+    }
+
+
+def performance_spec(status: Any) -> dict[str, Any]:
+    """Live metric (windows with enough labels), estimated metric, and training's figure."""
+    metric = status.metric
+    values: list[dict[str, Any]] = []
+    for x in status.live:
+        value = x["metrics"].get(metric)
+        if value is not None and x["role"] == "production":
+            values.append(
+                {
+                    "window": x["window_start"].isoformat(),
+                    "value": value,
+                    "series": f"live (v{x['version']})"
+                    if x["judged"]
+                    else f"live, few labels (v{x['version']})",
+                    "coverage": x["coverage"],
+                }
+            )
+    for w in status.windows:
+        est = w.estimated.get(metric)
+        if est is not None:
+            values.append(
+                {"window": w.start.isoformat(), "value": est, "series": f"estimated (v{w.version})"}
+            )
+    layers: list[dict[str, Any]] = [
+        {
+            "mark": {"type": "line", "point": True},
+            "encoding": {
+                "x": {"field": "window", "type": "temporal", "title": None},
+                "y": {
+                    "field": "value",
+                    "type": "quantitative",
+                    "title": metric,
+                    "scale": {"zero": False},
+                },
+                "color": {"field": "series", "type": "nominal", "title": None},
+                "tooltip": [
+                    {"field": "window", "type": "temporal", "format": "%Y-%m-%d"},
+                    {"field": "series"},
+                    {"field": "value", "format": ".4f"},
+                    {"field": "coverage", "format": ".0%"},
+                ],
+            },
+        }
+    ]
+    base = status.training.get(metric)
+    if base is not None:
+        layers.append(
+            {
+                "data": {"values": [{"training": base}]},
+                "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#667085"},
+                "encoding": {"y": {"field": "training", "type": "quantitative"}},
+            }
+        )
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"{metric} over time (dashed: holdout at training)",
+        "width": "container",
+        "height": 240,
+        "data": {"values": values},
+        "layer": layers,
+    }
+
+
+def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: bool = True) -> str:
+    """The monitoring report of one model: the same charts as the dashboard's model page."""
+    title = f"keel monitoring report: {status.model}"
+    if status.version is None:
+        return page(
+            title, f"<h1>{html.escape(title)}</h1><p>No production version.</p>", {}, inline=inline
+        )
+    windows = status.windows
+    drifted = sum(1 for w in windows if w.drifted)
+    body = (
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>Production version {status.version} ({html.escape(status.task)}); "
+        f"{len(windows)} windows, {sum(w.rows for w in windows)} predictions, "
+        f"{drifted} windows with drifted features; {len(status.alerts)} open alerts.</p>"
+        "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
+        "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
+    )
+    if status.shadow and status.shadow.get("requests"):
+        s = status.shadow
+        body += "<h2>Shadow against production</h2>" + table(
+            ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
+            [
+                [
+                    s["shadow_version"],
+                    s["requests"],
+                    s["agreement"],
+                    s["labels"],
+                    s["difference"],
+                    s["low"],
+                    s["high"],
+                ]
+            ],
+        )
+    body += "<h2>Open alerts</h2>" + table(
+        ["time", "rule", "severity", "message"],
+        [
+            [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
+            for a in status.alerts
+        ],
+    )
+    body += "<h2>Audit timeline</h2>" + table(
+        ["time", "actor", "action", "alias", "version", "reason"],
+        [
+            [
+                e["time"][:16],
+                e["actor"],
+                e["action"],
+                e.get("alias"),
+                e.get("version"),
+                e.get("reason"),
+            ]
+            for e in audit
+        ],
+    )
+    return page(
+        title,
+        body,
+        {"heat": drift_heatmap_spec(status), "perf": performance_spec(status)},
+        inline=inline,
+    )
