@@ -73,7 +73,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, object]]:
     models, datasets = ModelStore(db, art), DatasetStore(db, art, b"loop-test")
     events = (
         Event("region_shift", 8, "west grows"),
-        Event("new_fraud_pattern", 8, "late-night web fraud in the south"),
+        Event("new_fraud_pattern", 8, "web fraud in the south"),
     )
     sim = TransactionSimulator(seed=11, n_customers=1500, events=events)
     first = sim.generate(days=3, per_day=500)  # a first model on little data

@@ -46,12 +46,23 @@ def _root(
 @app.command("demo")
 def demo_cmd(
     home: str = typer.Option(".keel/demo", help="Where the demo keeps its stores (made afresh)."),
-    rows_per_day: int = typer.Option(800, help="Simulated transactions per day."),
+    rows_per_day: int = typer.Option(800, help="Simulated transactions per day (training data)."),
+    traffic_per_day: int = typer.Option(300, help="Simulated requests' rows per day of traffic."),
+    keep_serving: bool = typer.Option(
+        False, "--keep-serving", help="Leave the server up at the end, until Ctrl-C."
+    ),
+    port: int | None = typer.Option(None, help="Port of the demo's server (default: a free one)."),
 ) -> None:
     """Run the end-to-end demo on the built-in transaction simulator."""
     from keel.demo import run_demo
 
-    run_demo(home=home, rows_per_day=rows_per_day)
+    run_demo(
+        home=home,
+        rows_per_day=rows_per_day,
+        traffic_per_day=traffic_per_day,
+        keep_serving=keep_serving,
+        port=port,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,7 +70,7 @@ def default_events() -> tuple[Event, ...]:
             "new_category", 150, f"merchant category {NEW_CATEGORY!r} appears (unseen in training)"
         ),
         Event(
-            "new_fraud_pattern", 180, "new fraud in 'south': late-night web purchases, any amount"
+            "new_fraud_pattern", 180, "new fraud in 'south': web purchases, any amount, any hour"
         ),
     )
 
@@ -170,13 +170,8 @@ class TransactionSimulator:
         pattern_day = self.event_day("new_fraud_pattern")
         if pattern_day is not None:
             south = REGIONS.index("south")
-            hit = (
-                (day >= pattern_day)
-                & (region == south)
-                & (device == "web")
-                & ((hour >= 22) | (hour < 6))
-            )
-            logit = logit + 3.5 * hit
+            hit = (day >= pattern_day) & (region == south) & (device == "web")
+            logit = logit + 5.0 * hit
         fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
         delay_days = np.where(fraud == 1, rng.uniform(3, 40, n), 45.0)
         label_at = ts + (delay_days * 86_400e6).astype("timedelta64[us]")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from keel.data import Anonymize, DatasetStore, infer_contract, validate, with_co
 from keel.data.faults import inject_faults
 from keel.data.simulate import TransactionSimulator
 from keel.render import console, print_contract, print_report, print_version
-from keel.store import ArtifactStore, Database, Settings
+from keel.store import ArtifactStore, Database, FakeClock, Settings
 
 _MARKER = ".keel-demo"
 
@@ -148,7 +150,14 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
 
 
 def run_demo(
-    *, home: str | Path = ".keel/demo", rows_per_day: int = 800, seed: int = 7
+    *,
+    home: str | Path = ".keel/demo",
+    rows_per_day: int = 800,
+    seed: int = 7,
+    traffic_per_day: int = 300,
+    last_day: int = 240,
+    keep_serving: bool = False,
+    port: int | None = None,
 ) -> dict[str, object]:
     """Run the demo and return its key figures (for tests)."""
     t0 = time.perf_counter()
@@ -156,7 +165,11 @@ def run_demo(
     _fresh_home(home)
     settings = Settings(home=home, secret_key="demo-secret-key-not-for-production")
     store = DatasetStore(
-        Database(settings.resolved_database_url),
+        # the story's own time: the data steps happen on 1 March of the simulated year
+        Database(
+            settings.resolved_database_url,
+            clock=FakeClock(dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)),
+        ),
         ArtifactStore(settings.resolved_artifacts),
         settings.resolved_secret_key(),
     )
@@ -201,6 +214,10 @@ def run_demo(
     contract = replace(
         contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
     )
+    # merchants open new categories: serve them as "__other__" (and alert on their share)
+    # rather than refuse the payment
+    category = contract.column("merchant_category")
+    contract = with_column(contract, replace(category, unseen="other"))
     contract_path = home / "contract.yaml"
     contract.save(contract_path)
     print_contract(contract)
@@ -281,6 +298,18 @@ def run_demo(
     console.rule("6. train three candidates on January, with gates")
     trained = _train_and_promote(store, first.version.ref, home)
 
+    story: dict[str, object] = {}
+    if trained.get("model"):
+        console.rule("7. serve, replay months of traffic, and let the loop run the model")
+        console.print(
+            "events in the simulated world: "
+            + "; ".join(
+                f"day {e.day} ({sim.start + dt.timedelta(days=e.day):%b %d}): {e.description}"
+                for e in sim.events
+            )
+        )
+        story = _story(home, store, sim, traffic_per_day, last_day, keep_serving, port)
+
     elapsed = time.perf_counter() - t0
     console.print(
         Panel.fit(
@@ -299,5 +328,81 @@ def run_demo(
         "k_anonymity": second.report.k_anonymity,
         "quarantine_csv": str(q_path),
         **trained,
+        **story,
         "seconds": elapsed,
     }
+
+
+def _story(
+    home: Path,
+    store: DatasetStore,
+    sim: TransactionSimulator,
+    per_day: int,
+    last_day: int,
+    keep_serving: bool,
+    port: int | None,
+) -> dict[str, object]:
+    from keel.demo._story import run_story
+    from keel.monitor import Monitor
+    from keel.monitor.logfiles import log_files, read_log
+    from keel.monitor.report import monitor_report_html
+
+    result = run_story(
+        home, store, sim, first_day=60, last_day=last_day, per_day=per_day,
+        keep_serving=keep_serving, port=port,
+    )  # fmt: skip
+    models, settings = result.pop("models"), result.pop("settings")
+    console.print(
+        f"replayed {result['rows']:,} transactions in {result['requests']:,} requests "
+        f"({result['rows_per_s']:,.0f} rows/s with the loop running), {result['labels']:,} delayed labels sent as "
+        f"feedback, {result['refused_rows']} rows refused by the contract"
+    )
+
+    console.rule("8. the prediction log")
+    logged = read_log(settings.resolved_artifacts, "predictions", "fraud")
+    files = log_files(settings.resolved_artifacts, "predictions", "fraud")
+    by_role = logged.group_by("role").len().sort("role")
+    console.print(
+        f"{logged.height:,} prediction records in {len(files)} Parquet files under "
+        f"{settings.resolved_artifacts}/predictions/model=fraud/ "
+        f"({', '.join(f'{r}: {n:,}' for r, n in by_role.iter_rows())})"
+    )
+    console.print(
+        logged.select(
+            "prediction_id", "time", "version", "role", "segment", "prediction", "latency_ms"
+        ).tail(3)
+    )
+
+    console.rule("9. what happened, as the audit log tells it")
+    table = Table(title="audit log of fraud (loop and people)", title_justify="left")
+    for head in ("time", "actor", "action", "version", "reason"):
+        table.add_column(head)
+    seen: set[tuple[str, str]] = set()
+    for e in models.audit("fraud"):
+        key = (e["time"][:10], e.get("reason") or "")
+        if e["action"] in ("model.register", "alias.delete") or key in seen:
+            continue  # the register and alias events of one decision, said once
+        seen.add(key)
+        table.add_row(
+            e["time"][:10],
+            e["actor"],
+            e["action"],
+            str(e.get("version") or ""),
+            e.get("reason") or "",
+        )
+    console.print(table)
+    monitor = Monitor(settings, models)
+    alerts = monitor.alerts.list("fraud")
+    console.print(
+        f"{len(alerts)} alerts fired: "
+        + ", ".join(f"{r} x{n}" for r, n in sorted(Counter(a.rule for a in alerts).items()))
+        + f" (also in {settings.alert_file})"
+    )
+    report = home / "report.html"
+    status = monitor.status("fraud", now=models.db.clock.now())
+    report.write_text(monitor_report_html(status, models.audit("fraud")))
+    console.print(f"monitoring report (one file, no server needed): {report}")
+    result["report_html"] = str(report)
+    result["alerts"] = sorted({a.rule for a in alerts})
+    result["actions"] = [a for _, a, _ in result["story"]]
+    return result

@@ -27,6 +27,8 @@ class PerformanceConfig:
     """Share of a window's predictions that need labels before the window is judged."""
     min_labels: int = 50
     """Fewest labels for a verdict on a window."""
+    pool_windows: int = 7
+    """Recent judged windows pooled for the performance verdict (one window alone is noise)."""
 
 
 def labelled(predictions: pl.DataFrame, feedback: pl.DataFrame) -> pl.DataFrame:
@@ -69,7 +71,7 @@ def window_metrics(
     judged = len(y) >= config.min_labels and coverage >= config.min_coverage
     metrics: dict[str, float | None] = {}
     if len(y) >= 2 and (task == "regression" or len(np.unique(y)) > 1):
-        metrics = {k: v["value"] for k, v in score(task, y, out).items()}
+        metrics = point_metrics(task, y, out)
     return {
         "predictions": n,
         "labels": len(y),
@@ -77,6 +79,20 @@ def window_metrics(
         "judged": judged,
         "metrics": metrics,
     }
+
+
+def point_metrics(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float | None]:
+    """Every metric of the task at once. Binary and regression metrics come from the weighted
+    forms in keel.train.metrics with unit weights (equal to scikit-learn's, tested there):
+    measured, scikit-learn's six binary metrics per window were most of a loop step."""
+    ones = np.ones((1, len(y)))
+    if task == "regression":
+        values = weighted_regression(y.astype(float), out.astype(float), ones)
+    elif out.ndim == 2 and out.shape[1] == 2:
+        values = weighted_binary(y.astype(float), out[:, 1].astype(float), ones)
+    else:
+        return {k: v["value"] for k, v in score(task, y, out).items()}
+    return {k: (float(v[0]) if np.isfinite(v[0]) else None) for k, v in values.items()}
 
 
 def live_performance(
@@ -103,6 +119,49 @@ def live_performance(
         entry.update(window_metrics(part, task, classes, config))
         out.append(entry)
     return out
+
+
+def pooled_performance(
+    predictions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    *,
+    task: str,
+    classes: Sequence[str],
+    metric: str,
+    n_boot: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The metric on every labelled prediction given, with a 95 % bootstrap interval."""
+    have = labelled(predictions, feedback).filter(pl.col("label").is_not_null())
+    y, out = _targets(have, task, classes)
+    result: dict[str, Any] = {
+        "metric": metric,
+        "labels": len(y),
+        "value": None,
+        "low": None,
+        "high": None,
+    }
+    if len(y) < 2 or (task != "regression" and len(np.unique(y)) < 2):
+        return result
+    rng = np.random.default_rng(seed)
+    w = np.vstack(
+        [np.ones(len(y)), rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot)]
+    ).astype(float)
+    if task == "regression":
+        values = weighted_regression(y.astype(float), out.astype(float), w).get(metric)
+    elif out.ndim == 2 and out.shape[1] == 2:
+        values = weighted_binary(y.astype(float), out[:, 1].astype(float), w).get(metric)
+    else:
+        result["value"] = point_metrics(task, y, out).get(metric)
+        return result
+    if values is None or not np.isfinite(values[0]):
+        return result
+    boots = values[1:][np.isfinite(values[1:])]
+    result["value"] = float(values[0])
+    if len(boots) >= 20:
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        result["low"], result["high"] = float(lo), float(hi)
+    return result
 
 
 def estimate_binary(scores: Sequence[int]) -> dict[str, float | None]:

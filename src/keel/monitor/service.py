@@ -16,6 +16,7 @@ from keel.monitor.performance import (
     PerformanceConfig,
     estimate_binary,
     live_performance,
+    pooled_performance,
     shadow_comparison,
     training_metrics,
 )
@@ -59,6 +60,8 @@ class ModelStatus:
     windows: list[WindowStatus] = field(default_factory=list)
     live: list[dict[str, Any]] = field(default_factory=list)
     shadow: dict[str, Any] | None = None
+    recent: dict[str, Any] | None = None
+    """The primary metric pooled over the latest judged windows, with its interval."""
     alerts: list[Alert] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +74,13 @@ class ModelStatus:
             "windows": [w.to_dict() for w in self.windows],
             "live": [{**x, "window_start": x["window_start"].isoformat()} for x in self.live],
             "shadow": self.shadow,
+            "recent": None
+            if self.recent is None
+            else {
+                **self.recent,
+                "from": self.recent["from"].isoformat(),
+                "to": self.recent["to"].isoformat(),
+            },
             "alerts": [a.to_dict() for a in self.alerts],
         }
 
@@ -141,7 +151,7 @@ class Monitor:
         name: str,
         *,
         now: dt.datetime | None = None,
-        lookback_windows: int = 24 * 14,
+        lookback_windows: int | None = None,
         performance: bool = True,
     ) -> ModelStatus:
         now = now or self.clock.now()
@@ -154,7 +164,8 @@ class Monitor:
         task = ev.get("task", "classification")
         metric = primary_metric(task)
         reference = ev.get("reference") or {"columns": {}}
-        since = now - dt.timedelta(seconds=self.settings.window_s * lookback_windows)
+        lookback = lookback_windows or self.settings.lookback_windows
+        since = now - dt.timedelta(seconds=self.settings.window_s * lookback)
         windows = read_windows(
             self.models.db, name, version=prod.version, role="production", since=since
         )
@@ -182,6 +193,25 @@ class Monitor:
                 window_s=self.settings.window_s,
                 config=self.performance_config,
             )
+            judged = [
+                x["window_start"]
+                for x in status.live
+                if x["judged"] and x["role"] == "production" and x["version"] == prod.version
+            ][-self.performance_config.pool_windows :]
+            if judged:
+                window = dt.timedelta(seconds=self.settings.window_s)
+                rows = preds.filter(
+                    (preds["version"] == prod.version)
+                    & (preds["role"] == "production")
+                    & (preds["time"] >= judged[0])
+                    & (preds["time"] < judged[-1] + window)
+                )
+                status.recent = {
+                    **pooled_performance(rows, feedback, task=task, classes=classes, metric=metric),
+                    "windows": len(judged),
+                    "from": judged[0],
+                    "to": judged[-1],
+                }
             shadow = aliases.get("shadow")
             if shadow is not None:
                 recent = preds.filter(preds["version"].is_in([prod.version, shadow.version]))
@@ -262,29 +292,29 @@ class Monitor:
                     )
         elif rule.kind == "performance":
             base = s.training.get(s.metric)
-            judged = [
-                x
-                for x in s.live
-                if x["judged"] and x["role"] == "production" and x["version"] == s.version
-            ]
-            if base is not None and judged:
-                x = judged[-1]
-                value = x["metrics"].get(s.metric)
-                if value is not None:
-                    drop = (value - base) if s.metric in LOWER_IS_BETTER else (base - value)
-                    if drop >= rule.threshold:
-                        alert(
-                            f"{s.metric} {value:.4f} on window {x['window_start']:%Y-%m-%d %H:%M} is {drop:.4f} worse than at training ({base:.4f}); {x['labels']} labels, coverage {x['coverage']:.0%}",
-                            x["window_start"],
-                            {
-                                "metric": s.metric,
-                                "value": value,
-                                "training": base,
-                                "drop": drop,
-                                "labels": x["labels"],
-                                "coverage": x["coverage"],
-                            },
-                        )
+            r = s.recent
+            if base is not None and r and r.get("value") is not None and r.get("high") is not None:
+                value, high, low = r["value"], r["high"], r["low"]
+                lower_better = s.metric in LOWER_IS_BETTER
+                drop = (value - base) if lower_better else (base - value)
+                # significant: the whole interval is on the worse side of training's figure
+                beyond = (low > base) if lower_better else (high < base)
+                if drop >= rule.threshold and beyond:
+                    alert(
+                        f"{s.metric} {value:.4f} (95% {low:.4f} to {high:.4f}) over the last {r['windows']} judged windows "
+                        f"is {drop:.4f} worse than at training ({base:.4f}); {r['labels']} labels",
+                        r["to"],
+                        {
+                            "metric": s.metric,
+                            "value": value,
+                            "low": low,
+                            "high": high,
+                            "training": base,
+                            "drop": drop,
+                            "labels": r["labels"],
+                            "windows": r["windows"],
+                        },
+                    )
         elif rule.kind == "estimated_performance":
             base = s.training.get("estimated_" + s.metric)
             if base is not None and complete and complete[-1].estimated.get(s.metric) is not None:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     loop: dict[str, Any] = Field(default_factory=dict)
     """The loop's policy overriding `keel.loop.LoopPolicy` (margins, waits, watch period)."""
 
+    lookback_windows: int = 24 * 14
+    """How many recent windows monitoring reads (status, alerts, the loop's evidence)."""
+
     replay_time: bool = False
     """Honour an `X-Keel-Time` header on predict and feedback: the time to log, for replaying
     historical traffic (backfills, simulations, the demo). Off in production."""

@@ -1,0 +1,294 @@
+"""The demo's second half: serve, replay months of traffic, and let the loop run the model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.live import Live
+from rich.table import Table
+
+from keel.data import DatasetStore
+from keel.data.simulate import TransactionSimulator
+from keel.demo.replay import Replay
+from keel.render import console
+from keel.store import Settings
+
+TOKEN = "demo-admin-token"
+ALERT_RULES = [
+    {
+        "name": "feature_drift",
+        "kind": "drift",
+        "threshold": 1,
+        "windows": 2,
+        "trigger": True,
+        "cooldown_s": 7 * 86400,
+    },
+    {
+        "name": "auc_drop",
+        "kind": "performance",
+        "threshold": 0.03,
+        "trigger": True,
+        "severity": "critical",
+        "cooldown_s": 7 * 86400,
+    },
+    {"name": "estimated_auc_drop", "kind": "estimated_performance", "threshold": 0.05},
+    {
+        "name": "unseen_categories",
+        "kind": "unseen_categories",
+        "threshold": 0.01,
+        "cooldown_s": 7 * 86400,
+    },
+    {"name": "error_rate", "kind": "error_rate", "threshold": 0.01, "severity": "critical"},
+]
+LOOP_POLICY: dict[str, Any] = {
+    "recent_days": 45,
+    "older_share": 0.2,
+    "min_new_labels": 2000,
+    "retrain_cooldown_s": 21 * 86400,
+    "shadow_min_requests": 1000,
+    "shadow_min_labels": 1500,
+    "shadow_max_wait_s": 25 * 86400,
+    "watch_s": 10 * 86400,
+    "min_watch_rows": 200,
+    "retrain_timeout_s": 600,
+}
+LABEL_DELAY_SCALE = 0.3  # the demo's labels come 3x sooner than the simulator's (45 -> 13.5 days)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def story_settings(home: Path) -> Settings:
+    return Settings(
+        home=home,
+        secret_key="demo-secret-key-not-for-production",
+        window_s=86400,
+        lookback_windows=60,
+        alert_rules=ALERT_RULES,
+        loop=LOOP_POLICY,
+        alert_file=str(home / "alerts.jsonl"),
+        tokens={TOKEN: ["admin", "predict", "feedback"]},
+        replay_time=True,
+    )
+
+
+def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KEEL_HOME": str(home),
+        "KEEL_SECRET_KEY": "demo-secret-key-not-for-production",
+        "KEEL_TOKENS": f'{{"{TOKEN}": ["admin", "predict", "feedback"]}}',
+        "KEEL_REPLAY_TIME": "true",
+        "KEEL_WINDOW_S": "86400",
+        "KEEL_POLL_INTERVAL_S": "0.2",
+        "KEEL_FLUSH_INTERVAL_S": "0.5",
+    }
+    with (home / "server.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"keel serve exited with {proc.returncode}; see {home / 'server.log'}"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    msg = f"keel serve did not become ready in 60 s; see {home / 'server.log'}"
+    raise RuntimeError(msg)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _broken_candidate(models: Any, datasets: DatasetStore) -> int:
+    """A person's mistake: a model that predicts the base rate for everyone."""
+    from keel.train import spec_from_dict, train
+
+    spec = spec_from_dict(
+        {
+            "name": "broken",
+            # all but no signal: so regularised that every coefficient is about zero
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"C": 1e-9},
+        }
+    )
+    prod = models.get("fraud@production")
+    result = train(
+        [spec],
+        str(prod.dataset_version),
+        datasets=datasets,
+        models=models,
+        register="fraud",
+        actor="demo-user",
+    )
+    version = result.candidates[0].version
+    assert version is not None
+    return int(version)
+
+
+def run_story(
+    home: Path,
+    datasets: DatasetStore,
+    sim: TransactionSimulator,
+    *,
+    first_day: int,
+    last_day: int,
+    per_day: int,
+    step_every: int = 3,
+    keep_serving: bool = False,
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Serve, replay days `first_day`..`last_day`, run the loop; return the figures."""
+    from keel.loop import Loop, LoopPolicy
+    from keel.registry import ModelStore
+    from keel.serve import Client
+    from keel.store import Database, FakeClock
+
+    settings = story_settings(home)
+    clock = FakeClock(sim.start.replace(tzinfo=dt.UTC) + dt.timedelta(days=first_day))
+    db = Database(settings.resolved_database_url, clock=clock)
+    models = ModelStore(db, datasets.artifacts)
+    datasets = DatasetStore(db, datasets.artifacts, settings.resolved_secret_key())
+    loop = Loop(settings, models, datasets, policy=LoopPolicy(**LOOP_POLICY))
+    port = port or free_port()
+    server = start_server(home, port)
+    url = f"http://127.0.0.1:{port}"
+    console.print(f"keel serve is up at {url} (docs: {url}/docs); replaying traffic day by day")
+    story: list[tuple[str, str, str]] = []
+    broken: int | None = None
+    t0 = time.perf_counter()
+    timings = {"replay": 0.0, "loop": 0.0}
+    try:
+        with (
+            Client(url, token=TOKEN) as client,
+            Live(console=console, refresh_per_second=4, transient=True) as live,
+        ):
+            replay = Replay(
+                client, "fraud", sim, per_day=per_day, label_delay_scale=LABEL_DELAY_SCALE
+            )
+            for day in range(first_day, last_day):
+                t_replay = time.perf_counter()
+                replay.day(day)
+                now = replay.time_of(day + 1)
+                replay.labels_until(now)
+                timings["replay"] += time.perf_counter() - t_replay
+                clock._now = now
+                if (day - first_day) % step_every == step_every - 1:
+                    client.flush()
+                    t_loop = time.perf_counter()
+                    decisions = loop.step("fraud", now=now)
+                    timings["loop"] += time.perf_counter() - t_loop
+                    for d in decisions:
+                        if d.action not in ("none", "wait"):
+                            story.append((f"{now:%Y-%m-%d}", d.action, d.reason))
+                    actions = {a for _, a, _ in story}
+                    if broken is None and "promote" in actions:
+                        broken = _broken_candidate(models, datasets)
+                        models.set_alias(
+                            "fraud",
+                            "production",
+                            broken,
+                            reason="hand promotion (a mistake)",
+                            actor="demo-user",
+                        )
+                        story.append(
+                            (
+                                f"{now:%Y-%m-%d}",
+                                "hand promotion",
+                                f"a person promotes fraud@{broken}, a model that predicts the base rate",
+                            )
+                        )
+                elapsed = time.perf_counter() - t0
+                if any(a == "rollback" for _, a, _ in story) and not keep_serving:
+                    rolled = next(w for w, a, _ in story if a == "rollback")
+                    if now >= dt.datetime.fromisoformat(rolled).replace(
+                        tzinfo=dt.UTC
+                    ) + dt.timedelta(days=6):
+                        break  # the story is told
+                live.update(_progress(day, first_day, last_day, replay, elapsed, models, story))
+        client_stats = replay.stats
+        prod = models.aliases("fraud")["production"].version
+        if keep_serving:
+            console.print(
+                f"[bold]serving[/] at {url} (dashboard to come at {url}/ui); Ctrl-C to stop"
+            )
+            try:
+                while server.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        stop_server(server)
+    elapsed = time.perf_counter() - t0
+    return {
+        "rows": client_stats.rows,
+        "requests": client_stats.requests,
+        "labels": client_stats.labels_sent,
+        "refused_rows": client_stats.refused,
+        "rows_per_s": client_stats.rows / elapsed if elapsed else 0.0,
+        "story": story,
+        "production": prod,
+        "broken": broken,
+        "seconds": elapsed,
+        "timings": timings,
+        "models": models,
+        "settings": settings,
+    }
+
+
+def _progress(
+    day: int,
+    first: int,
+    last: int,
+    replay: Replay,
+    elapsed: float,
+    models: Any,
+    story: list[tuple[str, str, str]],
+) -> Table:
+    s = replay.stats
+    table = Table.grid(padding=(0, 2))
+    done = (day - first + 1) / (last - first)
+    bar = "█" * int(30 * done) + "░" * (30 - int(30 * done))
+    aliases = models.aliases("fraud")
+    table.add_row(
+        f"[bold]day {day}[/] {replay.time_of(day):%Y-%m-%d}",
+        bar,
+        f"{s.rows:,} rows, {s.rows / max(elapsed, 1e-9):,.0f} rows/s",
+        f"labels {s.labels_sent:,}",
+        "production v"
+        + str(aliases["production"].version)
+        + (f", shadow v{aliases['shadow'].version}" if "shadow" in aliases else ""),
+    )
+    if story:
+        when, action, reason = story[-1]
+        table.add_row(f"[dim]{when}[/]", f"[bold]{action}[/]", reason[:110], "", "")
+    return table
