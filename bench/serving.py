@@ -125,9 +125,13 @@ def register_in_keel(x: object) -> None:
     store.db.dispose()
 
 
-def bench_keel(model: str, tag: str, run_all: object) -> None:
-    """Start `keel serve MODEL` pinned to CPU 0 and measure it with the harness's wrk driver."""
+def bench_keel(model: str, tag: str, run_all: object, variant: str = "keel") -> None:
+    """Start `keel serve MODEL` pinned to CPU 0 and measure it with the harness's wrk driver.
+
+    Variant `keel-nomon` runs the same server without window profiles (monitoring's cost)."""
     env = {**os.environ, "KEEL_HOME": str(KEEL_HOME)}
+    if variant == "keel-nomon":
+        env["KEEL_PROFILES"] = "false"
     log = open(PEERS / "results" / f"keel_{model}.log", "w")  # noqa: SIM115 - lives as long as the server
     cmd = [
         "taskset",
@@ -173,7 +177,7 @@ def bench_keel(model: str, tag: str, run_all: object) -> None:
             r = run_all.run_wrk(base, body, c)  # type: ignore[attr-defined]
             run_all.record(
                 dict(
-                    {"tag": tag, "kind": "load", "variant": "keel", "model": model, "conc": c}, **r
+                    {"tag": tag, "kind": "load", "variant": variant, "model": model, "conc": c}, **r
                 )
             )  # type: ignore[attr-defined]
     finally:
@@ -202,8 +206,8 @@ def main() -> None:
     for tool in args.tools.split(","):
         for model in models:
             try:
-                if tool == "keel":
-                    bench_keel(model, tag, run_all)
+                if tool in ("keel", "keel-nomon"):
+                    bench_keel(model, tag, run_all, tool)
                 else:
                     run_all.bench(tool, model, tag)
             except Exception as exc:  # a peer that fails is recorded, the run goes on
@@ -224,7 +228,12 @@ def summarize(tag: str, models: list[str], as_json: bool) -> None:
         json.loads(line) for line in (PEERS / "results" / "results.jsonl").read_text().splitlines()
     ]
     loads = [r for r in lines if r.get("tag") == tag and r.get("kind") == "load"]
-    names = {"keel": "keel", "mlflow": "mlflow", "bentoml-batch": "bentoml"}
+    names = {
+        "keel": "keel",
+        "keel-nomon": "keel-nomon",
+        "mlflow": "mlflow",
+        "bentoml-batch": "bentoml",
+    }
     out: dict[str, object] = {"tag": tag, "points": {}}
     points: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for r in loads:
@@ -249,6 +258,11 @@ def summarize(tag: str, models: list[str], as_json: bool) -> None:
             if peer in points.get(m, {}).get("c64", {}) and "keel" in points[m]["c64"]
         }
         out[f"ratio_vs_{peer}_c64"] = ratios
+    out["monitoring_cost_c64"] = {
+        m: round(1 - points[m]["c64"]["keel"]["rps"] / points[m]["c64"]["keel-nomon"]["rps"], 3)
+        for m in models
+        if {"keel", "keel-nomon"} <= set(points.get(m, {}).get("c64", {}))
+    }
     if as_json:
         print(json.dumps(out, indent=2))
         return

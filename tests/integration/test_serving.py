@@ -309,6 +309,36 @@ def test_window_profiles_count_replayed_traffic(server: Server, home: Path) -> N
     assert sum(first["latency"]["counts"]) == 40
 
 
+def test_a_segment_can_have_a_version_of_its_own(server: Server) -> None:
+    """`production:west` answers the rows of region west; the others get production."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    west, north = {**ROW, "region": "west"}, {**ROW, "region": "north"}
+    with server.client() as c:
+        r = c.post("/v1/models/fraud/aliases/production:west", json={"version": 2}, headers=admin)
+        assert r.status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mixed = c.post("/v1/models/fraud/predict", json={"rows": [west, north]}).json()
+            if "versions" in mixed:
+                break
+            time.sleep(0.1)
+        alone = {
+            v: c.post(f"/v1/models/fraud@{alias}/predict", json={"rows": [west]}).json()
+            for v, alias in ((1, "production"), (2, "production:west"))
+        }
+        bad = c.post("/v1/models/fraud/predict", json={"rows": [north, {**west, "amount": "x"}]})
+        c.delete("/v1/models/fraud/aliases/production:west", headers=admin)
+        refused = c.post("/v1/models/fraud/aliases/prod-west", json={"version": 2}, headers=admin)
+
+    assert mixed["versions"] == [2, 1]
+    assert mixed["probabilities"][0] == alone[2]["probabilities"][0]
+    assert alone[1]["version"] == 1
+    assert alone[1]["probabilities"][0] != alone[2]["probabilities"][0]
+    assert bad.status_code == 422
+    assert bad.json()["details"][0]["row"] == 1
+    assert refused.status_code == 400
+
+
 def test_python_client(server: Server) -> None:
     """keel.Client: frames in, frames out; feedback; errors raised with the server's message."""
     with Client(server.url, token=ADMIN) as client:

@@ -31,6 +31,7 @@ from keel.store import (
 from keel.store import tables as t
 
 ALIASES = ("production", "staging", "shadow", "canary")
+SEGMENT_ALIAS = re.compile(r"production:[A-Za-z0-9_.-]{1,39}")  # a model per segment value
 _UNSET = object()
 
 
@@ -360,8 +361,11 @@ class ModelStore:
                 another process moved the alias since, the move is refused with ConflictError.
             numbers: the figures that decided the move, kept in the audit log.
         """
-        if alias not in ALIASES:
-            msg = f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}."
+        if alias not in ALIASES and not SEGMENT_ALIAS.fullmatch(alias):
+            msg = (
+                f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}, or "
+                "'production:VALUE' to answer the rows whose segment column has that value."
+            )
             raise ConfigError(msg)
         if alias == "canary" and (weight is None or not 0 < weight <= 1):
             msg = f"The canary alias needs a weight between 0 and 1 (the share of traffic it takes); got {weight!r}."

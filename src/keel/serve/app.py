@@ -165,7 +165,10 @@ class KeelServer:
         """Load what each role's alias names now, if it changed; keep the old one on failure."""
         served = self.served[name]
         aliases = await asyncio.to_thread(self.models.aliases, name)
-        for role in ROLES:
+        segment_roles = sorted(
+            {r for r in (*aliases, *served.runtimes) if r.startswith("production:")}
+        )
+        for role in (*ROLES, *segment_roles):
             state = aliases.get(role)
             current = served.runtimes.get(role)
             if state is None:
@@ -267,6 +270,10 @@ class KeelServer:
             raise RequestError(
                 400, "The request has no rows; expected a non-empty list of records."
             )
+        if "@" not in ref and runtime.segment and len(served.runtimes) > 1:
+            routed = self._by_segment(served, runtime, role, rows)
+            if routed is not None:
+                return await self._predict_routed(served, runtime, routed, rows, at)
         clean, errors = runtime.checker.check(rows)
         if errors:
             self.metrics.errors.labels(served.name, "invalid_input").inc()
@@ -303,6 +310,70 @@ class KeelServer:
                 self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids, now))
         return runtime, predictions, ids
 
+    def _by_segment(
+        self, served: Served, runtime: ModelRuntime, role: str, rows: list[Any]
+    ) -> dict[str, list[int]] | None:
+        """Row indices per role when some rows' segment has a model of its own, else None."""
+        seg = runtime.segment
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            value = row.get(seg) if isinstance(row, dict) else None
+            target = f"production:{value}" if value is not None else role
+            groups.setdefault(target if target in served.runtimes else role, []).append(i)
+        return None if list(groups) == [role] else groups
+
+    async def _predict_routed(
+        self,
+        served: Served,
+        default: ModelRuntime,
+        groups: dict[str, list[int]],
+        rows: list[Any],
+        at: dt.datetime | None,
+    ) -> tuple[ModelRuntime, list[Prediction], list[str]]:
+        """Each group of rows to its segment's version; answers put back in request order."""
+        checked = []
+        for role, idx in groups.items():
+            rt = served.runtimes[role]
+            clean, errors = rt.checker.check([rows[i] for i in idx])
+            if errors:
+                self.metrics.errors.labels(served.name, "invalid_input").inc()
+                e = errors[0]
+                row = idx[e.row]
+                raise RequestError(
+                    422,
+                    f"Input does not fit model {rt.ref}: row {row}: field {e.field!r} has value {e.value!r}; expected {e.expected}.",
+                    [{**x.to_dict(), "row": idx[x.row]} for x in errors[:20]],
+                )
+            checked.append((role, rt, idx, clean))
+        t0 = time.perf_counter()
+        try:
+            results = await asyncio.gather(
+                *(served.batchers[role].submit(clean) for role, _, _, clean in checked)
+            )
+        except Exception as exc:
+            self.metrics.errors.labels(served.name, "model").inc()
+            msg = f"Model {served.name} failed on this input: {type(exc).__name__}: {exc}"
+            raise RequestError(500, msg) from exc
+        latency_ms = (time.perf_counter() - t0) * 1000
+        now = at or dt.datetime.now(dt.UTC)
+        out: list[Prediction | None] = [None] * len(rows)
+        ids = [uuid.uuid4().hex for _ in rows]
+        in_order: list[dict[str, Any]] = [{}] * len(rows)
+        for (_role, rt, idx, clean), predictions in zip(checked, results, strict=True):
+            for i, p, c in zip(idx, predictions, clean, strict=True):
+                out[i] = Prediction(p.prediction, p.probabilities, rt.resolved.version)
+                in_order[i] = c
+            logged = [
+                {**c, **{k: rows[i].get(k) for k in rt.logged_extra if k in rows[i]}}
+                for i, c in zip(idx, clean, strict=True)
+            ]
+            group_ids = [ids[i] for i in idx]
+            self._record(rt, "production", clean, predictions, group_ids, latency_ms, now, logged)
+        if "shadow" in served.runtimes:  # the shadow hears every row, whichever answered it
+            shadow = served.runtimes["shadow"]
+            self._later(self._shadow(shadow, served.batchers["shadow"], in_order, ids, now))
+        return default, [p for p in out if p is not None], ids
+
     async def _shadow(
         self,
         runtime: ModelRuntime,
@@ -337,17 +408,18 @@ class KeelServer:
         segments = [
             None if seg is None or row.get(seg) is None else str(row.get(seg)) for row in rows
         ]
-        self.profiler.add(
-            runtime.resolved.name,
-            runtime.resolved.version,
-            role,
-            segments,
-            rows,
-            runtime.outputs_of(predictions),
-            [p.prediction for p in predictions],
-            per_row,
-            now,
-        )
+        if self.settings.profiles:
+            self.profiler.add(
+                runtime.resolved.name,
+                runtime.resolved.version,
+                role,
+                segments,
+                rows,
+                runtime.outputs_of(predictions),
+                [p.prediction for p in predictions],
+                per_row,
+                now,
+            )
         self.log.log(
             {
                 "prediction_id": ids,

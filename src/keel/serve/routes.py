@@ -33,6 +33,8 @@ def answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str])
         "predictions": [p.prediction for p in predictions],
         "prediction_ids": ids,
     }
+    if any(p.version is not None for p in predictions):  # rows routed to segment versions
+        out["versions"] = [p.version or runtime.resolved.version for p in predictions]
     if (
         runtime.task == "classification"
         and predictions

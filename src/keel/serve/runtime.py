@@ -20,6 +20,7 @@ class Prediction:
 
     prediction: Any
     probabilities: list[float] | None
+    version: int | None = None  # set when a segment's own version answered the row
 
 
 class ModelRuntime:

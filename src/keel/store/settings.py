@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     loop: dict[str, Any] = Field(default_factory=dict)
     """The loop's policy overriding `keel.loop.LoopPolicy` (margins, waits, watch period)."""
 
+    profiles: bool = True
+    """Whether the server keeps window profiles (monitoring). Off only to measure their cost."""
+
     lookback_windows: int = 24 * 14
     """How many recent windows monitoring reads (status, alerts, the loop's evidence)."""
 
