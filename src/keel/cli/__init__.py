@@ -28,6 +28,7 @@ app.command("train")(train.train_cmd)
 app.command("audit")(models.audit_cmd)
 app.command("predict")(predict.predict_cmd)
 app.command("serve")(serve.serve_cmd)
+app.command("ui")(serve.ui_cmd)
 
 _state = {"debug": False}
 

@@ -23,10 +23,10 @@ def serve_cmd(
 
     os.environ["KEEL_SERVE_MODELS"] = ",".join(names or [])
     console.print(
-        f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs)"
+        f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs, dashboard: /ui)"
     )
     uvicorn.run(
-        "keel.serve.factory:app_from_env",
+        "keel.dashboard.factory:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -35,4 +35,17 @@ def serve_cmd(
         loop="uvloop",
         http="httptools",
         access_log=False,
+    )
+
+
+def ui_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+) -> None:
+    """The dashboard alone, over the registry, the monitor and the data (no model loaded)."""
+    import uvicorn
+
+    console.print(f"keel dashboard on http://{host}:{port}/ui")
+    uvicorn.run(
+        "keel.dashboard.factory:ui_app", factory=True, host=host, port=port, log_level="warning"
     )

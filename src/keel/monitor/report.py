@@ -47,7 +47,7 @@ def page(title: str, body: str, charts: dict[str, dict[str, Any]], *, inline: bo
         for cid, spec in charts.items()
     )
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><link rel="icon" href="data:,">'
         f"<style>{_STYLE}</style>{scripts}</head><body>{body}"
         f"<script>{embeds}</script></body></html>"
     )

@@ -20,7 +20,7 @@ from keel.monitor.performance import (
     shadow_comparison,
     training_metrics,
 )
-from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, read_windows
+from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, read_windows
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
 from keel.train.metrics import LOWER_IS_BETTER
@@ -43,6 +43,7 @@ class WindowStatus:
     estimated: dict[str, float | None]
     error_rate: float
     latency_p99_ms: float | None
+    latency_counts: list[int]
     unseen_share: float
     complete: bool
 
@@ -142,6 +143,7 @@ class Monitor:
             estimated=estimated,
             error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
             latency_p99_ms=p99(w.profile["latency"]["counts"]),
+            latency_counts=list(w.profile["latency"]["counts"]),
             unseen_share=unseen / total if total else 0.0,
             complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
         )
@@ -165,7 +167,10 @@ class Monitor:
         metric = primary_metric(task)
         reference = ev.get("reference") or {"columns": {}}
         lookback = lookback_windows or self.settings.lookback_windows
-        since = now - dt.timedelta(seconds=self.settings.window_s * lookback)
+        # look back from the newest data when it is older than now (an idle model, a replay)
+        newest = latest_window(self.models.db, name)
+        anchor = min(now, newest + dt.timedelta(seconds=self.settings.window_s)) if newest else now
+        since = anchor - dt.timedelta(seconds=self.settings.window_s * lookback)
         windows = read_windows(
             self.models.db, name, version=prod.version, role="production", since=since
         )

@@ -120,6 +120,7 @@ class KeelServer:
             on_written=self.metrics.logged.inc,
             on_dropped=self.metrics.dropped.inc,
             also_flush=self.profiler.flush,
+            on_frame=self.profiler.observe if settings.profiles else None,
         )
         self.served: dict[str, Served] = {}
         self.ready = False
@@ -408,18 +409,6 @@ class KeelServer:
         segments = [
             None if seg is None or row.get(seg) is None else str(row.get(seg)) for row in rows
         ]
-        if self.settings.profiles:
-            self.profiler.add(
-                runtime.resolved.name,
-                runtime.resolved.version,
-                role,
-                segments,
-                rows,
-                runtime.outputs_of(predictions),
-                [p.prediction for p in predictions],
-                per_row,
-                now,
-            )
         self.log.log(
             {
                 "prediction_id": ids,

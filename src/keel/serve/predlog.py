@@ -11,6 +11,7 @@ way to `feedback/model=NAME/...`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -36,8 +37,10 @@ class ParquetAppender:
         schema: dict[str, Any],
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        on_frame: Callable[[pl.DataFrame], None] | None = None,
     ) -> None:
         self.root = root.rstrip("/")
+        self._on_frame = on_frame
         self.kind = kind
         self.schema = schema
         self._fs, self._base = fsspec.core.url_to_fs(self.root)
@@ -69,6 +72,11 @@ class ParquetAppender:
         if not next(iter(columns.values())):
             return 0
         frame = pl.DataFrame(columns, schema=self.schema)
+        if self._on_frame is not None:
+            try:
+                self._on_frame(frame)
+            except Exception:  # monitoring must never cost a prediction record
+                logging.getLogger("keel.serve").exception("window profiles failed on a batch")
         frame = frame.with_columns(pl.col("time").dt.date().cast(pl.String).alias("__day"))
         written = 0
         for (model, day), part in frame.group_by(["model", "__day"], maintain_order=True):
@@ -115,6 +123,7 @@ class PredictionLog:
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
         also_flush: Callable[[], Any] | None = None,
+        on_frame: Callable[[pl.DataFrame], None] | None = None,
     ) -> None:
         self.flush_interval_s = flush_interval_s
         self._also_flush = also_flush
@@ -124,6 +133,7 @@ class PredictionLog:
             schema=PREDICTION_SCHEMA,
             on_written=on_written,
             on_dropped=on_dropped,
+            on_frame=on_frame,
         )
         self.feedback = ParquetAppender(root, "feedback", schema=FEEDBACK_SCHEMA)
         self._recent: OrderedDict[str, str] = OrderedDict()  # prediction id -> model

@@ -110,18 +110,6 @@ class ModelRuntime:
         out = self._outputs(rows).astype(float)
         return [Prediction(float(v), None) for v in out]
 
-    def outputs_of(self, predictions: list[Prediction]) -> np.ndarray:
-        """The number profiled per row: the last class's probability, or the prediction."""
-        if predictions and predictions[0].probabilities is not None:
-            return np.fromiter(
-                (p.probabilities[-1] for p in predictions if p.probabilities is not None),
-                dtype=float,
-                count=len(predictions),
-            )
-        return np.fromiter(
-            (float(p.prediction) for p in predictions), dtype=float, count=len(predictions)
-        )
-
     def warm_up(self) -> None:
         """Answer the training background rows once; switch to the NumPy fast path if it
         gives exactly the pipeline's outputs on them."""

@@ -1,0 +1,532 @@
+"""The dashboard: models, one model over time, one version, data; admin actions with a reason.
+
+Pages are rendered on the server from the registry, the monitor and the dataset store; charts
+are Vega-Lite specs drawn by the bundled scripts (served at /ui/static, no network). Viewing
+needs no token; every admin action needs a token with the `admin` scope, asks for a reason and
+lands in the audit log (actor `dashboard`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from keel.data import DatasetStore
+from keel.monitor import Monitor
+from keel.monitor.logfiles import read_log
+from keel.monitor.report import (
+    SCRIPTS,
+    drift_heatmap_spec,
+    page,
+    performance_spec,
+    script,
+    table,
+)
+from keel.registry import ModelStore
+from keel.store import ConfigError, KeelError, Settings
+
+_STYLE = """
+nav{display:flex;gap:1.2rem;align-items:center;border-bottom:1px solid #e3e6ea;padding:.6rem 0;margin-bottom:1rem}
+nav a{color:#1d2430;text-decoration:none;font-weight:600}nav .token{margin-left:auto;font-size:.85rem}
+.pill{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;background:#eef2f6;margin-right:.25rem;font-size:.85rem}
+.alert{color:#b42318}.actions{display:flex;gap:.6rem;flex-wrap:wrap;margin:.6rem 0}
+.actions form{border:1px solid #e3e6ea;padding:.5rem;border-radius:.4rem}
+#message{margin:.5rem 0;font-weight:600}.error{color:#b42318}.ok{color:#067647}
+iframe{width:100%;height:70vh;border:1px solid #e3e6ea}
+"""
+
+_CLIENT = """
+window.keelViews = {};
+function keelToken(){ return sessionStorage.getItem('keelToken') || ''; }
+function keelSaveToken(v){ sessionStorage.setItem('keelToken', v); }
+async function keelAdmin(path, body){
+  const reason = prompt('Reason for this change (it goes to the audit log):');
+  const msg = document.getElementById('message');
+  if(!reason){ msg.textContent = 'Cancelled: a reason is required.'; msg.className='error'; return; }
+  body.reason = reason;
+  const r = await fetch(path, {method:'POST', headers:{'Content-Type':'application/json',
+      'Authorization':'Bearer ' + keelToken()}, body: JSON.stringify(body)});
+  const data = await r.json();
+  msg.textContent = r.ok ? data.message : ('Refused (' + r.status + '): ' + data.error);
+  msg.className = r.ok ? 'ok' : 'error';
+  if(r.ok){ setTimeout(() => location.reload(), 600); }
+}
+"""
+
+
+def _nav() -> str:
+    return (
+        "<nav><a href='/ui'>Models</a><a href='/ui/data'>Data</a>"
+        "<span class='token'>admin token <input id='token' type='password' size='14' "
+        "onchange='keelSaveToken(this.value)'></span></nav><div id='message'></div>"
+        "<script>document.getElementById('token').value = keelToken();</script>"
+    )
+
+
+def _page(title: str, body: str, charts: dict[str, dict[str, Any]] | None = None) -> HTMLResponse:
+    text = page(title, f"<script>{_CLIENT}</script>{_nav()}{body}", charts or {}, inline=False)
+    text = text.replace("</style>", _STYLE + "</style>", 1)
+    # keep each chart's view so tests (and people, in the console) can read its data
+    text = text.replace(
+        "vegaEmbed(",
+        "keelEmbed(",
+    ).replace(
+        "<script>keelEmbed(",
+        "<script>function keelEmbed(id, spec, opt){ return vegaEmbed(id, spec, opt)"
+        ".then(r => { window.keelViews[id.slice(1)] = r.view; }); }\nkeelEmbed(",
+        1,
+    )
+    return HTMLResponse(text)
+
+
+class Dashboard:
+    """The pages and the admin endpoints over one set of stores."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelStore,
+        datasets: DatasetStore,
+        *,
+        on_alias_moved: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.datasets = datasets
+        self.monitor = Monitor(settings, models)
+        self.on_alias_moved = on_alias_moved  # the server's follower, to switch at once
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/ui", self.models_page),
+            Route("/ui/", self.models_page),
+            Route("/ui/data", self.data_page),
+            Route("/ui/static/{file}", self.static),
+            Route("/ui/models/{name}", self.model_page),
+            Route("/ui/models/{name}/versions/{version:int}", self.version_page),
+            Route("/ui/models/{name}/versions/{version:int}/card", self.card),
+            Route("/ui/api/models/{name}/predictions/{pid}", self.prediction),
+            Route("/ui/api/models/{name}/promote", self.promote, methods=["POST"]),
+            Route("/ui/api/models/{name}/rollback", self.rollback, methods=["POST"]),
+            Route("/ui/api/models/{name}/canary", self.canary, methods=["POST"]),
+        ]
+
+    # ---- pages ----------------------------------------------------------------------------
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["file"]
+        if name not in SCRIPTS:
+            return Response("not found", status_code=404)
+        return Response(
+            script(name),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    async def models_page(self, request: Request) -> Response:
+        return await asyncio.to_thread(self._models_page)
+
+    def _models_page(self) -> HTMLResponse:
+        rows = []
+        now = self.models.db.clock.now()
+        for name in self.models.names():
+            versions = self.models.versions(name)
+            aliases = self.models.aliases(name)
+            traffic = ", ".join(
+                f"{a} v{s.version}" + (f" ({s.weight:.0%})" if a == "canary" and s.weight else "")
+                for a, s in sorted(aliases.items())
+            )
+            status = self.monitor.status(name, now=now, performance=False)
+            last = next((w for w in reversed(status.windows) if w.rows), None)
+            rate = f"{last.rows / self.settings.window_s:.2f}" if last else ""
+            p50 = _percentile(last.latency_counts if last else None, 0.5)
+            p99 = last.latency_p99_ms if last else None
+            alerts = len(status.alerts)
+            rows.append(
+                [
+                    f"<a href='/ui/models/{html.escape(name)}'>{html.escape(name)}</a>",
+                    len(versions),
+                    traffic,
+                    rate,
+                    "" if p50 is None else f"{p50:g}",
+                    "" if p99 is None else f"{p99:g}",
+                    f"{last.error_rate:.2%}" if last else "",
+                    f"<span class='alert'>{alerts}</span>" if alerts else "0",
+                ]
+            )
+        body = "<h1>Models</h1>" + _raw_table(
+            [
+                "model",
+                "versions",
+                "traffic",
+                "req/s (last window)",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "open alerts",
+            ],
+            rows,
+        )
+        return _page("keel: models", body)
+
+    async def model_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            return await asyncio.to_thread(self._model_page, name)
+        except KeelError as exc:
+            return HTMLResponse(
+                f"<h1>Not found</h1><p>{html.escape(str(exc))}</p>", status_code=404
+            )
+
+    def _model_page(self, name: str) -> HTMLResponse:
+        versions = self.models.versions(name)
+        status = self.monitor.status(name)
+        audit = self.models.audit(name)
+        aliases = self.models.aliases(name)
+        heat = _cap_windows(drift_heatmap_spec(status), 400)
+        heat["data"]["name"] = "cells"
+        perf = performance_spec(status)
+        perf["data"]["name"] = "points"
+        options = "".join(f"<option value='{v.version}'>v{v.version}</option>" for v in versions)
+        e = html.escape(name)
+        actions = (
+            "<div class='actions'>"
+            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/promote', {{version: +this.version.value}})\">"
+            f"promote <select name='version'>{options}</select> to production <button id='promote'>promote</button></form>"
+            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/rollback', {{}})\">"
+            "<button id='rollback'>roll back production</button></form>"
+            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/canary', {{version: +this.version.value, weight: +this.weight.value}})\">"
+            f"canary <select name='version'>{options}</select> weight <input name='weight' size='4' value='0.1'> <button id='canary'>set</button></form>"
+            "</div>"
+        )
+        body = (
+            f"<h1>{e}</h1><p>"
+            + "".join(
+                f"<span class='pill'>{html.escape(a)} v{s.version}</span>"
+                for a, s in sorted(aliases.items())
+            )
+            + " versions: "
+            + " ".join(
+                f"<a href='/ui/models/{e}/versions/{v.version}'>v{v.version}</a>" for v in versions
+            )
+            + "</p>"
+            + actions
+            + "<h2>Drift per window and feature</h2><div class='chart' id='heat' style='width:100%'></div>"
+            + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
+        )
+        if status.shadow and status.shadow.get("requests"):
+            s = status.shadow
+            body += "<h2>Shadow against production</h2>" + table(
+                ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
+                [
+                    [
+                        s["shadow_version"],
+                        s["requests"],
+                        s["agreement"],
+                        s["labels"],
+                        s["difference"],
+                        s["low"],
+                        s["high"],
+                    ]
+                ],
+            )
+        body += "<h2>Open alerts</h2>" + table(
+            ["time", "rule", "severity", "message"],
+            [
+                [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
+                for a in status.alerts
+            ],
+        )
+        timeline = [
+            [
+                e_["time"][:16],
+                html.escape(e_["actor"]),
+                html.escape(e_["action"]),
+                "" if e_.get("version") is None else f"v{e_['version']}",
+                html.escape(e_.get("reason") or ""),
+                _numbers(e_.get("details") or {}),
+            ]
+            for e_ in reversed(audit)
+        ]
+        body += "<h2>Timeline (audit log)</h2>" + _raw_table(
+            ["time", "actor", "action", "version", "reason", "numbers"],
+            timeline,
+            table_id="timeline",
+        )
+        return _page(f"keel: {name}", body, {"heat": heat, "perf": perf})
+
+    async def version_page(self, request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params["version"]
+        try:
+            v = await asyncio.to_thread(self.models.get, f"{name}@{version}")
+        except KeelError as exc:
+            return HTMLResponse(
+                f"<h1>Not found</h1><p>{html.escape(str(exc))}</p>", status_code=404
+            )
+        e = html.escape(name)
+        lineage = v.lineage or {}
+        body = (
+            f"<h1>{e} v{v.version}</h1>"
+            f"<p>Trained on <a href='/ui/data'>{html.escape(str(v.dataset_version))}</a> from "
+            f"{html.escape(str(lineage.get('source_uri', '')))} (sha256 {html.escape(str(lineage.get('source_sha256', ''))[:12])}); "
+            f"code {html.escape(str(lineage.get('code_revision') or 'unknown'))[:12]}.</p>"
+            "<h2>Prediction explorer</h2>"
+            "<form id='explore' onsubmit='event.preventDefault(); keelExplore(this.pid.value)'>"
+            "prediction id <input name='pid' size='36'> <button>look up</button></form>"
+            "<div id='explained'></div>"
+            f"<h2>Model card</h2><iframe id='card' src='/ui/models/{e}/versions/{v.version}/card'></iframe>"
+            "<script>async function keelExplore(pid){"
+            f"const r = await fetch('/ui/api/models/{e}/predictions/' + encodeURIComponent(pid));"
+            "const d = await r.json(); const out = document.getElementById('explained');"
+            "if(!r.ok){ out.innerHTML = '<p class=error>' + d.error + '</p>'; return; }"
+            "let rows = Object.entries(d.features).map(([k, v]) => '<tr><td>' + k + '</td><td>' + v + '</td><td>' + "
+            "(d.shap[k] === undefined ? '' : d.shap[k].toFixed(4)) + '</td></tr>').join('');"
+            "out.innerHTML = '<p>version ' + d.version + ', ' + d.role + ', at ' + d.time + ': prediction <b>' + d.prediction + "
+            "'</b></p><table><thead><tr><th>input (as logged)</th><th>value</th><th>SHAP</th></tr></thead><tbody>' + rows + '</tbody></table>';}"
+            "</script>"
+        )
+        return _page(f"keel: {name} v{v.version}", body)
+
+    async def card(self, request: Request) -> Response:
+        from keel.train import render_card_html
+
+        name, version = request.path_params["name"], request.path_params["version"]
+        v = await asyncio.to_thread(self.models.get, f"{name}@{version}")
+        dataset = {}
+        if v.dataset_version:
+            try:
+                dataset = self.datasets.get(v.dataset_version).to_dict()
+            except KeelError:
+                dataset = {"ref": v.dataset_version}
+        text = render_card_html(
+            name, v.version, v.spec, v.evaluation, v.evaluation.get("gates", []), dataset
+        )
+        return HTMLResponse(text)
+
+    async def prediction(self, request: Request) -> Response:
+        name, pid = request.path_params["name"], request.path_params["pid"]
+        try:
+            data = await asyncio.to_thread(self._prediction, name, pid)
+        except KeelError as exc:
+            return _json({"error": str(exc)}, 404)
+        return _json(data)
+
+    def _prediction(self, name: str, pid: str) -> dict[str, Any]:
+        import polars as pl
+
+        if not re.fullmatch(r"[0-9a-f]{32}", pid):
+            msg = f"Prediction id {pid!r} is not one keel makes; expected 32 hexadecimal digits."
+            raise ConfigError(msg)
+        log = read_log(self.settings.resolved_artifacts, "predictions", name)
+        hit = log.filter(pl.col("prediction_id") == pid)
+        if hit.height == 0:
+            msg = f"No logged prediction {pid!r} of model {name!r} (was it flushed yet?)."
+            raise ConfigError(msg)
+        row = (
+            hit.filter(pl.col("role") != "shadow").row(0, named=True)
+            if hit.filter(pl.col("role") != "shadow").height
+            else hit.row(0, named=True)
+        )
+        features = orjson.loads(row["features"])
+        shap: dict[str, float] = {}
+        v, pipeline = self.models.load(f"{name}@{row['version']}")
+        ev = v.evaluation
+        bg = (ev.get("explanations") or {}).get("background")
+        if bg:
+            import pandas as pd
+
+            from keel.train.explain import shap_values
+
+            feats = list(ev["features"])
+            cats = set(ev.get("categorical", []))
+            x = pd.DataFrame(
+                {
+                    f: ["" if features.get(f) is None else str(features.get(f))]
+                    if f in cats
+                    else [float("nan") if features.get(f) is None else float(features[f])]
+                    for f in feats
+                }
+            )
+            values, _, names = shap_values(pipeline, pd.DataFrame(bg)[feats], x, feats)
+            shap = {n: float(val) for n, val in zip(names, values[0], strict=False)}
+        return {
+            "prediction_id": pid,
+            "version": row["version"],
+            "role": row["role"],
+            "time": row["time"].isoformat(),
+            "features": features,
+            "prediction": row["prediction"],
+            "probabilities": row["probabilities"],
+            "shap": shap,
+        }
+
+    async def data_page(self, request: Request) -> Response:
+        return await asyncio.to_thread(self._data_page)
+
+    def _data_page(self) -> HTMLResponse:
+        rows = []
+        for name in self.datasets.names():
+            for v in self.datasets.versions(name):
+                rows.append(
+                    [
+                        html.escape(v.ref),
+                        v.created_at.strftime("%Y-%m-%d %H:%M"),
+                        v.rows_in,
+                        v.rows_versioned,
+                        v.rows_quarantined,
+                        html.escape(
+                            ", ".join(f"{k} {n}" for k, n in sorted(v.quarantine_by_rule.items()))
+                        ),
+                        html.escape(", ".join(v.parents)),
+                        html.escape(v.source_uri),
+                    ]
+                )
+        body = "<h1>Data</h1>" + _raw_table(
+            [
+                "version",
+                "created",
+                "rows in",
+                "versioned",
+                "quarantined",
+                "quarantine by rule",
+                "parents",
+                "source",
+            ],
+            rows,
+        )
+        return _page("keel: data", body)
+
+    # ---- admin ----------------------------------------------------------------------------
+
+    def _admin(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        scopes = self.settings.tokens.get(token) if token else None
+        if scopes is None:
+            return _json(
+                {"error": "This action needs an admin token: enter it at the top of the page."}, 401
+            )
+        if "admin" not in scopes:
+            return _json(
+                {"error": f"The token has the scopes {sorted(scopes)}; this action needs 'admin'."},
+                403,
+            )
+        return None
+
+    async def _act(self, request: Request, action: Any) -> Response:
+        refused = self._admin(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _json({"error": "The body is not valid JSON."}, 400)
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if not isinstance(reason, str) or not reason.strip():
+            return _json({"error": "Every change needs a reason; none was given."}, 400)
+        try:
+            message = await asyncio.to_thread(action, name, body, reason)
+        except KeelError as exc:
+            return _json({"error": str(exc)}, 409 if "moved" in str(exc) else 400)
+        if self.on_alias_moved is not None:
+            await self.on_alias_moved(name)
+        return _json({"message": message})
+
+    async def promote(self, request: Request) -> Response:
+        def act(name: str, body: dict[str, Any], reason: str) -> str:
+            from keel.train import promote
+
+            version = int(body.get("version", 0))
+            promote(
+                name,
+                version,
+                "production",
+                models=self.models,
+                datasets=self.datasets,
+                reason=reason,
+                actor="dashboard",
+            )
+            return f"{name}@{version} is production."
+
+        return await self._act(request, act)
+
+    async def rollback(self, request: Request) -> Response:
+        def act(name: str, _body: dict[str, Any], reason: str) -> str:
+            state = self.models.rollback(name, reason=reason, actor="dashboard")
+            return f"production of {name} rolled back to v{state.version}."
+
+        return await self._act(request, act)
+
+    async def canary(self, request: Request) -> Response:
+        def act(name: str, body: dict[str, Any], reason: str) -> str:
+            version, weight = int(body.get("version", 0)), float(body.get("weight", 0))
+            self.models.set_alias(
+                name, "canary", version, weight=weight, reason=reason, actor="dashboard"
+            )
+            return f"{name}@{version} takes {weight:.0%} of traffic as canary."
+
+        return await self._act(request, act)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data, default=str), status_code=status, media_type="application/json"
+    )
+
+
+def _raw_table(headers: list[str], rows: list[list[Any]], table_id: str | None = None) -> str:
+    """A table whose cells are already HTML (escaped by the caller)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    tid = f" id='{table_id}'" if table_id else ""
+    return f"<table{tid}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _numbers(details: dict[str, Any]) -> str:
+    keep = {
+        k: v
+        for k, v in details.items()
+        if k not in ("alias", "version", "from_version", "weight") and v is not None
+    }
+    if not keep:
+        return ""
+    text = orjson.dumps(keep, default=str, option=orjson.OPT_INDENT_2).decode()
+    return f"<details><summary>numbers</summary><pre>{html.escape(text[:4000])}</pre></details>"
+
+
+def _percentile(counts: list[int] | None, q: float) -> float | None:
+    from keel.monitor.profiles import LATENCY_BUCKETS_MS
+
+    if not counts or not sum(counts):
+        return None
+    total, run = sum(counts), 0
+    for bound, c in zip(LATENCY_BUCKETS_MS, counts, strict=True):
+        run += c
+        if run >= q * total:
+            return float(bound) if bound != float("inf") else float(LATENCY_BUCKETS_MS[-2])
+    return None
+
+
+def _cap_windows(spec: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A year of hourly windows is 8,760 columns: keep the chart light by showing the most
+    recent `limit` windows (the report file keeps them all)."""
+    values = spec["data"]["values"]
+    windows = sorted({v["window"] for v in values})
+    if len(windows) > limit:
+        keep = set(windows[-limit:])
+        spec["data"]["values"] = [v for v in values if v["window"] in keep]
+        spec["title"] = f"{spec['title']} (last {limit} of {len(windows)} windows)"
+    return spec
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,178 @@
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real
+`keel serve` on loopback with a few days of replayed traffic and labels."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from serving_fixtures import ADMIN, Server, build_registry, start_server, stop_server
+
+from keel.data.simulate import TransactionSimulator
+from keel.demo.replay import Replay
+from keel.serve import Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+DAYS = 3
+FEATURES = 6  # region, merchant_category, amount, device, distance_km, recent_tx_24h
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, list[str]]]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    home = tmp_path_factory.mktemp("ui")
+    build_registry(home)
+    os.environ["KEEL_WINDOW_S"] = "86400"
+    try:
+        server = start_server(home)
+    finally:
+        del os.environ["KEEL_WINDOW_S"]
+    ids: list[str] = []
+    with Client(server.url, token=ADMIN) as client:
+        replay = Replay(
+            client,
+            "fraud",
+            TransactionSimulator(seed=4, n_customers=800),
+            per_day=300,
+            label_delay_scale=0.0,
+        )
+        for day in range(20, 20 + DAYS):
+            ids += replay.day(day)["prediction_id"].to_list()
+            replay.labels_until(replay.time_of(day + 1))
+        client.flush()
+    yield server, ids
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
+    )
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    return page, problems
+
+
+def test_every_page_loads_clean(served: tuple[Server, list[str]], browser: Any) -> None:
+    server, _ = served
+    for path in ("/ui", "/ui/data", "/ui/models/fraud", "/ui/models/fraud/versions/1"):
+        page, problems = _open(browser, server.url + path)
+        assert problems == [], (path, problems)
+        assert page.title().startswith("keel")
+        page.close()
+
+
+def test_charts_hold_the_expected_points(served: tuple[Server, list[str]], browser: Any) -> None:
+    server, _ = served
+    page, problems = _open(browser, server.url + "/ui/models/fraud")
+    page.wait_for_function("window.keelViews.heat && window.keelViews.perf")
+    cells = page.evaluate("window.keelViews.heat.data('cells').length")
+    points = page.evaluate("window.keelViews.perf.data('points').map(p => p.series)")
+    assert cells == DAYS * (FEATURES + 1)  # every window x (features + the output)
+    assert sorted(points) == sorted(["estimated (v1)"] * DAYS + ["live (v1)"] * DAYS)
+    assert problems == []
+
+
+def test_models_page_shows_traffic_and_latency(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    page, _ = _open(browser, server.url + "/ui")
+    row = page.locator("table tbody tr").first.inner_text()
+    assert "fraud" in row
+    assert "production v1" in row
+
+
+def test_promotion_through_the_api_appears_on_the_timeline(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    r = httpx.post(
+        f"{server.url}/v1/models/fraud/aliases/production",
+        json={"version": 2, "reason": "promoted by the API in a test"},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert r.status_code == 200
+    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    first = page.locator("#timeline tbody tr").first.inner_text()
+    assert "alias.set" in first
+    assert "v2" in first
+    assert "promoted by the API in a test" in first
+
+
+def test_a_viewer_without_the_admin_token_changes_nothing(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    before = httpx.get(f"{server.url}/v1/models").json()
+    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    page.on("dialog", lambda d: d.accept("a viewer tries"))
+    page.evaluate("sessionStorage.removeItem('keelToken')")
+    page.click("#rollback")
+    page.wait_for_selector("#message.error")
+    assert "Refused (401)" in page.inner_text("#message")
+    assert httpx.get(f"{server.url}/v1/models").json() == before
+
+
+def test_a_rollback_from_the_page_moves_the_alias_and_is_audited(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    page.fill("#token", ADMIN)
+    page.dispatch_event("#token", "change")
+    page.on("dialog", lambda d: d.accept("the new version misbehaves"))
+    page.click("#rollback")
+    page.wait_for_selector("#message.ok")
+    models = httpx.get(f"{server.url}/v1/models").json()
+    fraud = next(m for m in models["models"] if m["name"] == "fraud")
+    assert fraud["versions"]["production"] == 1
+    page.reload()
+    first = page.locator("#timeline tbody tr").first.inner_text()
+    assert "dashboard" in first
+    assert "alias.rollback" in first
+    assert "the new version misbehaves" in first
+
+
+def test_prediction_explorer_shows_inputs_and_shap(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, ids = served
+    page, problems = _open(browser, server.url + "/ui/models/fraud/versions/1")
+    page.fill("#explore input[name=pid]", ids[0])
+    page.click("#explore button")
+    page.wait_for_selector("#explained table")
+    text = page.inner_text("#explained")
+    assert "amount" in text
+    assert "version 1" in text
+    shap = page.locator("#explained tbody tr td:nth-child(3)").all_inner_texts()
+    assert any(s.strip() for s in shap)
+    assert problems == []
