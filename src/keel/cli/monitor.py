@@ -154,6 +154,7 @@ def report_cmd(
 
     monitor = open_monitor()
     status = monitor.status(name)
+    status.windows = monitor.history(name)
     output.write_text(monitor_report_html(status, monitor.models.audit(name)))
     console.print(f"report written to {output}")
 

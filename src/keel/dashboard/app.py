@@ -9,6 +9,7 @@ lands in the audit log (actor `dashboard`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import html
 import re
@@ -146,7 +147,7 @@ class Dashboard:
             )
             status = self.monitor.status(name, now=now, performance=False)
             last = next((w for w in reversed(status.windows) if w.rows), None)
-            rate = f"{last.rows / self.settings.window_s:.2f}" if last else ""
+            rate = f"{last.rows / self.settings.window_s:.3g}" if last else ""
             p50 = _percentile(last.latency_counts if last else None, 0.5)
             p99 = last.latency_p99_ms if last else None
             alerts = len(status.alerts)
@@ -191,9 +192,10 @@ class Dashboard:
         status = self.monitor.status(name)
         audit = self.models.audit(name)
         aliases = self.models.aliases(name)
-        heat = _cap_windows(drift_heatmap_spec(status), 400)
+        history = dataclasses.replace(status, windows=self.monitor.history(name))
+        heat = _cap_windows(drift_heatmap_spec(history), 400)
         heat["data"]["name"] = "cells"
-        perf = performance_spec(status)
+        perf = performance_spec(history)
         perf["data"]["name"] = "points"
         options = "".join(f"<option value='{v.version}'>v{v.version}</option>" for v in versions)
         e = html.escape(name)

@@ -314,7 +314,11 @@ def run_demo(
     console.print(
         Panel.fit(
             f"done in {elapsed:.1f} s. Stores in {home}\n"
-            f"Try: KEEL_HOME={home} keel data show transactions   |   keel data quarantine {v.ref} -o bad.csv",
+            + (f"Report (one file, no server): {story['report_html']}\n" if story else "")
+            + f"Dashboard: KEEL_CONFIG={home}/keel.toml keel ui, then http://127.0.0.1:8080/ui "
+            "(or keel demo --keep-serving)\n"
+            f"Try: KEEL_CONFIG={home}/keel.toml keel monitor status fraud   |   keel alerts list   |   "
+            f"keel data quarantine {v.ref} -o bad.csv",
             border_style="green",
         )
     )
@@ -400,6 +404,7 @@ def _story(
     )
     report = home / "report.html"
     status = monitor.status("fraud", now=models.db.clock.now())
+    status.windows = monitor.history("fraud", now=models.db.clock.now())
     report.write_text(monitor_report_html(status, models.audit("fraud")))
     console.print(f"monitoring report (one file, no server needed): {report}")
     result["report_html"] = str(report)

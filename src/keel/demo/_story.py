@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -82,6 +83,34 @@ def story_settings(home: Path) -> Settings:
         tokens={TOKEN: ["admin", "predict", "feedback"]},
         replay_time=True,
     )
+
+
+def write_config(home: Path) -> Path:
+    """The demo's settings as `keel.toml` in its home, so that `KEEL_CONFIG=<home>/keel.toml
+    keel ui` (or `keel monitor status`, `keel loop`) sees the run as the demo did."""
+    s = story_settings(home)
+
+    def value(v: Any) -> str:
+        return json.dumps(v)
+
+    lines = [
+        f"home = {value(str(home))}",
+        f"secret_key = {value(s.secret_key)}",
+        f"window_s = {s.window_s}",
+        f"lookback_windows = {s.lookback_windows}",
+        f"alert_file = {value(s.alert_file)}",
+        "",
+        "[tokens]",
+        *(f"{value(k)} = {value(v)}" for k, v in s.tokens.items()),
+        "",
+        "[loop]",
+        *(f"{k} = {value(v)}" for k, v in LOOP_POLICY.items()),
+    ]
+    for rule in ALERT_RULES:
+        lines += ["", "[[alert_rules]]", *(f"{k} = {value(v)}" for k, v in rule.items())]
+    path = home / "keel.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -174,6 +203,7 @@ def run_story(
     from keel.store import Database, FakeClock
 
     settings = story_settings(home)
+    write_config(home)
     clock = FakeClock(sim.start.replace(tzinfo=dt.UTC) + dt.timedelta(days=first_day))
     db = Database(settings.resolved_database_url, clock=clock)
     models = ModelStore(db, datasets.artifacts)

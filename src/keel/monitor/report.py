@@ -148,6 +148,7 @@ def drift_heatmap_spec(status: Any) -> dict[str, Any]:
     values = [
         {
             "window": w.start.isoformat(),
+            "version": w.version,
             "feature": c["name"],
             "ratio": min(3.0, c["statistic"] / c["threshold"]) if c["threshold"] else 0.0,
             "statistic": c["statistic"],
@@ -178,6 +179,7 @@ def drift_heatmap_spec(status: Any) -> dict[str, Any]:
             "tooltip": [
                 {"field": "window", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
                 {"field": "feature"},
+                {"field": "version"},
                 {"field": "method"},
                 {"field": "statistic", "format": ".4f"},
                 {"field": "threshold"},

@@ -226,6 +226,24 @@ class Monitor:
         status.alerts = self.alerts.list(name, open_only=True)
         return status
 
+    def history(self, name: str, *, now: dt.datetime | None = None) -> list[WindowStatus]:
+        """Production windows of every version in the lookback, each against its own version's
+        reference (what a chart of the model over time shows)."""
+        now = now or self.clock.now()
+        newest = latest_window(self.models.db, name)
+        if newest is None:
+            return []
+        window = dt.timedelta(seconds=self.settings.window_s)
+        since = min(now, newest + window) - window * self.settings.lookback_windows
+        references: dict[int, dict[str, Any]] = {}
+        out = []
+        for w in read_windows(self.models.db, name, role="production", since=since):
+            if w.version not in references:
+                ev = self.models.get(f"{name}@{w.version}").evaluation
+                references[w.version] = ev.get("reference") or {"columns": {}}
+            out.append(self._window_status(w, references[w.version], now))
+        return out
+
     # ---- rules --------------------------------------------------------------------------
 
     def check(self, name: str, *, now: dt.datetime | None = None) -> list[Alert]:
