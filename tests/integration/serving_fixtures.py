@@ -82,8 +82,11 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def start_server(home: Path, *, flush_interval_s: float = 0.3) -> Server:
+def start_server(
+    home: Path, *, flush_interval_s: float = 0.3, env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
+    extra = env or {}
     env = {
         **os.environ,
         "KEEL_HOME": str(home),
@@ -92,6 +95,7 @@ def start_server(home: Path, *, flush_interval_s: float = 0.3) -> Server:
         "KEEL_FLUSH_INTERVAL_S": str(flush_interval_s),
         "KEEL_MAX_BODY_BYTES": "200000",
         "KEEL_REPLAY_TIME": "true",
+        **extra,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "keel", "serve", "fraud", "--port", str(port)],

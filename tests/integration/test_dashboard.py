@@ -32,11 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, l
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     home = tmp_path_factory.mktemp("ui")
     build_registry(home)
-    os.environ["KEEL_WINDOW_S"] = "86400"
-    try:
-        server = start_server(home)
-    finally:
-        del os.environ["KEEL_WINDOW_S"]
+    server = start_server(home, env={"KEEL_WINDOW_S": "86400"})
     ids: list[str] = []
     with Client(server.url, token=ADMIN) as client:
         replay = Replay(

@@ -4,16 +4,12 @@ shadow → promote; a broken model promoted by hand → automatic rollback; no h
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from serving_fixtures import ADMIN, free_port
+from serving_fixtures import ADMIN, start_server, stop_server
 
 from keel.data import DatasetStore, infer_contract
 from keel.data.simulate import Event, TransactionSimulator
@@ -88,39 +84,19 @@ def world(tmp_path: Path) -> Iterator[dict[str, object]]:
     clock.advance(days=3)
     train([spec_from_dict(SPEC)], ref, datasets=datasets, models=models, register="fraud")
     models.set_alias("fraud", "production", 1, reason="first model")
-    port = free_port()
-    env = {
-        **os.environ,
-        "KEEL_HOME": str(home),
-        "KEEL_TOKENS": f'{{"{ADMIN}": ["admin", "predict", "feedback"]}}',
-        "KEEL_REPLAY_TIME": "true",
-        "KEEL_WINDOW_S": "86400",
-        "KEEL_POLL_INTERVAL_S": "0.2",
-        "KEEL_FLUSH_INTERVAL_S": "0.5",
-        "KEEL_SECRET_KEY": "loop-test",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "keel", "serve", "fraud", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = start_server(
+        home,
+        flush_interval_s=0.5,
+        env={"KEEL_WINDOW_S": "86400", "KEEL_SECRET_KEY": "loop-test"},
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    url = server.url
     try:
         yield {
             "settings": settings, "clock": clock, "models": models, "datasets": datasets,
             "sim": sim, "url": url, "db": db,
         }  # fmt: skip
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_server(server)
         db.dispose()
 
 

@@ -29,7 +29,7 @@ from keel.monitor.report import (
     page,
     performance_spec,
     script,
-    table,
+    shadow_and_alerts_html,
 )
 from keel.registry import ModelStore
 from keel.store import ConfigError, KeelError, Settings
@@ -224,29 +224,7 @@ class Dashboard:
             + "<h2>Drift per window and feature</h2><div class='chart' id='heat' style='width:100%'></div>"
             + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
         )
-        if status.shadow and status.shadow.get("requests"):
-            s = status.shadow
-            body += "<h2>Shadow against production</h2>" + table(
-                ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
-                [
-                    [
-                        s["shadow_version"],
-                        s["requests"],
-                        s["agreement"],
-                        s["labels"],
-                        s["difference"],
-                        s["low"],
-                        s["high"],
-                    ]
-                ],
-            )
-        body += "<h2>Open alerts</h2>" + table(
-            ["time", "rule", "severity", "message"],
-            [
-                [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
-                for a in status.alerts
-            ],
-        )
+        body += shadow_and_alerts_html(status)
         timeline = [
             [
                 e_["time"][:16],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr
 
 # names load on first use (PEP 562): a command that needs one function does not pay for all
 _NAMES = {
@@ -69,13 +70,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        msg = f"module 'keel.data' has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_getattr("keel.data", _NAMES)
 
 __all__ = [
     "OTHER",

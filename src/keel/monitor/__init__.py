@@ -6,8 +6,9 @@ not the database layer that profiles and alerts bring.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr
 
 _NAMES = {
     "Alert": "keel.monitor.alerts",
@@ -42,13 +43,7 @@ if TYPE_CHECKING:
     from keel.monitor.service import ModelStatus, Monitor
 
 
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        msg = f"module 'keel.monitor' has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_getattr("keel.monitor", _NAMES)
 
 __all__ = [
     "Alert",

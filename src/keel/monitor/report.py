@@ -253,6 +253,41 @@ def performance_spec(status: Any) -> dict[str, Any]:
     }
 
 
+def shadow_and_alerts_html(status: Any) -> str:
+    """The shadow comparison (when a shadow answered) and the open alerts, as tables."""
+    body = ""
+    if status.shadow and status.shadow.get("requests"):
+        s = status.shadow
+        body += "<h2>Shadow against production</h2>" + table(
+            ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
+            [
+                [
+                    s[k]
+                    for k in (
+                        "shadow_version",
+                        "requests",
+                        "agreement",
+                        "labels",
+                        "difference",
+                        "low",
+                        "high",
+                    )
+                ]
+            ],
+        )
+    return (
+        body
+        + "<h2>Open alerts</h2>"
+        + table(
+            ["time", "rule", "severity", "message"],
+            [
+                [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
+                for a in status.alerts
+            ],
+        )
+    )
+
+
 def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: bool = True) -> str:
     """The monitoring report of one model: the same charts as the dashboard's model page."""
     title = f"keel monitoring report: {status.model}"
@@ -270,29 +305,7 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
         "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
         "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
     )
-    if status.shadow and status.shadow.get("requests"):
-        s = status.shadow
-        body += "<h2>Shadow against production</h2>" + table(
-            ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
-            [
-                [
-                    s["shadow_version"],
-                    s["requests"],
-                    s["agreement"],
-                    s["labels"],
-                    s["difference"],
-                    s["low"],
-                    s["high"],
-                ]
-            ],
-        )
-    body += "<h2>Open alerts</h2>" + table(
-        ["time", "rule", "severity", "message"],
-        [
-            [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
-            for a in status.alerts
-        ],
-    )
+    body += shadow_and_alerts_html(status)
     body += "<h2>Audit timeline</h2>" + table(
         ["time", "actor", "action", "alias", "version", "reason"],
         [

@@ -6,8 +6,9 @@ SQLAlchemy and pydantic: measured, that was half a second of every command's sta
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr
 
 _NAMES = {
     "ArtifactStore": "keel.store.artifacts",
@@ -57,13 +58,7 @@ if TYPE_CHECKING:
     from keel.store.settings import Settings, load_settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        msg = f"module 'keel.store' has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_getattr("keel.store", _NAMES)
 
 __all__ = [
     "ArtifactStore",
