@@ -34,11 +34,6 @@ def drift_cmd(
     from keel.data.sources import read_source
     from keel.monitor.offline import drift_between
 
-    if exact:  # scipy.stats takes a second to import: let it load while the files are read
-        import importlib
-        import threading
-
-        threading.Thread(target=importlib.import_module, args=("scipy.stats",), daemon=True).start()
     with steps("drift", ["read", "compare", "report"], enabled=not as_json) as step:
         step("read")
         ref = read_source(reference).frame

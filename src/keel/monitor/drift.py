@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from keel.monitor._kolmogorov import kstwo_sf
+
 _EPS = 1e-4  # floor for empty bins in PSI (the value Evidently and NannyML use)
 _EXACT_KS_MAX_N = 10_000  # up to here scipy's exact KS p-value; beyond, the asymptotic one
 _DISCRETE_MAX_VALUES = 1_000  # integer columns with at most this many values: from counts
@@ -145,6 +147,9 @@ def ks_wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
     again and merge them again: measured, at a million rows per side that doubled the time of
     exact mode. Equal to scipy's results (tests check to 1e-9).
     """
+    fast = _ks_wasserstein_no_ties(u, v)
+    if fast is not None:
+        return fast
     allv = _sort(np.concatenate([u, v]))
     cdf_u = np.searchsorted(u, allv, side="right") / len(u)
     cdf_v = np.searchsorted(v, allv, side="right") / len(v)
@@ -154,9 +159,40 @@ def ks_wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
     return ks, wasserstein
 
 
+def _ks_wasserstein_no_ties(u: np.ndarray, v: np.ndarray) -> tuple[float, float] | None:
+    """The same two numbers without the merge sort, when no value repeats (within or across
+    the samples; then every value's place in the merged order is known from one binary search
+    per sample). Measured at a million rows per side: 210 ms against 430 ms. None when a value
+    repeats, for the general path."""
+    n1, n2 = len(u), len(v)
+    if (n1 > 1 and bool(np.any(u[1:] == u[:-1]))) or (n2 > 1 and bool(np.any(v[1:] == v[:-1]))):
+        return None
+    below_u = np.searchsorted(v, u, side="right")  # how many of v are <= each u
+    below_v = np.searchsorted(u, v, side="right")
+    at_u = np.arange(n1) + below_u
+    at_v = np.arange(n2) + below_v
+    filled = np.zeros(n1 + n2, dtype=bool)
+    filled[at_u] = True
+    filled[at_v] = True
+    if not filled.all():  # a value in both samples: places collide
+        return None
+    allv = np.empty(n1 + n2)
+    allv[at_u], allv[at_v] = u, v
+    diff = np.empty(n1 + n2)
+    diff[at_u] = np.arange(1, n1 + 1) / n1 - below_u / n2
+    diff[at_v] = below_v / n1 - np.arange(1, n2 + 1) / n2
+    ks = float(max(np.clip(-diff.min(), 0, 1), diff.max()))
+    return ks, float(np.sum(np.abs(diff[:-1]) * np.diff(allv)))
+
+
 def ks_p_value(d: float, n1: int, n2: int, u: np.ndarray, v: np.ndarray) -> float:
     """scipy's two-sided KS p-value: exact for small samples, Smirnov's asymptotic otherwise."""
-    from scipy import stats  # heavy (a second): only when a p-value is asked for
+    if max(n1, n2) > _EXACT_KS_MAX_N:
+        m, n = sorted([float(n1), float(n2)], reverse=True)
+        fast = kstwo_sf(int(np.round(m * n / (m + n))), d)
+        if fast is not None:
+            return fast
+    from scipy import stats  # heavy (a second): only when the port above does not cover it
 
     if max(n1, n2) <= _EXACT_KS_MAX_N:
         return float(stats.ks_2samp(u, v).pvalue)

@@ -158,6 +158,8 @@ class Monitor:
     ) -> ModelStatus:
         now = now or self.clock.now()
         aliases = self.models.aliases(name)
+        if not aliases and name not in self.models.names():
+            self.models.versions(name)  # raises ModelNotFoundError naming the known models
         prod = aliases.get("production")
         if prod is None:
             return ModelStatus(name, None, "", "", {})

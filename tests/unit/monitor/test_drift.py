@@ -147,3 +147,13 @@ def test_integer_columns_from_counts_equal_scipy() -> None:
         assert col.ks == pytest.approx(ks.statistic, abs=1e-12)
         assert col.p_value == pytest.approx(ks.pvalue, abs=1e-9)
         assert col.statistic == pytest.approx(stats.wasserstein_distance(a, b) / a.std(), abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [141, 5_000, 50_000, 100_001])
+def test_kolmogorov_port_equals_scipy(n: int) -> None:
+    from keel.monitor._kolmogorov import kstwo_sf
+
+    for x in np.geomspace(1e-3, min(0.6, 30 / np.sqrt(n)), 25):
+        ours = kstwo_sf(n, float(x))
+        if ours is not None:
+            assert ours == pytest.approx(float(stats.kstwo.sf(x, n)), abs=1e-12), (n, x)
