@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     max_batch_size: int = 256
     """Most rows the server sends to a model at once."""
 
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 0.5
     """How often buffered predictions are written to the log (what `kill -9` can lose)."""
 
     poll_interval_s: float = 1.0
