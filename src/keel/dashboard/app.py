@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import html
 import re
 from typing import Any
@@ -31,6 +30,7 @@ from keel.monitor.report import (
     script,
     shadow_and_alerts_html,
 )
+from keel.monitor.service import latency_quantile
 from keel.registry import ModelStore
 from keel.store import ConfigError, KeelError, Settings
 
@@ -45,7 +45,6 @@ iframe{width:100%;height:70vh;border:1px solid #e3e6ea}
 """
 
 _CLIENT = """
-window.keelViews = {};
 function keelToken(){ return sessionStorage.getItem('keelToken') || ''; }
 function keelSaveToken(v){ sessionStorage.setItem('keelToken', v); }
 async function keelAdmin(path, body){
@@ -73,19 +72,8 @@ def _nav() -> str:
 
 
 def _page(title: str, body: str, charts: dict[str, dict[str, Any]] | None = None) -> HTMLResponse:
-    text = page(title, f"<script>{_CLIENT}</script>{_nav()}{body}", charts or {}, inline=False)
-    text = text.replace("</style>", _STYLE + "</style>", 1)
-    # keep each chart's view so tests (and people, in the console) can read its data
-    text = text.replace(
-        "vegaEmbed(",
-        "keelEmbed(",
-    ).replace(
-        "<script>keelEmbed(",
-        "<script>function keelEmbed(id, spec, opt){ return vegaEmbed(id, spec, opt)"
-        ".then(r => { window.keelViews[id.slice(1)] = r.view; }); }\nkeelEmbed(",
-        1,
-    )
-    return HTMLResponse(text)
+    body = f"<script>{_CLIENT}</script>{_nav()}{body}"
+    return HTMLResponse(page(title, body, charts or {}, inline=False, style=_STYLE))
 
 
 class Dashboard:
@@ -148,7 +136,7 @@ class Dashboard:
             status = self.monitor.status(name, now=now, performance=False)
             last = next((w for w in reversed(status.windows) if w.rows), None)
             rate = f"{last.rows / self.settings.window_s:.3g}" if last else ""
-            p50 = _percentile(last.latency_counts if last else None, 0.5)
+            p50 = latency_quantile(last.latency_counts, 0.5) if last else None
             p99 = last.latency_p99_ms if last else None
             alerts = len(status.alerts)
             rows.append(
@@ -483,19 +471,6 @@ def _numbers(details: dict[str, Any]) -> str:
     return f"<details><summary>numbers</summary><pre>{html.escape(text[:4000])}</pre></details>"
 
 
-def _percentile(counts: list[int] | None, q: float) -> float | None:
-    from keel.monitor.profiles import LATENCY_BUCKETS_MS
-
-    if not counts or not sum(counts):
-        return None
-    total, run = sum(counts), 0
-    for bound, c in zip(LATENCY_BUCKETS_MS, counts, strict=True):
-        run += c
-        if run >= q * total:
-            return float(bound) if bound != float("inf") else float(LATENCY_BUCKETS_MS[-2])
-    return None
-
-
 def _cap_windows(spec: dict[str, Any], limit: int) -> dict[str, Any]:
     """A year of hourly windows is 8,760 columns: keep the chart light by showing the most
     recent `limit` windows (the report file keeps them all)."""
@@ -506,7 +481,3 @@ def _cap_windows(spec: dict[str, Any], limit: int) -> dict[str, Any]:
         spec["data"]["values"] = [v for v in values if v["window"] in keep]
         spec["title"] = f"{spec['title']} (last {limit} of {len(windows)} windows)"
     return spec
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -262,18 +262,13 @@ class Loop:
     def monitor_windows(
         self, name: str, version: int, *, before: dt.datetime, now: dt.datetime
     ) -> list[Any]:
-        from keel.monitor.profiles import read_windows
-
-        ev = self.models.get(f"{name}@{version}").evaluation
-        reference = ev.get("reference") or {"columns": {}}
+        """The version's complete production windows (enough rows) within a watch period
+        before `before`."""
         since = before - dt.timedelta(seconds=self.policy.watch_s)
-        windows = read_windows(
-            self.models.db, name, version=version, role="production", since=since
-        )
         return [
-            self.monitor._window_status(w, reference, now)
-            for w in windows
-            if w.start + dt.timedelta(seconds=w.window_s) <= before
+            w
+            for w in self.monitor.windows(name, version=version, since=since, now=now)
+            if w.start + dt.timedelta(seconds=self.settings.window_s) <= before
             and w.rows >= self.monitor.drift_config.min_rows
         ]
 
@@ -445,25 +440,19 @@ class Loop:
         if s.version is None:
             return None
         triggers = self.monitor.alerts.list(name, open_only=True, triggers_only=True)
-        scheduled = False
-        if self.policy.retrain_every_s:
-            last = [
-                e for e in self.models.db.events(f"model:{name}") if e["action"] == "loop.retrain"
-            ]
-            since_last = (now - last[-1]["time"]).total_seconds() if last else float("inf")
-            scheduled = since_last >= self.policy.retrain_every_s
+        last = [e for e in self.models.db.events(f"model:{name}") if e["action"] == "loop.retrain"]
+        since_last = (now - last[-1]["time"]).total_seconds() if last else float("inf")
+        every = self.policy.retrain_every_s
+        scheduled = every is not None and since_last >= every
         if not (triggers or scheduled or forced):
             return None
-        last = [e for e in self.models.db.events(f"model:{name}") if e["action"] == "loop.retrain"]
-        if last and not forced:
-            since_last = (now - last[-1]["time"]).total_seconds()
-            if since_last < self.policy.retrain_cooldown_s:
-                return Decision(
-                    "wait",
-                    f"retrain wanted but the last one was {since_last / 86400:.1f} days ago (cool-down {self.policy.retrain_cooldown_s / 86400:g} days)",
-                    {"last_retrain": last[-1]["time"].isoformat()},
-                    acted=False,
-                )
+        if last and not forced and since_last < self.policy.retrain_cooldown_s:
+            return Decision(
+                "wait",
+                f"retrain wanted but the last one was {since_last / 86400:.1f} days ago (cool-down {self.policy.retrain_cooldown_s / 86400:g} days)",
+                {"last_retrain": last[-1]["time"].isoformat()},
+                acted=False,
+            )
         why = (
             "by hand"
             if forced

@@ -33,8 +33,16 @@ def script(name: str) -> str:
     return (resources.files("keel.monitor") / "static" / name).read_text(encoding="utf-8")
 
 
-def page(title: str, body: str, charts: dict[str, dict[str, Any]], *, inline: bool = True) -> str:
-    """A whole HTML page; `charts` maps element ids in `body` to Vega-Lite specs.
+def page(
+    title: str,
+    body: str,
+    charts: dict[str, dict[str, Any]],
+    *,
+    inline: bool = True,
+    style: str = "",
+) -> str:
+    """A whole HTML page; `charts` maps element ids in `body` to Vega-Lite specs. Each chart's
+    view is kept in `window.keelViews[id]` (tests, and people in the console, read its data).
 
     With `inline=False` the scripts are linked from `/ui/static/` (the dashboard serves them).
     """
@@ -42,13 +50,14 @@ def page(title: str, body: str, charts: dict[str, dict[str, Any]], *, inline: bo
         scripts = "".join(f"<script>{script(s)}</script>" for s in SCRIPTS)
     else:
         scripts = "".join(f'<script src="/ui/static/{s}"></script>' for s in SCRIPTS)
-    embeds = "".join(
-        f"vegaEmbed({orjson.dumps('#' + cid).decode()}, {_json(spec)}, {{actions:false}});"
+    embeds = "window.keelViews = window.keelViews || {};" + "".join(
+        f"vegaEmbed({orjson.dumps('#' + cid).decode()}, {_json(spec)}, {{actions:false}})"
+        f".then(r => {{ window.keelViews[{orjson.dumps(cid).decode()}] = r.view; }});"
         for cid, spec in charts.items()
     )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><link rel="icon" href="data:,">'
-        f"<style>{_STYLE}</style>{scripts}</head><body>{body}"
+        f"<style>{_STYLE}{style}</style>{scripts}</head><body>{body}"
         f"<script>{embeds}</script></body></html>"
     )
 

@@ -86,12 +86,13 @@ class ModelStatus:
         }
 
 
-def p99(counts: list[int]) -> float | None:
+def latency_quantile(counts: list[int], q: float) -> float | None:
+    """The upper bound (ms) of the latency bucket that holds quantile `q` of a histogram."""
     total = sum(counts)
     if not total:
         return None
     cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, 0.99 * total))
+    i = int(np.searchsorted(cum, q * total))
     bound = LATENCY_BUCKETS_MS[min(i, len(LATENCY_BUCKETS_MS) - 1)]
     return float(bound) if np.isfinite(bound) else float(LATENCY_BUCKETS_MS[-2])
 
@@ -142,7 +143,7 @@ class Monitor:
             output_drift=output.to_dict() if output else None,
             estimated=estimated,
             error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
-            latency_p99_ms=p99(w.profile["latency"]["counts"]),
+            latency_p99_ms=latency_quantile(w.profile["latency"]["counts"], 0.99),
             latency_counts=list(w.profile["latency"]["counts"]),
             unseen_share=unseen / total if total else 0.0,
             complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
@@ -168,21 +169,14 @@ class Monitor:
         task = ev.get("task", "classification")
         metric = primary_metric(task)
         reference = ev.get("reference") or {"columns": {}}
-        lookback = lookback_windows or self.settings.lookback_windows
-        # look back from the newest data when it is older than now (an idle model, a replay)
-        newest = latest_window(self.models.db, name)
-        anchor = min(now, newest + dt.timedelta(seconds=self.settings.window_s)) if newest else now
-        since = anchor - dt.timedelta(seconds=self.settings.window_s * lookback)
-        windows = read_windows(
-            self.models.db, name, version=prod.version, role="production", since=since
-        )
+        since = self._since(name, now, lookback_windows)
         status = ModelStatus(
             name,
             prod.version,
             task,
             metric,
             training_metrics(ev),
-            windows=[self._window_status(w, reference, now) for w in windows],
+            windows=self.windows(name, version=prod.version, since=since, now=now),
         )
         est_ref = (reference.get("output") or {}).get("scores")
         if est_ref:
@@ -228,23 +222,42 @@ class Monitor:
         status.alerts = self.alerts.list(name, open_only=True)
         return status
 
-    def history(self, name: str, *, now: dt.datetime | None = None) -> list[WindowStatus]:
-        """Production windows of every version in the lookback, each against its own version's
-        reference (what a chart of the model over time shows)."""
-        now = now or self.clock.now()
-        newest = latest_window(self.models.db, name)
-        if newest is None:
-            return []
+    def _since(
+        self, name: str, now: dt.datetime, lookback_windows: int | None = None
+    ) -> dt.datetime:
+        """Where the lookback starts: counted back from the newest window when that is older
+        than now (an idle model, a replay), else from now."""
         window = dt.timedelta(seconds=self.settings.window_s)
-        since = min(now, newest + window) - window * self.settings.lookback_windows
+        newest = latest_window(self.models.db, name)
+        anchor = min(now, newest + window) if newest else now
+        return anchor - window * (lookback_windows or self.settings.lookback_windows)
+
+    def windows(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        since: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+    ) -> list[WindowStatus]:
+        """Production windows (of one version, or of every one), each judged against its own
+        version's reference profile."""
+        now = now or self.clock.now()
         references: dict[int, dict[str, Any]] = {}
         out = []
-        for w in read_windows(self.models.db, name, role="production", since=since):
+        for w in read_windows(
+            self.models.db, name, version=version, role="production", since=since
+        ):
             if w.version not in references:
                 ev = self.models.get(f"{name}@{w.version}").evaluation
                 references[w.version] = ev.get("reference") or {"columns": {}}
             out.append(self._window_status(w, references[w.version], now))
         return out
+
+    def history(self, name: str, *, now: dt.datetime | None = None) -> list[WindowStatus]:
+        """Production windows of every version in the lookback (a chart of the model over time)."""
+        now = now or self.clock.now()
+        return self.windows(name, since=self._since(name, now), now=now)
 
     # ---- rules --------------------------------------------------------------------------
 

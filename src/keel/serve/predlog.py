@@ -21,7 +21,7 @@ from typing import Any
 import fsspec
 import polars as pl
 
-from keel.monitor.logfiles import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, read_log
+from keel.monitor.logfiles import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, log_files, read_log
 
 _KNOWN_IDS = 2_000_000  # ids remembered in memory for feedback; older ones are looked up on disk
 
@@ -104,8 +104,7 @@ class ParquetAppender:
             return len(next(iter(self._buffer.values())))
 
     def files(self, model: str) -> list[str]:
-        pattern = f"{self._base}/{self.kind}/model={model}/date=*/part-*.parquet"
-        return sorted(self._fs.glob(pattern))
+        return log_files(self.root, self.kind, model)
 
     def read(self, model: str) -> pl.DataFrame:
         """Everything flushed for a model (reads each file; a torn file cannot exist)."""
