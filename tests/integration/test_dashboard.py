@@ -172,3 +172,37 @@ def test_prediction_explorer_shows_inputs_and_shap(
     shap = page.locator("#explained tbody tr td:nth-child(3)").all_inner_texts()
     assert any(s.strip() for s in shap)
     assert problems == []
+
+
+def test_a_canary_set_from_the_page_takes_its_weight_and_is_audited(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    page, problems = _open(browser, server.url + "/ui/models/fraud")
+    page.fill("#token", ADMIN)
+    page.dispatch_event("#token", "change")
+    page.on("dialog", lambda d: d.accept("try the boosted trees on a quarter"))
+    canary = page.locator("form:has(#canary)")
+    canary.locator("select[name=version]").select_option("2")
+    canary.locator("input[name=weight]").fill("2.5")
+    page.click("#canary")
+    page.wait_for_selector("#message.error")
+    assert "'weight' is 2.5" in page.inner_text("#message")
+    assert "canary" not in _versions(server)
+    canary.locator("input[name=weight]").fill("0.25")
+    page.click("#canary")
+    page.wait_for_selector("#message.ok")
+    assert "25%" in page.inner_text("#message")
+    assert _versions(server)["canary"] == 2
+    page.reload()
+    first = page.locator("#timeline tbody tr").first.inner_text()
+    assert "dashboard" in first
+    assert "try the boosted trees on a quarter" in first
+    assert "v2" in first
+    assert "canary (25%)" in first
+    assert [p for p in problems if "400" not in p] == []  # only the refused weight
+
+
+def _versions(server: Server) -> dict[str, int]:
+    models = httpx.get(f"{server.url}/v1/models").json()
+    return next(m for m in models["models"] if m["name"] == "fraud")["versions"]  # type: ignore[no-any-return]

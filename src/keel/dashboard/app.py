@@ -15,9 +15,11 @@ import re
 from typing import Any
 
 import orjson
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from keel.data import DatasetStore
 from keel.monitor import Monitor
@@ -93,20 +95,22 @@ class Dashboard:
         self.monitor = Monitor(settings, models)
         self.on_alias_moved = on_alias_moved  # the server's follower, to switch at once
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/ui", self.models_page),
-            Route("/ui/", self.models_page),
-            Route("/ui/data", self.data_page),
-            Route("/ui/static/{file}", self.static),
-            Route("/ui/models/{name}", self.model_page),
-            Route("/ui/models/{name}/versions/{version:int}", self.version_page),
-            Route("/ui/models/{name}/versions/{version:int}/card", self.card),
-            Route("/ui/api/models/{name}/predictions/{pid}", self.prediction),
-            Route("/ui/api/models/{name}/promote", self.promote, methods=["POST"]),
-            Route("/ui/api/models/{name}/rollback", self.rollback, methods=["POST"]),
-            Route("/ui/api/models/{name}/canary", self.canary, methods=["POST"]),
+    def routes(self) -> list[BaseRoute]:
+        pages = [
+            Route("/", self.models_page),
+            Route("/data", self.data_page),
+            Route("/static/{file}", self.static),
+            Route("/models/{name}", self.model_page),
+            Route("/models/{name}/versions/{version:int}", self.version_page),
+            Route("/models/{name}/versions/{version:int}/card", self.card),
+            Route("/api/models/{name}/predictions/{pid}", self.prediction),
+            Route("/api/models/{name}/promote", self.promote, methods=["POST"]),
+            Route("/api/models/{name}/rollback", self.rollback, methods=["POST"]),
+            Route("/api/models/{name}/canary", self.canary, methods=["POST"]),
         ]
+        # pages with a year of charts and the bundled scripts are text: gzip cuts them ~5x
+        gzip = [Middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)]
+        return [Route("/ui", self.models_page), Mount("/ui", routes=pages, middleware=gzip)]
 
     # ---- pages ----------------------------------------------------------------------------
 
@@ -133,12 +137,11 @@ class Dashboard:
                 f"{a} v{s.version}" + (f" ({s.weight:.0%})" if a == "canary" and s.weight else "")
                 for a, s in sorted(aliases.items())
             )
-            status = self.monitor.status(name, now=now, performance=False)
-            last = next((w for w in reversed(status.windows) if w.rows), None)
+            last = self.monitor.latest(name, now=now)
             rate = f"{last.rows / self.settings.window_s:.3g}" if last else ""
             p50 = latency_quantile(last.latency_counts, 0.5) if last else None
             p99 = last.latency_p99_ms if last else None
-            alerts = len(status.alerts)
+            alerts = len(self.monitor.alerts.list(name, open_only=True))
             rows.append(
                 [
                     f"<a href='/ui/models/{html.escape(name)}'>{html.escape(name)}</a>",
@@ -177,14 +180,29 @@ class Dashboard:
 
     def _model_page(self, name: str) -> HTMLResponse:
         versions = self.models.versions(name)
-        status = self.monitor.status(name)
+        now = self.monitor.clock.now()
+        windows = self.monitor.history(name, now=now)
+        status = self.monitor.status(name, now=now, windows=windows)
         audit = self.models.audit(name)
         aliases = self.models.aliases(name)
-        history = dataclasses.replace(status, windows=self.monitor.history(name))
-        heat = _cap_windows(drift_heatmap_spec(history), 400)
+        history = dataclasses.replace(status, windows=windows)
+        heat = _cap_windows(drift_heatmap_spec(history.windows), 400)
         heat["data"]["name"] = "cells"
         perf = performance_spec(history)
         perf["data"]["name"] = "points"
+        charts = {"heat": heat, "perf": perf}
+        year = ""
+        if self.settings.window_s < 86400:
+            # a year at a glance: each day's windows merged and judged as one (kept once judged)
+            days = self.monitor.history(name, now=now, days=365)
+            if days:
+                charts["year"] = drift_heatmap_spec(
+                    days,
+                    title=f"Drift per day and feature, last {len(days)} days (windows of each day merged)",
+                    day=True,
+                )
+                charts["year"]["data"]["name"] = "days"
+                year = "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
         options = "".join(f"<option value='{v.version}'>v{v.version}</option>" for v in versions)
         e = html.escape(name)
         actions = (
@@ -210,6 +228,7 @@ class Dashboard:
             + "</p>"
             + actions
             + "<h2>Drift per window and feature</h2><div class='chart' id='heat' style='width:100%'></div>"
+            + year
             + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
         )
         body += shadow_and_alerts_html(status)
@@ -218,6 +237,12 @@ class Dashboard:
                 e_["time"][:16],
                 html.escape(e_["actor"]),
                 html.escape(e_["action"]),
+                html.escape(e_.get("alias") or "")
+                + (
+                    f" ({(e_.get('details') or {})['weight']:.0%})"
+                    if (e_.get("details") or {}).get("weight")
+                    else ""
+                ),
                 "" if e_.get("version") is None else f"v{e_['version']}",
                 html.escape(e_.get("reason") or ""),
                 _numbers(e_.get("details") or {}),
@@ -225,11 +250,11 @@ class Dashboard:
             for e_ in reversed(audit)
         ]
         body += "<h2>Timeline (audit log)</h2>" + _raw_table(
-            ["time", "actor", "action", "version", "reason", "numbers"],
+            ["time", "actor", "action", "alias", "version", "reason", "numbers"],
             timeline,
             table_id="timeline",
         )
-        return _page(f"keel: {name}", body, {"heat": heat, "perf": perf})
+        return _page(f"keel: {name}", body, charts)
 
     async def version_page(self, request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params["version"]
@@ -413,7 +438,7 @@ class Dashboard:
         def act(name: str, body: dict[str, Any], reason: str) -> str:
             from keel.train import promote
 
-            version = int(body.get("version", 0))
+            version = _field(body, "version", int, "a version number")
             promote(
                 name,
                 version,
@@ -436,13 +461,32 @@ class Dashboard:
 
     async def canary(self, request: Request) -> Response:
         def act(name: str, body: dict[str, Any], reason: str) -> str:
-            version, weight = int(body.get("version", 0)), float(body.get("weight", 0))
+            version = _field(body, "version", int, "a version number")
+            weight = _field(body, "weight", float, "a share of traffic between 0 and 1")
+            if not 0 < weight <= 1:
+                msg = f"Field 'weight' is {weight!r}; expected a share of traffic between 0 and 1 (0.1 is 10 %)."
+                raise ConfigError(msg)
             self.models.set_alias(
                 name, "canary", version, weight=weight, reason=reason, actor="dashboard"
             )
             return f"{name}@{version} takes {weight:.0%} of traffic as canary."
 
         return await self._act(request, act)
+
+
+def _field(body: dict[str, Any], name: str, kind: type[Any], expected: str) -> Any:
+    """A number from an admin action's body, or an error naming the field, value and need."""
+    value = body.get(name)
+    try:
+        if value is None or isinstance(value, bool):
+            raise ValueError(value)
+        number = kind(value)
+        if kind is int and number != float(value):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        msg = f"Field {name!r} is {value!r}; expected {expected}."
+        raise ConfigError(msg) from None
+    return number
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -475,9 +519,9 @@ def _cap_windows(spec: dict[str, Any], limit: int) -> dict[str, Any]:
     """A year of hourly windows is 8,760 columns: keep the chart light by showing the most
     recent `limit` windows (the report file keeps them all)."""
     values = spec["data"]["values"]
-    windows = sorted({v["window"] for v in values})
+    windows = sorted({v["t"] for v in values})
     if len(windows) > limit:
         keep = set(windows[-limit:])
-        spec["data"]["values"] = [v for v in values if v["window"] in keep]
+        spec["data"]["values"] = [v for v in values if v["t"] in keep]
         spec["title"] = f"{spec['title']} (last {limit} of {len(windows)} windows)"
     return spec

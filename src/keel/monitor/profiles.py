@@ -384,9 +384,11 @@ def read_windows(
     version: int | None = None,
     role: str | None = "production",
     since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
     by_segment: bool = False,
 ) -> list[Window]:
-    """Windows of a model, oldest first, summed over writers (and segments unless asked)."""
+    """Windows of a model starting in [since, until), oldest first, summed over writers (and
+    segments unless asked)."""
     t = tables.window_profiles
     query = sa.select(t).where(t.c.model == model).order_by(t.c.window_start)
     if version is not None:
@@ -395,6 +397,8 @@ def read_windows(
         query = query.where(t.c.role == role)
     if since is not None:
         query = query.where(t.c.window_start >= since)
+    if until is not None:
+        query = query.where(t.c.window_start < until)
     with db.engine.connect() as conn:
         records = conn.execute(query).mappings().all()
     merged: dict[tuple[Any, ...], Window] = {}

@@ -152,48 +152,61 @@ def drift_report_html(report: DriftReport, *, title: str = "Drift report") -> st
     return page(title, body, {"bars": drift_bar_spec(report)})
 
 
-def drift_heatmap_spec(status: Any) -> dict[str, Any]:
-    """Windows by features, coloured by effect size over its threshold (capped at 3)."""
+def drift_heatmap_spec(
+    windows: Sequence[Any], *, title: str | None = None, day: bool = False
+) -> dict[str, Any]:
+    """Windows by features, coloured by effect size over its threshold (capped at 3).
+
+    Cells carry short field names and rounded figures: a year of days or two weeks of hours
+    by fifty features is some 18,000 cells, and the page's weight is mostly theirs."""
+
     values = [
         {
-            "window": w.start.isoformat(),
-            "version": w.version,
-            "feature": c["name"],
-            "ratio": min(3.0, c["statistic"] / c["threshold"]) if c["threshold"] else 0.0,
-            "statistic": c["statistic"],
-            "threshold": c["threshold"],
-            "method": c["method"],
-            "p_value": c["p_value"],
-            "drifted": c["drifted"],
+            "t": t,
+            "f": c["name"],
+            "v": w.version,
+            "r": round(min(3.0, c["statistic"] / c["threshold"]), 3) if c["threshold"] else 0.0,
+            "s": c["statistic"],
+            "th": c["threshold"],
+            "m": c["method"],
+            "p": c["p_value"],
+            "d": c["drifted"],
         }
-        for w in status.windows
+        for w, t in ((w, w.start.strftime("%Y-%m-%dT%H:%M")) for w in windows)
         for c in [*w.drift, *([w.output_drift] if w.output_drift else [])]
     ]
+    when = "%Y-%m-%d" if day else "%Y-%m-%d %H:%M"
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "title": "Drift per window and feature (effect size / threshold; ≥ 1 with p < alpha is drift)",
+        "title": title
+        or "Drift per window and feature (effect size / threshold; ≥ 1 with p < alpha is drift)",
         "width": "container",
         "height": {"step": 16},
         "data": {"values": values},
         "mark": "rect",
         "encoding": {
-            "x": {"field": "window", "type": "temporal", "title": None},
-            "y": {"field": "feature", "type": "nominal", "title": None},
+            "x": {"field": "t", "type": "temporal", "title": None},
+            "y": {"field": "f", "type": "nominal", "title": None},
             "color": {
-                "field": "ratio",
+                "field": "r",
                 "type": "quantitative",
                 "scale": {"domain": [0, 1, 3], "range": ["#f2f4f7", "#fec84b", "#d92d20"]},
                 "title": "statistic / threshold",
             },
             "tooltip": [
-                {"field": "window", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
-                {"field": "feature"},
-                {"field": "version"},
-                {"field": "method"},
-                {"field": "statistic", "format": ".4f"},
-                {"field": "threshold"},
-                {"field": "p_value", "format": ".3g"},
-                {"field": "drifted"},
+                {
+                    "field": "t",
+                    "type": "temporal",
+                    "format": when,
+                    "title": "day" if day else "window",
+                },
+                {"field": "f", "title": "feature"},
+                {"field": "v", "title": "version"},
+                {"field": "m", "title": "method"},
+                {"field": "s", "title": "statistic", "format": ".4f"},
+                {"field": "th", "title": "threshold"},
+                {"field": "p", "title": "p-value", "format": ".3g"},
+                {"field": "d", "title": "drifted"},
             ],
         },
     }
@@ -332,6 +345,6 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
     return page(
         title,
         body,
-        {"heat": drift_heatmap_spec(status), "perf": performance_spec(status)},
+        {"heat": drift_heatmap_spec(status.windows), "perf": performance_spec(status)},
         inline=inline,
     )

@@ -3,12 +3,15 @@ profiles, live performance from the log and its feedback, shadow comparison, and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from keel.monitor import summaries
 from keel.monitor.alerts import Alert, AlertRule, AlertStore, rules_from_settings
 from keel.monitor.drift import DriftConfig, compare_profiles
 from keel.monitor.logfiles import read_log
@@ -20,7 +23,7 @@ from keel.monitor.performance import (
     shadow_comparison,
     training_metrics,
 )
-from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, read_windows
+from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, merge, read_windows
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
 from keel.train.metrics import LOWER_IS_BETTER
@@ -97,6 +100,15 @@ def latency_quantile(counts: list[int], q: float) -> float | None:
     return float(bound) if np.isfinite(bound) else float(LATENCY_BUCKETS_MS[-2])
 
 
+def _rounded(column: dict[str, Any]) -> dict[str, Any]:
+    """A column's drift figures to 6 significant digits: the verdicts are made, these are for
+    people and charts (and a stored year of them parses twice as fast)."""
+    return {
+        k: float(f"{v:.6g}") if isinstance(v, float) and math.isfinite(v) else v
+        for k, v in column.items()
+    }
+
+
 class Monitor:
     """Reads profiles, the log and the registry; fires alerts. Computes, never acts."""
 
@@ -138,9 +150,9 @@ class Monitor:
             start=w.start,
             version=w.version,
             rows=w.rows,
-            drift=[c.to_dict() for c in features],
+            drift=[_rounded(c.to_dict()) for c in features],
             drifted=[c.name for c in features if c.drifted],
-            output_drift=output.to_dict() if output else None,
+            output_drift=_rounded(output.to_dict()) if output else None,
             estimated=estimated,
             error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
             latency_p99_ms=latency_quantile(w.profile["latency"]["counts"], 0.99),
@@ -156,7 +168,11 @@ class Monitor:
         now: dt.datetime | None = None,
         lookback_windows: int | None = None,
         performance: bool = True,
+        windows: list[WindowStatus] | None = None,
     ) -> ModelStatus:
+        """What monitoring concludes about a model's production version over the lookback.
+        `windows`: the lookback's windows of every version (`history`), when the caller has
+        them already."""
         now = now or self.clock.now()
         aliases = self.models.aliases(name)
         if not aliases and name not in self.models.names():
@@ -176,7 +192,9 @@ class Monitor:
             task,
             metric,
             training_metrics(ev),
-            windows=self.windows(name, version=prod.version, since=since, now=now),
+            windows=[w for w in windows if w.version == prod.version]
+            if windows is not None
+            else self.windows(name, version=prod.version, since=since, now=now),
         )
         est_ref = (reference.get("output") or {}).get("scores")
         if est_ref:
@@ -239,25 +257,109 @@ class Monitor:
         version: int | None = None,
         since: dt.datetime | None = None,
         now: dt.datetime | None = None,
+        resolution_s: int | None = None,
     ) -> list[WindowStatus]:
         """Production windows (of one version, or of every one), each judged against its own
-        version's reference profile."""
+        version's reference profile; with `resolution_s` longer than the window (a day), the
+        windows of each such period merged and judged as one.
+
+        Complete windows are judged once and kept (`keel.monitor.summaries`); only windows
+        that are new, still open or changed since are read and judged here."""
         now = now or self.clock.now()
-        references: dict[int, dict[str, Any]] = {}
+        db, role = self.models.db, "production"
+        res = resolution_s or self.settings.window_s
+        if since is not None and res > self.settings.window_s:
+            since = summaries.bucket_of(since, res)
+        sources = summaries.sources(
+            db, name, role=role, resolution_s=res, version=version, since=since
+        )
+        config = dataclasses.asdict(self.drift_config)
+        prints = {k: s.fingerprint(config) for k, s in sources.items()}
+        kept = (
+            summaries.cached(db, name, role=role, resolution_s=res, version=version, since=since)
+            if self.settings.summaries
+            else {}
+        )
+        stale = sorted(k for k, fp in prints.items() if kept.get(k, ("",))[0] != fp)
+        fresh: dict[summaries.Key, WindowStatus] = {}
+        if stale:
+            first = min(k[1] for k in stale)
+            last = max(k[1] + dt.timedelta(seconds=sources[k].window_s) for k in stale)
+            merged: dict[summaries.Key, Window] = {}
+            for w in read_windows(db, name, version=version, role=role, since=first, until=last):
+                key = (
+                    w.version,
+                    summaries.bucket_of(w.start, res) if res > w.window_s else w.start,
+                )
+                if key not in prints or kept.get(key, ("",))[0] == prints[key]:
+                    continue
+                if key in merged:
+                    m = merged[key]
+                    m.profile, m.rows = merge(m.profile, w.profile), m.rows + w.rows
+                else:
+                    merged[key] = Window(
+                        key[1], sources[key].window_s, w.version, role, "", w.rows, w.profile
+                    )
+            references: dict[int, dict[str, Any]] = {}
+            for key, w in merged.items():
+                if w.version not in references:
+                    ev = self.models.get(f"{name}@{w.version}").evaluation
+                    references[w.version] = ev.get("reference") or {"columns": {}}
+                fresh[key] = self._window_status(w, references[w.version], now)
+            if self.settings.summaries:
+                summaries.store(
+                    db,
+                    name,
+                    role=role,
+                    resolution_s=res,
+                    items=[
+                        (k, prints[k], summaries.pack(s.to_dict()))
+                        for k, s in fresh.items()
+                        if s.complete
+                    ],
+                )
         out = []
-        for w in read_windows(
-            self.models.db, name, version=version, role="production", since=since
-        ):
-            if w.version not in references:
-                ev = self.models.get(f"{name}@{w.version}").evaluation
-                references[w.version] = ev.get("reference") or {"columns": {}}
-            out.append(self._window_status(w, references[w.version], now))
+        for key in sorted(prints):
+            if key in fresh:
+                out.append(fresh[key])
+            elif key in kept:
+                start = key[1]
+                out.append(
+                    WindowStatus(
+                        start=start,
+                        complete=True,
+                        **summaries.unpack(kept[key][1]),
+                    )
+                )
         return out
 
-    def history(self, name: str, *, now: dt.datetime | None = None) -> list[WindowStatus]:
-        """Production windows of every version in the lookback (a chart of the model over time)."""
+    def history(
+        self,
+        name: str,
+        *,
+        now: dt.datetime | None = None,
+        days: int | None = None,
+    ) -> list[WindowStatus]:
+        """Production windows of every version over time (a chart of the model): the lookback's
+        windows, or with `days`, one merged window per day over that many days."""
         now = now or self.clock.now()
-        return self.windows(name, since=self._since(name, now), now=now)
+        if days is None:
+            return self.windows(name, since=self._since(name, now), now=now)
+        day = dt.timedelta(days=1)
+        since = (
+            self._since(name, now, 1) + dt.timedelta(seconds=self.settings.window_s) - day * days
+        )
+        return self.windows(name, since=since, now=now, resolution_s=86400)
+
+    def latest(self, name: str, *, now: dt.datetime | None = None) -> WindowStatus | None:
+        """The newest production window with traffic (a models list's live figures)."""
+        newest = latest_window(self.models.db, name)
+        if newest is None:
+            return None
+        found = self.windows(
+            name, since=newest - dt.timedelta(seconds=self.settings.window_s), now=now
+        )
+        return next((w for w in reversed(found) if w.rows), None)
 
     # ---- rules --------------------------------------------------------------------------
 

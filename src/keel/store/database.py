@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -124,7 +126,7 @@ def _make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, json_deserializer=_json_loads)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -137,10 +139,20 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads)
     except ModuleNotFoundError as exc:
         msg = f"Database URL {url!r} needs a driver that is not installed ({exc.name}); install it with: pip install 'psycopg[binary]'"
         raise ConfigError(msg) from exc
+
+
+def _json_loads(text: str | bytes) -> Any:
+    # orjson reads the JSON columns (profiles, summaries) about 5x faster than the standard
+    # library; documents written with NaN or Infinity (which only the standard library reads)
+    # fall back to it
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

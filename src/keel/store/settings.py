@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     profiles: bool = True
     """Whether the server keeps window profiles (monitoring). Off only to measure their cost."""
 
+    summaries: bool = True
+    """Keep each complete window's verdicts in the database (monitoring judges a window once,
+    not at every page, report and loop step). Off only to measure what it saves."""
+
     lookback_windows: int = 24 * 14
     """How many recent windows monitoring reads (status, alerts, the loop's evidence)."""
 

@@ -101,6 +101,29 @@ window_profiles = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_window_profiles_model_time", window_profiles.c.model, window_profiles.c.window_start)
+sa.Index(
+    "ix_window_profiles_sources",
+    *(
+        window_profiles.c[c]
+        for c in ("model", "role", "window_start", "version", "rows", "updated_at", "window_s")
+    ),
+)
+
+window_summaries = sa.Table(
+    "window_summaries",
+    metadata,
+    # what monitoring concluded about one complete window (or day) of a version: a cache, kept
+    # while `fingerprint` (rows, writers and last update of its profiles, the drift settings)
+    # still matches, so pages and the loop do not judge a year of windows again at each read
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("role", sa.String(20), primary_key=True),
+    sa.Column("resolution_s", sa.Integer, primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 alerts = sa.Table(
     "alerts",
