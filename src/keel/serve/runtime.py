@@ -12,6 +12,7 @@ from keel.data import Contract, RecordChecker
 from keel.monitor import ProfileSpec
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.fastpath import compile_forward
+from keel.serve.trees import compile_trees
 
 
 @dataclass
@@ -53,7 +54,8 @@ class ModelRuntime:
         ]
         segs = contract.with_role("segment")
         self.segment = segs[0].name if segs else None
-        self._fast: tuple[Any, Any] | None = None  # (forward, estimator) once proven equal
+        # (forward, estimator, batch tree evaluator or None), once proven equal at load
+        self._fast: tuple[Any, Any, Any] | None = None
 
     @classmethod
     def load(cls, models: ModelStore, resolved: ResolvedVersion) -> ModelRuntime:
@@ -87,8 +89,10 @@ class ModelRuntime:
 
     def _outputs(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self._fast is not None:
-            forward, model = self._fast
+            forward, model, trees = self._fast
             x = forward(rows)
+            if trees is not None:
+                return trees(x)  # type: ignore[no-any-return]
             return np.asarray(model.predict_proba(x) if self._proba else model.predict(x))
         x = self.frame(rows)
         return np.asarray(
@@ -124,7 +128,8 @@ class ModelRuntime:
         compiled = compile_forward(self.pipeline, self.features, self.categorical)
         if compiled is None:
             return
-        self._fast = compiled
+        forward, model = compiled
+        self._fast = (forward, model, None)
         try:
             fast = self._outputs(rows)
         except Exception:  # any mismatch in structure: keep the pipeline
@@ -132,10 +137,25 @@ class ModelRuntime:
             return
         if fast.shape != slow.shape or not np.allclose(fast, slow, rtol=0, atol=1e-12):
             self._fast = None
+            return
+        trees = compile_trees(model)
+        if trees is None:
+            return
+        try:
+            same = np.array_equal(trees(forward(rows)), fast)
+        except Exception:  # a structure the evaluator misread: keep the estimator
+            same = False
+        if same:
+            self._fast = (forward, model, trees)
 
     @property
     def fast_path(self) -> bool:
         return self._fast is not None
+
+    @property
+    def tree_path(self) -> bool:
+        """Whether the batch tree evaluator answers (proven equal to the estimator at load)."""
+        return self._fast is not None and self._fast[2] is not None
 
     def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """SHAP values per input feature, against the background rows stored at training."""
