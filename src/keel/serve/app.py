@@ -19,7 +19,6 @@ import io
 import logging
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ from keel.registry import ModelStore
 from keel.serve.batching import MicroBatcher
 from keel.serve.errors import AuthError, RequestError, error_response
 from keel.serve.openapi import openapi_document
-from keel.serve.predlog import PredictionLog
+from keel.serve.predlog import PredictionLog, prediction_ids
 from keel.serve.runtime import ModelRuntime, Prediction
 from keel.store import KeelError, ModelNotFoundError, Settings
 
@@ -297,8 +296,8 @@ class KeelServer:
             msg = f"Model {runtime.ref} failed on this input: {type(exc).__name__}: {exc}"
             raise RequestError(500, msg) from exc
         latency_ms = (time.perf_counter() - t0) * 1000
-        ids = [uuid.uuid4().hex for _ in clean]
         now = at or dt.datetime.now(dt.UTC)
+        ids = prediction_ids(len(clean), now)
         logged = clean
         if runtime.logged_extra:
             logged = [
@@ -358,7 +357,7 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
         out: list[Prediction | None] = [None] * len(rows)
-        ids = [uuid.uuid4().hex for _ in rows]
+        ids = prediction_ids(len(rows), now)
         in_order: list[dict[str, Any]] = [{}] * len(rows)
         for (_role, rt, idx, clean), predictions in zip(checked, results, strict=True):
             for i, p, c in zip(idx, predictions, clean, strict=True):

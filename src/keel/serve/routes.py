@@ -80,7 +80,8 @@ async def feedback(request: Request, server: KeelServer) -> Response:
         isinstance(x, dict) and "prediction_id" in x and "label" in x for x in labels
     ):
         raise RequestError(400, "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}.")
-    accepted, unknown = server.log.add_feedback(
+    accepted, unknown = await asyncio.to_thread(
+        server.log.add_feedback,
         name.partition("@")[0],
         [(str(x["prediction_id"]), x["label"]) for x in labels],
         server.replay_time(request.headers.get("x-keel-time")) or dt.datetime.now(dt.UTC),
