@@ -186,23 +186,29 @@ class Dashboard:
         audit = self.models.audit(name)
         aliases = self.models.aliases(name)
         history = dataclasses.replace(status, windows=windows)
-        heat = _cap_windows(drift_heatmap_spec(history.windows), 400)
+        heat = _cap_windows(
+            drift_heatmap_spec(history.windows, window_s=self.settings.window_s), 400
+        )
         heat["data"]["name"] = "cells"
         perf = performance_spec(history)
         perf["data"]["name"] = "points"
         charts = {"heat": heat, "perf": perf}
         year = ""
-        if self.settings.window_s < 86400:
-            # a year at a glance: each day's windows merged and judged as one (kept once judged)
-            days = self.monitor.history(name, now=now, days=365)
-            if days:
-                charts["year"] = drift_heatmap_spec(
-                    days,
-                    title=f"Drift per day and feature, last {len(days)} days (windows of each day merged)",
-                    day=True,
-                )
-                charts["year"]["data"]["name"] = "days"
-                year = "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
+        # a year at a glance, when it reaches further back than the lookback: each day's
+        # windows merged and judged as one (and kept once judged)
+        days = self.monitor.history(name, now=now, days=365)
+        if days and (not windows or days[0].start < windows[0].start):
+            merged = " (windows of each day merged)" if self.settings.window_s < 86400 else ""
+            charts["year"] = drift_heatmap_spec(
+                days,
+                title=f"Drift per day and feature over the last year: {len(days)} days{merged}",
+                day=True,
+                window_s=max(86400, self.settings.window_s),
+            )
+            charts["year"]["data"]["name"] = "days"
+            year = (
+                "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
+            )
         options = "".join(f"<option value='{v.version}'>v{v.version}</option>" for v in versions)
         e = html.escape(name)
         actions = (

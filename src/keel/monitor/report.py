@@ -7,6 +7,7 @@ Charts are Vega-Lite specifications rendered by the bundled vega, vega-lite and 
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -153,19 +154,30 @@ def drift_report_html(report: DriftReport, *, title: str = "Drift report") -> st
 
 
 def drift_heatmap_spec(
-    windows: Sequence[Any], *, title: str | None = None, day: bool = False
+    windows: Sequence[Any],
+    *,
+    title: str | None = None,
+    day: bool = False,
+    window_s: int | None = None,
 ) -> dict[str, Any]:
-    """Windows by features, coloured by effect size over its threshold (capped at 3).
+    """Windows by features, coloured by effect size over its threshold (capped at 3), past 1
+    only where the test is significant too: a small window's effect size is mostly sampling
+    noise, and a chart coloured by it alone would show drift everywhere. The tooltip keeps the
+    raw statistic.
 
     Cells carry short field names and rounded figures: a year of days or two weeks of hours
     by fifty features is some 18,000 cells, and the page's weight is mostly theirs."""
+
+    def level(c: dict[str, Any]) -> float:
+        ratio = c["statistic"] / c["threshold"] if c["threshold"] else 0.0
+        return round(min(3.0, ratio) if c["drifted"] else min(0.99, ratio), 3)
 
     values = [
         {
             "t": t,
             "f": c["name"],
             "v": w.version,
-            "r": round(min(3.0, c["statistic"] / c["threshold"]), 3) if c["threshold"] else 0.0,
+            "r": level(c),
             "s": c["statistic"],
             "th": c["threshold"],
             "m": c["method"],
@@ -176,16 +188,22 @@ def drift_heatmap_spec(
         for c in [*w.drift, *([w.output_drift] if w.output_drift else [])]
     ]
     when = "%Y-%m-%d" if day else "%Y-%m-%d %H:%M"
+    if window_s is None:  # the smallest step between windows (each cell spans its window)
+        starts = sorted({w.start for w in windows})
+        steps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+        window_s = int(min(steps)) if steps else 86400
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": title
-        or "Drift per window and feature (effect size / threshold; ≥ 1 with p < alpha is drift)",
+        or "Drift per window and feature (effect size / threshold; red: ≥ 1 and p < alpha, drift)",
         "width": "container",
         "height": {"step": 16},
         "data": {"values": values},
+        "transform": [{"calculate": f"toDate(datum.t) + {window_s * 1000}", "as": "t2"}],
         "mark": "rect",
         "encoding": {
             "x": {"field": "t", "type": "temporal", "title": None},
+            "x2": {"field": "t2"},
             "y": {"field": "f", "type": "nominal", "title": None},
             "color": {
                 "field": "r",

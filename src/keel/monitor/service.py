@@ -341,7 +341,8 @@ class Monitor:
         days: int | None = None,
     ) -> list[WindowStatus]:
         """Production windows of every version over time (a chart of the model): the lookback's
-        windows, or with `days`, one merged window per day over that many days."""
+        windows, or with `days`, one merged window per day (or per window, when windows are a
+        day or longer) over that many days."""
         now = now or self.clock.now()
         if days is None:
             return self.windows(name, since=self._since(name, now), now=now)
@@ -349,7 +350,9 @@ class Monitor:
         since = (
             self._since(name, now, 1) + dt.timedelta(seconds=self.settings.window_s) - day * days
         )
-        return self.windows(name, since=since, now=now, resolution_s=86400)
+        return self.windows(
+            name, since=since, now=now, resolution_s=max(86400, self.settings.window_s)
+        )
 
     def latest(self, name: str, *, now: dt.datetime | None = None) -> WindowStatus | None:
         """The newest production window with traffic (a models list's live figures)."""
