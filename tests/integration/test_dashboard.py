@@ -14,7 +14,10 @@ from serving_fixtures import ADMIN, Server, build_registry, start_server, stop_s
 
 from keel.data.simulate import TransactionSimulator
 from keel.demo.replay import Replay
+from keel.monitor import Monitor
+from keel.registry import ModelStore
 from keel.serve import Client
+from keel.store import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -94,6 +97,30 @@ def test_charts_hold_the_expected_points(served: tuple[Server, list[str]], brows
     points = page.evaluate("window.keelViews.perf.data('points').map(p => p.series)")
     assert cells == DAYS * (FEATURES + 1)  # every window x (features + the output)
     assert sorted(points) == sorted(["estimated (v1)"] * DAYS + ["live (v1)"] * DAYS)
+    assert problems == []
+
+
+def test_performance_per_segment_with_coverage(
+    served: tuple[Server, list[str]], browser: Any
+) -> None:
+    server, _ = served
+    settings = Settings(home=server.home, window_s=86400, secret_key="k")
+    models = ModelStore.open(settings)
+    status = Monitor(settings, models).status("fraud")
+    models.db.dispose()
+    page, problems = _open(browser, server.url + "/ui/models/fraud")
+    page.wait_for_function("window.keelViews.segments")
+    rows = page.locator("h2:has-text('Performance per segment') ~ table").first
+    texts = rows.locator("tbody tr").all_inner_texts()
+    assert sorted(t.split("\t")[0] for t in texts) == sorted(s["segment"] for s in status.segments)
+    assert {s["segment"] for s in status.segments} >= {"north", "south", "east", "west"}
+    assert all(s["labels"] > 0 and 0 < s["coverage"] <= 1 for s in status.segments)
+    assert all(s["live"] is not None and s["estimated"] is not None for s in status.segments)
+    # judged windows where the metric exists (ROC AUC needs both classes among the labels)
+    judged = [x for x in status.segment_live if x["judged"] and x["metrics"].get("roc_auc")]
+    assert judged
+    points = page.evaluate("window.keelViews.segments.data('segment_points').length")
+    assert points == len(judged)
     assert problems == []
 
 

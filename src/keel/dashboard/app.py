@@ -30,6 +30,8 @@ from keel.monitor.report import (
     page,
     performance_spec,
     script,
+    segment_performance_spec,
+    segments_html,
     shadow_and_alerts_html,
 )
 from keel.monitor.service import latency_quantile
@@ -237,6 +239,10 @@ class Dashboard:
             + year
             + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
         )
+        if status.segments:
+            body += segments_html(status)
+            charts["segments"] = segment_performance_spec(status)
+            charts["segments"]["data"]["name"] = "segment_points"
         body += shadow_and_alerts_html(status)
         timeline = [
             [

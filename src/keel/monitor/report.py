@@ -293,6 +293,87 @@ def performance_spec(status: Any) -> dict[str, Any]:
     }
 
 
+def segment_performance_spec(status: Any) -> dict[str, Any]:
+    """Live metric per segment, windows with enough labels only."""
+    values = [
+        {
+            "window": x["window_start"].isoformat(),
+            "segment": x["segment"],
+            "value": x["metrics"].get(status.metric),
+            "coverage": x["coverage"],
+            "labels": x["labels"],
+        }
+        for x in status.segment_live
+        if x["judged"] and x["metrics"].get(status.metric) is not None
+    ]
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"live {status.metric} per segment (windows with enough labels)",
+        "width": "container",
+        "height": 200,
+        "data": {"values": values},
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "window", "type": "temporal", "title": None},
+            "y": {
+                "field": "value",
+                "type": "quantitative",
+                "title": status.metric,
+                "scale": {"zero": False},
+            },
+            "color": {"field": "segment", "type": "nominal"},
+            "tooltip": [
+                {"field": "window", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
+                {"field": "segment"},
+                {"field": "value", "format": ".4f"},
+                {"field": "coverage", "format": ".0%"},
+                {"field": "labels"},
+            ],
+        },
+    }
+
+
+def segments_html(status: Any) -> str:
+    """Per segment: live metric with its interval and label coverage, estimated, training."""
+    if not status.segments:
+        return ""
+    m = status.metric
+    return (
+        "<h2>Performance per segment</h2>"
+        "<p class='muted'>Over the lookback; live from labelled predictions (95% bootstrap "
+        "interval), estimated from the score histograms before labels, training from the "
+        "holdout.</p>"
+        + table(
+            [
+                "segment",
+                "predictions",
+                "labels",
+                "coverage",
+                f"live {m}",
+                "95% low",
+                "95% high",
+                f"estimated {m}",
+                f"training {m}",
+            ],
+            [
+                [
+                    s["segment"],
+                    s["rows"],
+                    s["labels"],
+                    f"{s['coverage']:.0%}",
+                    s["live"],
+                    s["low"],
+                    s["high"],
+                    s["estimated"],
+                    s["training"],
+                ]
+                for s in status.segments
+            ],
+        )
+        + "<div class='chart' id='segments' style='width:100%'></div>"
+    )
+
+
 def shadow_and_alerts_html(status: Any) -> str:
     """The shadow comparison (when a shadow answered) and the open alerts, as tables."""
     body = ""
@@ -345,6 +426,10 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
         "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
         "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
     )
+    charts = {"heat": drift_heatmap_spec(status.windows), "perf": performance_spec(status)}
+    if status.segments:
+        body += segments_html(status)
+        charts["segments"] = segment_performance_spec(status)
     body += shadow_and_alerts_html(status)
     body += "<h2>Audit timeline</h2>" + table(
         ["time", "actor", "action", "alias", "version", "reason"],
@@ -360,9 +445,4 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
             for e in audit
         ],
     )
-    return page(
-        title,
-        body,
-        {"heat": drift_heatmap_spec(status.windows), "perf": performance_spec(status)},
-        inline=inline,
-    )
+    return page(title, body, charts, inline=inline)

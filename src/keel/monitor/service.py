@@ -67,6 +67,11 @@ class ModelStatus:
     recent: dict[str, Any] | None = None
     """The primary metric pooled over the latest judged windows, with its interval."""
     alerts: list[Alert] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    """Per segment over the lookback: rows, label coverage, live metric with its interval,
+    estimated metric (binary classifiers), and the figure at training."""
+    segment_live: list[dict[str, Any]] = field(default_factory=list)
+    """Live metric per window and segment (the per-segment chart)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +91,10 @@ class ModelStatus:
                 "to": self.recent["to"].isoformat(),
             },
             "alerts": [a.to_dict() for a in self.alerts],
+            "segments": self.segments,
+            "segment_live": [
+                {**x, "window_start": x["window_start"].isoformat()} for x in self.segment_live
+            ],
         }
 
 
@@ -231,6 +240,11 @@ class Monitor:
                     "from": judged[0],
                     "to": judged[-1],
                 }
+            answered = preds.filter(
+                (preds["version"] == prod.version) & (preds["role"] == "production")
+            )
+            if answered.height and answered["segment"].null_count() < answered.height:
+                self._segments(status, name, answered, feedback, classes, ev, since)
             shadow = aliases.get("shadow")
             if shadow is not None:
                 recent = preds.filter(preds["version"].is_in([prod.version, shadow.version]))
@@ -239,6 +253,66 @@ class Monitor:
                 )
         status.alerts = self.alerts.list(name, open_only=True)
         return status
+
+    def _segments(
+        self,
+        status: ModelStatus,
+        name: str,
+        answered: Any,
+        feedback: Any,
+        classes: list[str],
+        evaluation: dict[str, Any],
+        since: dt.datetime,
+    ) -> None:
+        """Live and estimated performance per segment of the production version."""
+        task, metric = status.task, status.metric
+        status.segment_live = [
+            x
+            for x in live_performance(
+                answered,
+                feedback,
+                task=task,
+                classes=classes,
+                window_s=self.settings.window_s,
+                by_segment=True,
+                config=self.performance_config,
+            )
+            if x["segment"] is not None
+        ]
+        estimated: dict[str, dict[str, Any]] = {}
+        for w in read_windows(
+            self.models.db,
+            name,
+            version=status.version,
+            role="production",
+            since=since,
+            by_segment=True,
+        ):
+            if w.segment:
+                acc = estimated.get(w.segment)
+                estimated[w.segment] = w.profile if acc is None else merge(acc, w.profile)
+        trained = (evaluation.get("segments") or {}).get("groups") or {}
+        for segment, part in answered.filter(answered["segment"].is_not_null()).group_by(
+            "segment", maintain_order=True
+        ):
+            seg = str(segment[0])
+            pooled = pooled_performance(part, feedback, task=task, classes=classes, metric=metric)
+            scores = (estimated.get(seg) or {}).get("output", {}).get("scores")
+            at_training = ((trained.get(seg) or {}).get("metrics") or {}).get(metric) or {}
+            status.segments.append(
+                {
+                    "segment": seg,
+                    "rows": part.height,
+                    "labels": pooled["labels"],
+                    "coverage": pooled["labels"] / part.height,
+                    "live": pooled["value"],
+                    "low": pooled["low"],
+                    "high": pooled["high"],
+                    "estimated": estimate_binary(scores).get(metric) if scores else None,
+                    "training": at_training.get("value"),
+                }
+            )
+        status.segments.sort(key=lambda s: s["segment"])
 
     def _since(
         self, name: str, now: dt.datetime, lookback_windows: int | None = None
