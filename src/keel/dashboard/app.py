@@ -241,8 +241,10 @@ class Dashboard:
         )
         if status.segments:
             body += segments_html(status)
-            charts["segments"] = segment_performance_spec(status)
-            charts["segments"]["data"]["name"] = "segment_points"
+            spec = segment_performance_spec(status)
+            if spec["data"]["values"]:
+                spec["data"]["name"] = "segment_points"
+                charts["segments"] = spec
         body += shadow_and_alerts_html(status)
         timeline = [
             [

@@ -370,7 +370,11 @@ def segments_html(status: Any) -> str:
                 for s in status.segments
             ],
         )
-        + "<div class='chart' id='segments' style='width:100%'></div>"
+        + (
+            "<div class='chart' id='segments' style='width:100%'></div>"
+            if segment_performance_spec(status)["data"]["values"]
+            else "<p class='muted'>No window has enough labels per segment for a chart yet.</p>"
+        )
     )
 
 
@@ -429,7 +433,8 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
     charts = {"heat": drift_heatmap_spec(status.windows), "perf": performance_spec(status)}
     if status.segments:
         body += segments_html(status)
-        charts["segments"] = segment_performance_spec(status)
+        if segment_performance_spec(status)["data"]["values"]:
+            charts["segments"] = segment_performance_spec(status)
     body += shadow_and_alerts_html(status)
     body += "<h2>Audit timeline</h2>" + table(
         ["time", "actor", "action", "alias", "version", "reason"],
