@@ -148,9 +148,10 @@ def report_cmd(
     from keel.monitor.report import monitor_report_html
 
     monitor = open_monitor()
-    status = monitor.status(name)
-    status.windows = monitor.history(name)
-    output.write_text(monitor_report_html(status, monitor.models.audit(name)))
+    status = monitor.overview(name)
+    output.write_text(
+        monitor_report_html(status, monitor.models.audit(name), window_s=monitor.settings.window_s)
+    )
     console.print(f"report written to {output}")
 
 

@@ -9,7 +9,6 @@ lands in the audit log (actor `dashboard`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import html
 import re
 from typing import Any
@@ -33,6 +32,7 @@ from keel.monitor.report import (
     segment_performance_spec,
     segments_html,
     shadow_and_alerts_html,
+    year_heatmap_spec,
 )
 from keel.monitor.service import latency_quantile
 from keel.registry import ModelStore
@@ -182,31 +182,19 @@ class Dashboard:
 
     def _model_page(self, name: str) -> HTMLResponse:
         versions = self.models.versions(name)
-        now = self.monitor.clock.now()
-        windows = self.monitor.history(name, now=now)
-        status = self.monitor.status(name, now=now, windows=windows)
+        status = self.monitor.overview(name)
         audit = self.models.audit(name)
         aliases = self.models.aliases(name)
-        history = dataclasses.replace(status, windows=windows)
         heat = _cap_windows(
-            drift_heatmap_spec(history.windows, window_s=self.settings.window_s), 400
+            drift_heatmap_spec(status.windows, window_s=self.settings.window_s), 400
         )
         heat["data"]["name"] = "cells"
-        perf = performance_spec(history)
+        perf = performance_spec(status)
         perf["data"]["name"] = "points"
         charts = {"heat": heat, "perf": perf}
         year = ""
-        # a year at a glance, when it reaches further back than the lookback: each day's
-        # windows merged and judged as one (and kept once judged)
-        days = self.monitor.history(name, now=now, days=365)
-        if days and (not windows or days[0].start < windows[0].start):
-            merged = " (windows of each day merged)" if self.settings.window_s < 86400 else ""
-            charts["year"] = drift_heatmap_spec(
-                days,
-                title=f"Drift per day and feature over the last year: {len(days)} days{merged}",
-                day=True,
-                window_s=max(86400, self.settings.window_s),
-            )
+        if status.year:
+            charts["year"] = year_heatmap_spec(status.year, self.settings.window_s)
             charts["year"]["data"]["name"] = "days"
             year = (
                 "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"

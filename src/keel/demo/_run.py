@@ -403,9 +403,10 @@ def _story(
         + f" (also in {settings.alert_file})"
     )
     report = home / "report.html"
-    status = monitor.status("fraud", now=models.db.clock.now())
-    status.windows = monitor.history("fraud", now=models.db.clock.now())
-    report.write_text(monitor_report_html(status, models.audit("fraud")))
+    status = monitor.overview("fraud", now=models.db.clock.now())
+    report.write_text(
+        monitor_report_html(status, models.audit("fraud"), window_s=settings.window_s)
+    )
     console.print(f"monitoring report (one file, no server needed): {report}")
     result["report_html"] = str(report)
     result["alerts"] = sorted({a.rule for a in alerts})

@@ -230,6 +230,17 @@ def drift_heatmap_spec(
     }
 
 
+def year_heatmap_spec(days: Sequence[Any], window_s: int) -> dict[str, Any]:
+    """The year at a glance: one column per day (each day's windows merged and judged)."""
+    merged = " (windows of each day merged)" if window_s < 86400 else ""
+    return drift_heatmap_spec(
+        days,
+        title=f"Drift per day and feature over the last year: {len(days)} days{merged}",
+        day=True,
+        window_s=max(86400, window_s),
+    )
+
+
 def performance_spec(status: Any) -> dict[str, Any]:
     """Live metric (windows with enough labels), estimated metric, and training's figure."""
     metric = status.metric
@@ -413,7 +424,9 @@ def shadow_and_alerts_html(status: Any) -> str:
     )
 
 
-def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: bool = True) -> str:
+def monitor_report_html(
+    status: Any, audit: list[dict[str, Any]], *, inline: bool = True, window_s: int = 3600
+) -> str:
     """The monitoring report of one model: the same charts as the dashboard's model page."""
     title = f"keel monitoring report: {status.model}"
     if status.version is None:
@@ -428,9 +441,15 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, inline: boo
         f"{len(windows)} windows, {sum(w.rows for w in windows)} predictions, "
         f"{drifted} windows with drifted features; {len(status.alerts)} open alerts.</p>"
         "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
-        "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
     )
-    charts = {"heat": drift_heatmap_spec(status.windows), "perf": performance_spec(status)}
+    charts = {
+        "heat": drift_heatmap_spec(status.windows, window_s=window_s),
+        "perf": performance_spec(status),
+    }
+    if status.year:
+        body += "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
+        charts["year"] = year_heatmap_spec(status.year, window_s)
+    body += "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
     if status.segments:
         body += segments_html(status)
         if segment_performance_spec(status)["data"]["values"]:

@@ -72,6 +72,8 @@ class ModelStatus:
     estimated metric (binary classifiers), and the figure at training."""
     segment_live: list[dict[str, Any]] = field(default_factory=list)
     """Live metric per window and segment (the per-segment chart)."""
+    year: list[WindowStatus] = field(default_factory=list)
+    """With `Monitor.overview`: a year by day, when that reaches past the lookback."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class ModelStatus:
             "segment_live": [
                 {**x, "window_start": x["window_start"].isoformat()} for x in self.segment_live
             ],
+            "year": [w.to_dict() for w in self.year],
         }
 
 
@@ -427,6 +430,19 @@ class Monitor:
         return self.windows(
             name, since=since, now=now, resolution_s=max(86400, self.settings.window_s)
         )
+
+    def overview(self, name: str, *, now: dt.datetime | None = None) -> ModelStatus:
+        """What a page or a report of the model shows: the status, with the lookback's windows
+        of every version (not only production's), and a year by day when it reaches further
+        back than the lookback."""
+        now = now or self.clock.now()
+        windows = self.history(name, now=now)
+        status = self.status(name, now=now, windows=windows)
+        status.windows = windows
+        days = self.history(name, now=now, days=365)
+        if days and (not windows or days[0].start < windows[0].start):
+            status.year = days
+        return status
 
     def latest(self, name: str, *, now: dt.datetime | None = None) -> WindowStatus | None:
         """The newest production window with traffic (a models list's live figures)."""
