@@ -23,10 +23,11 @@ from serving_fixtures import (
     stop_server,
 )
 
-from keel.monitor import read_windows
+from keel.monitor import AlertStore, read_windows
+from keel.registry import ModelStore
 from keel.serve import Client
 from keel.serve.predlog import PREDICTION_SCHEMA, ParquetAppender
-from keel.store import Database
+from keel.store import ArtifactStore, Database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COLUMNS = list(ROW)
@@ -414,3 +415,43 @@ def test_kill_minus_9_leaves_a_readable_log(home: Path) -> None:
     logged = set(appender.read("fraud")["prediction_id"].to_list())
 
     assert {i for _, i in answered} <= logged
+
+
+def test_a_version_that_fails_to_load_is_refused_with_an_alert(tmp_path: Path) -> None:
+    """Production moves to a version whose file was changed: the server refuses it once, with a
+    stored alert and a metric, and the version before keeps answering every request."""
+    home = tmp_path / "broken"
+    home.mkdir()
+    build_registry(home)
+    db = Database(f"sqlite:///{home / 'keel.db'}")
+    models = ModelStore(db, ArtifactStore(str(home / "artifacts")))
+    path = Path(models.get("fraud@2").artifact_uri)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    server = start_server(home)
+    try:
+        with server.client(ADMIN) as admin:
+            moved = admin.post(
+                "/v1/models/fraud/aliases/production",
+                json={"version": 2, "reason": "the file was changed on disk"},
+            )
+        time.sleep(1.0)  # five polls of the follower
+        with server.client() as c:
+            versions = [
+                c.post("/v1/models/fraud/predict", json={"rows": [ROW]}).json()["version"]
+                for _ in range(20)
+            ]
+            metrics = c.get("/metrics").text
+    finally:
+        stop_server(server)
+    assert moved.status_code == 200  # the registry moved; the server would not follow
+    assert versions == [1] * 20
+    assert 'keel_version_load_failures_total{model="fraud"} 1.0' in metrics
+    alerts = AlertStore(db).list("fraud")
+    db.dispose()
+    assert [a.rule for a in alerts] == ["version_refused"]  # once, not at every poll
+    assert alerts[0].severity == "critical"
+    assert "fraud@2" in alerts[0].message
+    assert "fraud@1 keeps serving" in alerts[0].message
+    assert "changed" in alerts[0].evidence["error"]

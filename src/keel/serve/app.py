@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.monitor import Profiler
+from keel.monitor.alerts import Alert, AlertStore
 from keel.registry import ModelStore
 from keel.serve.batching import MicroBatcher
 from keel.serve.errors import AuthError, RequestError, error_response
@@ -122,6 +123,10 @@ class KeelServer:
             on_frame=self.profiler.observe if settings.profiles else None,
         )
         self.served: dict[str, Served] = {}
+        self.alerts = AlertStore(
+            models.db, jsonl=settings.alert_file, webhook=settings.alert_webhook
+        )
+        self._refused: set[tuple[str, int]] = set()  # versions are immutable: refused once
         self.ready = False
         self._background: set[asyncio.Task[Any]] = set()
         self._follower: asyncio.Task[None] | None = None
@@ -181,19 +186,29 @@ class KeelServer:
                 served.canary_weight = float(state.weight or 0.0)
             if current is not None and current.resolved.version == state.version:
                 continue
+            if (name, state.version) in self._refused:
+                continue
             try:
                 resolved = await asyncio.to_thread(self.models.resolve, f"{name}@{state.version}")
                 runtime = await asyncio.to_thread(ModelRuntime.load, self.models, resolved)
             except KeelError as exc:
+                self._refused.add((name, state.version))
                 self.metrics.load_failures.labels(name).inc()
-                log.error(
-                    "refused %s@%s for %s: %s; %s keeps serving",
-                    name,
-                    state.version,
-                    role,
-                    exc,
-                    current.ref if current else "nothing",
+                keeps = current.ref if current else "nothing"
+                message = f"refused {name}@{state.version} for {role}: {exc}; {keeps} keeps serving"
+                log.error("%s", message)
+                alert = Alert(
+                    model=name,
+                    rule="version_refused",
+                    severity="critical",
+                    message=message,
+                    window_start=None,
+                    evidence={"version": state.version, "role": role, "error": str(exc)},
                 )
+                try:
+                    await asyncio.to_thread(self.alerts.fire, alert, None, dt.datetime.now(dt.UTC))
+                except Exception:  # the alert is best effort; serving goes on
+                    log.exception("could not store the alert for %s@%s", name, state.version)
                 continue
             self.profiler.register(name, runtime.resolved.version, runtime.profile_spec)
             batcher = self._batcher(runtime)
