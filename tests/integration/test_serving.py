@@ -205,6 +205,16 @@ def test_feedback_counts_known_and_lists_unknown_ids(server: Server) -> None:
     assert r.json() == {"accepted": 3, "unknown_ids": ["nope"]}
 
 
+def _served_within_a_second(client: httpx.Client, role: str, version: int) -> None:
+    t0 = time.monotonic()
+    while True:
+        fraud = next(m for m in client.get("/v1/models").json()["models"] if m["name"] == "fraud")
+        if fraud["versions"].get(role) == version:
+            return
+        assert time.monotonic() - t0 < 1.0, (role, version, fraud)
+        time.sleep(0.02)
+
+
 def test_admin_needs_the_admin_scope_and_moves_are_followed(server: Server) -> None:
     """Admin calls: 401 without a token, 403 without the scope; a move is served within a second."""
     with server.client() as anon, server.client(FEEDER) as feeder, server.client(ADMIN) as admin:
@@ -224,8 +234,10 @@ def test_admin_needs_the_admin_scope_and_moves_are_followed(server: Server) -> N
             time.sleep(0.02)
         back = admin.post("/v1/models/fraud/rollback", json={"reason": "test over"})
         assert back.json()["version"] == 1
+        _served_within_a_second(anon, "production", 1)
         canary = admin.post("/v1/models/fraud/aliases/canary", json={"version": 2, "weight": 0.5})
         assert canary.status_code == 200
+        _served_within_a_second(anon, "canary", 2)
         versions = {
             anon.post(
                 "/v1/models/fraud/predict",

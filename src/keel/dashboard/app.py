@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from keel.data import DatasetStore
 from keel.monitor import Monitor
-from keel.monitor.logfiles import read_log
+from keel.monitor.logfiles import day_of, read_log
 from keel.monitor.report import (
     SCRIPTS,
     drift_heatmap_spec,
@@ -320,7 +320,13 @@ class Dashboard:
         if not re.fullmatch(r"[0-9a-f]{32}", pid):
             msg = f"Prediction id {pid!r} is not one keel makes; expected 32 hexadecimal digits."
             raise ConfigError(msg)
-        log = read_log(self.settings.resolved_artifacts, "predictions", name)
+        day = day_of(pid)  # a time-ordered id names its day: read that day's files only
+        log = read_log(
+            self.settings.resolved_artifacts,
+            "predictions",
+            name,
+            days=None if day is None else [day],
+        )
         hit = log.filter(pl.col("prediction_id") == pid)
         if hit.height == 0:
             msg = f"No logged prediction {pid!r} of model {name!r} (was it flushed yet?)."

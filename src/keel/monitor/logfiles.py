@@ -8,6 +8,8 @@ or DuckDB read them. Layout under the artifact root:
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import fsspec
@@ -34,23 +36,73 @@ FEEDBACK_SCHEMA = {
 SCHEMAS: dict[str, Any] = {"predictions": PREDICTION_SCHEMA, "feedback": FEEDBACK_SCHEMA}
 
 
-def log_files(root: str, kind: str, model: str, since: dt.date | None = None) -> list[str]:
-    """The flushed files of one model, oldest day first (optionally from a day on)."""
+MONITORED = ("prediction_id", "time", "model", "version", "role", "segment", "prediction",
+             "probabilities")  # fmt: skip
+"""The prediction columns monitoring reads (not the inputs' JSON, most of a file's bytes)."""
+
+
+def prediction_ids(n: int, at: dt.datetime) -> list[str]:
+    """`n` new prediction ids: UUIDv7s (RFC 9562) as 32 hex digits, the first 12 the logged
+    time in milliseconds, 74 bits random. Feedback weeks later, or the prediction explorer,
+    finds a prediction by reading one day of the log, not all of it."""
+    stamp = f"{int(at.timestamp() * 1000) & 0xFFFFFFFFFFFF:012x}"
+    noise = os.urandom(10 * n).hex()
+    out = []
+    for i in range(n):
+        r = noise[20 * i : 20 * i + 20]
+        out.append(f"{stamp}7{r[:3]}{'89ab'[int(r[3], 16) & 3]}{r[4:19]}")
+    return out
+
+
+def day_of(prediction_id: str) -> dt.date | None:
+    """The day a prediction id was logged on, or None for ids of another form (the random
+    UUIDv4s of older logs)."""
+    if len(prediction_id) != 32 or prediction_id[12] != "7" or prediction_id[16] not in "89ab":
+        return None
+    try:
+        ms = int(prediction_id[:12], 16)
+    except ValueError:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+
+
+def log_files(
+    root: str,
+    kind: str,
+    model: str,
+    since: dt.date | None = None,
+    days: Collection[dt.date] | None = None,
+) -> list[str]:
+    """The flushed files of one model, oldest day first (optionally from a day on, or of
+    some days only)."""
     fs, base = fsspec.core.url_to_fs(root.rstrip("/"))
     files = sorted(fs.glob(f"{base}/{kind}/model={model}/date=*/part-*.parquet"))
     if since is not None:
         day = since.isoformat()
         files = [f for f in files if f.rsplit("/date=", 1)[1][:10] >= day]
+    if days is not None:
+        wanted = {d.isoformat() for d in days}
+        files = [f for f in files if f.rsplit("/date=", 1)[1][:10] in wanted]
     return [f if "://" not in root else f"{root.split('://', 1)[0]}://{f}" for f in files]
 
 
-def read_log(root: str, kind: str, model: str, since: dt.date | None = None) -> pl.DataFrame:
-    """Every flushed record of one model (of `kind`), as one frame with the log's schema."""
+def read_log(
+    root: str,
+    kind: str,
+    model: str,
+    since: dt.date | None = None,
+    *,
+    days: Collection[dt.date] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Every flushed record of one model (of `kind`; from a day on, or of some days), as one
+    frame with the log's schema (or only `columns` of it)."""
     fs, _ = fsspec.core.url_to_fs(root.rstrip("/"))
     frames = []
-    for f in log_files(root, kind, model, since):
+    for f in log_files(root, kind, model, since, days):
         with fs.open(f, "rb") as fh:
-            frames.append(pl.read_parquet(fh))
+            frames.append(pl.read_parquet(fh, columns=list(columns) if columns else None))
     if not frames:
-        return pl.DataFrame(schema=SCHEMAS[kind])
+        schema = SCHEMAS[kind]
+        return pl.DataFrame(schema={c: schema[c] for c in (columns or schema)})
     return pl.concat(frames, how="vertical_relaxed")

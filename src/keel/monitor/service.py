@@ -14,7 +14,7 @@ import numpy as np
 from keel.monitor import summaries
 from keel.monitor.alerts import Alert, AlertRule, AlertStore, rules_from_settings
 from keel.monitor.drift import DriftConfig, compare_profiles
-from keel.monitor.logfiles import read_log
+from keel.monitor.logfiles import MONITORED, read_log
 from keel.monitor.performance import (
     PerformanceConfig,
     estimate_binary,
@@ -213,7 +213,7 @@ class Monitor:
             status.training["estimated_" + metric] = estimate_binary(est_ref).get(metric) or 0.0
         if performance:
             root = self.settings.resolved_artifacts
-            preds = read_log(root, "predictions", name, since.date())
+            preds = read_log(root, "predictions", name, since.date(), columns=MONITORED)
             feedback = read_log(root, "feedback", name, since.date())
             classes = [str(c) for c in ev.get("classes", [])]
             status.live = live_performance(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -22,34 +21,18 @@ from typing import Any
 import fsspec
 import polars as pl
 
-from keel.monitor.logfiles import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, log_files, read_log
+from keel.monitor.logfiles import (
+    FEEDBACK_SCHEMA,
+    PREDICTION_SCHEMA,
+    day_of,
+    log_files,
+    prediction_ids,
+    read_log,
+)
+
+__all__ = ["ParquetAppender", "PredictionLog", "day_of", "prediction_ids"]
 
 _KNOWN_IDS = 2_000_000  # ids remembered in memory for feedback; older ones are looked up on disk
-
-
-def prediction_ids(n: int, at: dt.datetime) -> list[str]:
-    """`n` new prediction ids: UUIDv7s (RFC 9562) as 32 hex digits, the first 12 the logged
-    time in milliseconds, 74 bits random. Feedback weeks later finds its prediction by reading
-    one day of the log, not all of it."""
-    stamp = f"{int(at.timestamp() * 1000) & 0xFFFFFFFFFFFF:012x}"
-    noise = os.urandom(10 * n).hex()
-    out = []
-    for i in range(n):
-        r = noise[20 * i : 20 * i + 20]
-        out.append(f"{stamp}7{r[:3]}{'89ab'[int(r[3], 16) & 3]}{r[4:19]}")
-    return out
-
-
-def day_of(prediction_id: str) -> dt.date | None:
-    """The day a prediction id was logged on, or None for ids of another form (the random
-    UUIDv4s of older logs)."""
-    if len(prediction_id) != 32 or prediction_id[12] != "7" or prediction_id[16] not in "89ab":
-        return None
-    try:
-        ms = int(prediction_id[:12], 16)
-    except ValueError:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
 
 
 class ParquetAppender:
@@ -199,19 +182,18 @@ class PredictionLog:
         missing = [i for i in ids if i not in found]
         if not missing:
             return found
-        days = {day_of(i) for i in missing}
-        files = self.predictions.files(model)
-        if None not in days:  # time-ordered ids: only their days' files
-            wanted = {d.isoformat() for d in days if d is not None}
-            files = [f for f in files if f.rsplit("/date=", 1)[1][:10] in wanted]
-        fs = self.predictions._fs
-        for f in files:
-            with fs.open(f, "rb") as fh:
-                part = pl.read_parquet(fh, columns=["prediction_id", "role"])
-            hits = part.filter(
-                pl.col("prediction_id").is_in(missing) & (pl.col("role") != "shadow")
-            )
-            found.update(hits.get_column("prediction_id").to_list())
+        named = [day_of(i) for i in missing]
+        days = [d for d in named if d is not None]
+        logged = read_log(
+            self.predictions.root,
+            "predictions",
+            model,
+            # time-ordered ids: only their days' files; an older random id: every day
+            days=days if len(days) == len(named) else None,
+            columns=["prediction_id", "role"],
+        )
+        hits = logged.filter(pl.col("prediction_id").is_in(missing) & (pl.col("role") != "shadow"))
+        found.update(hits.get_column("prediction_id").to_list())
         return found
 
     def flush(self) -> int:

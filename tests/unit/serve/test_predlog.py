@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keel.serve.predlog import PredictionLog, day_of, prediction_ids
 
 DAY1 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)
@@ -35,7 +37,9 @@ def test_ids_are_unique_ordered_by_time_and_name_their_day() -> None:
     assert day_of("nope") is None
 
 
-def test_late_feedback_reads_only_the_days_its_ids_name(tmp_path: Path) -> None:
+def test_late_feedback_reads_only_the_days_its_ids_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writer = PredictionLog(str(tmp_path))
     first, second = prediction_ids(3, DAY1), prediction_ids(3, DAY2)
     shadowed = prediction_ids(1, DAY2)
@@ -52,7 +56,7 @@ def test_late_feedback_reads_only_the_days_its_ids_name(tmp_path: Path) -> None:
         opened.append(path)
         return fs_open(path, *args, **kwargs)
 
-    reader.predictions._fs.open = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(reader.predictions._fs, "open", spy)
     labels = [(first[0], 1), (first[1], 0), (shadowed[0], 1), (prediction_ids(1, DAY1)[0], 1)]
     accepted, unknown = reader.add_feedback("m", labels, DAY2)
     assert accepted == 2
