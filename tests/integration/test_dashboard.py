@@ -128,10 +128,17 @@ def test_models_page_shows_traffic_and_latency(
     served: tuple[Server, list[str]], browser: Any
 ) -> None:
     server, _ = served
+    settings = Settings(home=server.home, window_s=86400, secret_key="k")
+    models = ModelStore.open(settings)
+    last = Monitor(settings, models).latest("fraud")
+    models.db.dispose()
+    assert last is not None
     page, _ = _open(browser, server.url + "/ui")
-    row = page.locator("table tbody tr").first.inner_text()
-    assert "fraud" in row
-    assert "production v1" in row
+    cells = page.locator("table tbody tr").first.locator("td").all_inner_texts()
+    assert cells[0] == "fraud"
+    assert "production v1" in cells[2]
+    assert cells[3] == f"{last.rows / 86400:.3g}"  # the last (complete) day's requests per second
+    assert cells[5] == f"{last.latency_p99_ms:g}"
 
 
 def test_promotion_through_the_api_appears_on_the_timeline(

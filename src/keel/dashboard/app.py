@@ -140,7 +140,11 @@ class Dashboard:
                 for a, s in sorted(aliases.items())
             )
             last = self.monitor.latest(name, now=now)
-            rate = f"{last.rows / self.settings.window_s:.3g}" if last else ""
+            rate = ""
+            if last:
+                # an open window holds only the traffic since it began
+                seconds = min(self.settings.window_s, (now - last.start).total_seconds())
+                rate = f"{last.rows / max(seconds, 1.0):.3g}"
             p50 = latency_quantile(last.latency_counts, 0.5) if last else None
             p99 = last.latency_p99_ms if last else None
             alerts = len(self.monitor.alerts.list(name, open_only=True))
