@@ -47,12 +47,12 @@ def build(home: Path, days: int, features: int) -> None:
     from rich.progress import Progress
 
     from keel.data import DatasetStore, infer_contract
-    from keel.monitor.profiles import ProfileSpec, update_columns
+    from keel.monitor.profiles import ProfileSpec, stored, update_columns
     from keel.registry import ModelStore
     from keel.store import ArtifactStore, Database, tables
     from keel.train import spec_from_dict, train
 
-    marker = home / f"built-{days}-{features}"
+    marker = home / f"built-{days}-{features}-stored"  # profiles as serving stores them
     if marker.exists():
         return
     shutil.rmtree(home, ignore_errors=True)
@@ -108,7 +108,7 @@ def build(home: Path, days: int, features: int) -> None:
                     "writer": "bench",
                     "window_s": 3600,
                     "rows": ROWS_PER_WINDOW,
-                    "profile": profile,
+                    "profile": stored(profile),  # as serving's profiler writes it
                     "updated_at": start + dt.timedelta(hours=1),
                 }
             )

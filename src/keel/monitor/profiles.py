@@ -229,6 +229,15 @@ def _merge(a: Any, b: Any, key: str = "") -> Any:
     return a + b
 
 
+def stored(profile: dict[str, Any]) -> dict[str, Any]:
+    """A profile as the database keeps it: without the bin edges, which are the version's
+    reference edges (readers compare on those) and were 70 % of every stored profile's JSON
+    (35 KB -> 11 KB a window at fifty features), so of a cold year's read."""
+    for acc in (*profile["columns"].values(), profile["output"]):
+        acc.pop("edges", None)
+    return profile
+
+
 def numeric_summary(acc: Mapping[str, Any]) -> dict[str, float | None]:
     """Mean and standard deviation from a numeric accumulator's sums."""
     n = sum(acc.get("counts") or []) or 0
@@ -332,7 +341,9 @@ class Profiler:
         """Fold queued rows into the profiles and write those that changed; returns their count."""
         with self._lock:
             changed, self._dirty = self._dirty, set()
-            snapshot = {k: copy.deepcopy(self._profiles[k]) for k in changed if k in self._profiles}
+            snapshot = {
+                k: stored(copy.deepcopy(self._profiles[k])) for k in changed if k in self._profiles
+            }
         if not snapshot:
             return 0
         now = dt.datetime.now(dt.UTC)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from keel.monitor.drift import compare_profiles
 from keel.monitor.performance import estimate_binary, pooled_performance, shadow_comparison
-from keel.monitor.profiles import ProfileSpec, merge, update
+from keel.monitor.profiles import ProfileSpec, merge, stored, update
 
 REFERENCE = {
     "rows": 1000,
@@ -60,6 +63,25 @@ def test_profiles_of_two_writers_add_up_to_one() -> None:
     assert parts["columns"]["amount"]["sum"] == pytest.approx(whole["columns"]["amount"]["sum"])
     report = compare_profiles(REFERENCE, parts)
     assert {c.name for c in report.columns} == {"amount", "region", "__output__"}
+
+
+def test_stored_profiles_drop_the_edges_and_judge_the_same() -> None:
+    rng = np.random.default_rng(3)
+    rows = [{"amount": float(a), "region": "north"} for a in rng.uniform(0, 40, 300)]
+    scores = rng.uniform(0, 1, 300)
+    live = _profile(rows, scores)
+    kept = stored(copy.deepcopy(live))
+    assert "edges" not in kept["columns"]["amount"]
+    assert "edges" not in kept["output"]
+    assert "edges" in live["columns"]["amount"]  # the profiler's own copy still bins on them
+    assert len(orjson.dumps(kept)) < len(orjson.dumps(live))
+    judged = [c.to_dict() for c in compare_profiles(REFERENCE, kept).columns]
+    assert judged == [c.to_dict() for c in compare_profiles(REFERENCE, live).columns]
+    # an older stored profile (with edges) and a newer one (without) still add up
+    both = merge(live, kept)
+    assert both["columns"]["amount"]["counts"] == [
+        2 * n for n in live["columns"]["amount"]["counts"]
+    ]
 
 
 def test_estimated_auc_of_calibrated_scores_matches_the_labels() -> None:
