@@ -63,6 +63,16 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def _monitored(server: Server, read: Any) -> Any:
+    """What the monitor says of the served home (its own connection, closed after)."""
+    settings = Settings(home=server.home, window_s=86400, secret_key="k")
+    models = ModelStore.open(settings)
+    try:
+        return read(Monitor(settings, models))
+    finally:
+        models.db.dispose()
+
+
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
     page = browser.new_page()
     problems: list[str] = []
@@ -104,10 +114,7 @@ def test_performance_per_segment_with_coverage(
     served: tuple[Server, list[str]], browser: Any
 ) -> None:
     server, _ = served
-    settings = Settings(home=server.home, window_s=86400, secret_key="k")
-    models = ModelStore.open(settings)
-    status = Monitor(settings, models).status("fraud")
-    models.db.dispose()
+    status = _monitored(server, lambda m: m.status("fraud"))
     page, problems = _open(browser, server.url + "/ui/models/fraud")
     page.wait_for_function("window.keelViews.segments")
     rows = page.locator("h2:has-text('Performance per segment') ~ table").first
@@ -128,10 +135,7 @@ def test_models_page_shows_traffic_and_latency(
     served: tuple[Server, list[str]], browser: Any
 ) -> None:
     server, _ = served
-    settings = Settings(home=server.home, window_s=86400, secret_key="k")
-    models = ModelStore.open(settings)
-    last = Monitor(settings, models).latest("fraud")
-    models.db.dispose()
+    last = _monitored(server, lambda m: m.latest("fraud"))
     assert last is not None
     page, _ = _open(browser, server.url + "/ui")
     cells = page.locator("table tbody tr").first.locator("td").all_inner_texts()

@@ -29,8 +29,7 @@ from keel.monitor.report import (
     page,
     performance_spec,
     script,
-    segment_performance_spec,
-    segments_html,
+    segments_section,
     shadow_and_alerts_html,
     year_heatmap_spec,
 )
@@ -231,12 +230,10 @@ class Dashboard:
             + year
             + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
         )
-        if status.segments:
-            body += segments_html(status)
-            spec = segment_performance_spec(status)
-            if spec["data"]["values"]:
-                spec["data"]["name"] = "segment_points"
-                charts["segments"] = spec
+        section, spec = segments_section(status)
+        body += section
+        if spec is not None:
+            charts["segments"] = spec
         body += shadow_and_alerts_html(status)
         timeline = [
             [

@@ -344,12 +344,17 @@ def segment_performance_spec(status: Any) -> dict[str, Any]:
     }
 
 
-def segments_html(status: Any) -> str:
-    """Per segment: live metric with its interval and label coverage, estimated, training."""
+def segments_section(status: Any) -> tuple[str, dict[str, Any] | None]:
+    """Per segment: live metric with its interval and label coverage, estimated, training; and
+    the per-segment chart's spec (its data named `segment_points`), None when no window has
+    enough labels. ("", None) for a model without segments."""
     if not status.segments:
-        return ""
+        return "", None
     m = status.metric
-    return (
+    spec = segment_performance_spec(status)
+    spec["data"]["name"] = "segment_points"
+    chart = spec if spec["data"]["values"] else None
+    html_ = (
         "<h2>Performance per segment</h2>"
         "<p class='muted'>Over the lookback; live from labelled predictions (95% bootstrap "
         "interval), estimated from the score histograms before labels, training from the "
@@ -383,10 +388,11 @@ def segments_html(status: Any) -> str:
         )
         + (
             "<div class='chart' id='segments' style='width:100%'></div>"
-            if segment_performance_spec(status)["data"]["values"]
+            if chart is not None
             else "<p class='muted'>No window has enough labels per segment for a chart yet.</p>"
         )
     )
+    return html_, chart
 
 
 def shadow_and_alerts_html(status: Any) -> str:
@@ -450,10 +456,10 @@ def monitor_report_html(
         body += "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
         charts["year"] = year_heatmap_spec(status.year, window_s)
     body += "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
-    if status.segments:
-        body += segments_html(status)
-        if segment_performance_spec(status)["data"]["values"]:
-            charts["segments"] = segment_performance_spec(status)
+    section, spec = segments_section(status)
+    body += section
+    if spec is not None:
+        charts["segments"] = spec
     body += shadow_and_alerts_html(status)
     body += "<h2>Audit timeline</h2>" + table(
         ["time", "actor", "action", "alias", "version", "reason"],

@@ -76,10 +76,7 @@ def sources(
         .where(t.c.model == model, t.c.role == role)
         .group_by(t.c.version, t.c.window_start)
     )
-    if version is not None:
-        query = query.where(t.c.version == version)
-    if since is not None:
-        query = query.where(t.c.window_start >= since)
+    query = _narrow(query, t, version, since)
     out: dict[Key, Source] = {}
     with db.engine.connect() as conn:
         for v, start, rows, writers, updated, window_s in conn.execute(query):
@@ -93,6 +90,15 @@ def sources(
                 s.writers += int(writers)
                 s.updated = max(s.updated, updated)
     return out
+
+
+def _narrow(query: Any, t: sa.Table, version: int | None, since: dt.datetime | None) -> Any:
+    """One version's rows (when given), from a start on (when given)."""
+    if version is not None:
+        query = query.where(t.c.version == version)
+    if since is not None:
+        query = query.where(t.c.window_start >= since)
+    return query
 
 
 def pack(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,10 +133,7 @@ def cached(
     query = sa.select(t.c.version, t.c.window_start, t.c.fingerprint, t.c.summary).where(
         t.c.model == model, t.c.role == role, t.c.resolution_s == resolution_s
     )
-    if version is not None:
-        query = query.where(t.c.version == version)
-    if since is not None:
-        query = query.where(t.c.window_start >= since)
+    query = _narrow(query, t, version, since)
     with db.engine.connect() as conn:
         return {
             (int(v), as_utc(start)): (fp, summary) for v, start, fp, summary in conn.execute(query)
