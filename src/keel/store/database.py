@@ -97,12 +97,16 @@ class Database:
             )
         )
 
-    def events(self, subject_prefix: str | None = None) -> list[dict[str, Any]]:
-        """Audit events, oldest first, optionally only those about one subject."""
+    def events(self, subject: str | None = None) -> list[dict[str, Any]]:
+        """Audit events, oldest first, optionally only those about exactly one subject.
+
+        The subject is matched whole (never as a LIKE pattern): `model:m` does not see the
+        events of `model:m2` or `model:m_x`.
+        """
         t = tables.audit_events
         query = sa.select(t).order_by(t.c.id)
-        if subject_prefix:
-            query = query.where(t.c.subject.startswith(subject_prefix))
+        if subject:
+            query = query.where(t.c.subject == subject)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [{**row, "time": as_utc(row["time"])} for row in rows]
