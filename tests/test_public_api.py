@@ -41,7 +41,8 @@ def test_registry_exports() -> None:
 
     assert sorted(keel.registry.__all__) == [
         "ALIASES", "AliasState", "ArtifactFormat", "BOOSTER_CLASSES", "FORMATS", "ModelStore",
-        "ModelVersion", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "check_model_contents",
+        "ModelVersion", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
+        "check_model_contents",
         "check_storable", "dump_model", "load_container", "load_model", "save_model",
     ]  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
-from keel.registry.boosters import BOOSTER_CLASSES
+from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
 from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion, ResolvedVersion
 from keel.registry.serialization import (
     FORMATS,
@@ -26,6 +26,7 @@ __all__ = [
     "ModelVersion",
     "ResolvedVersion",
     "SavedModel",
+    "booster_trees",
     "check_model_contents",
     "check_storable",
     "dump_model",

@@ -394,3 +394,18 @@ def sigmoid32(x: np.ndarray) -> np.ndarray:
 
 def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+def booster_trees(model: Any) -> tuple[list[PlainTree], dict[str, Any]] | None:
+    """The plain trees of a fitted XGBoost or LightGBM estimator, for keel's batch evaluator;
+    None when its model is not plain numerical trees (linear or dart boosters, categorical
+    splits) or the estimator is not one of `BOOSTER_CLASSES`."""
+    entry = booster_class(model)
+    try:
+        if entry is not None and entry.library == "xgboost":
+            return xgboost_trees(model.get_booster())
+        if entry is not None and entry.library == "lightgbm":
+            return lightgbm_trees(model.booster_)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
