@@ -71,7 +71,8 @@ def test_pipeline_with_a_booster_round_trips_in_its_native_format(make: Any, y: 
     assert sorted(members) == sorted(
         ["manifest.json", "pipeline.skops", {"xgboost": "model.ubj", "lightgbm": "model.txt", "catboost": "model.cbm"}[library]]
     )  # fmt: skip
-    assert type(loaded) is Pipeline and type(loaded[-1]) is type(fitted[-1])
+    assert type(loaded) is Pipeline
+    assert type(loaded[-1]) is type(fitted[-1])
     assert np.array_equal(_outputs(loaded), _outputs(fitted))
     assert np.array_equal(loaded.predict(X), fitted.predict(X))
 
