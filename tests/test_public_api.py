@@ -40,8 +40,10 @@ def test_registry_exports() -> None:
     import keel.registry
 
     assert sorted(keel.registry.__all__) == [
-        "ALIASES", "AliasState", "ModelStore", "ModelVersion", "REVIEWED_TYPES",
-        "ResolvedVersion", "check_model_contents", "dump_model", "load_model",
+        "ALIASES", "AliasState", "ArtifactFormat", "BOOSTER_CLASSES", "FORMATS", "ModelStore",
+        "ModelVersion", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
+        "check_model_contents",
+        "check_storable", "dump_model", "load_container", "load_model", "save_model",
     ]  # fmt: skip
 
 
@@ -50,7 +52,8 @@ def test_train_exports() -> None:
     import keel.train
 
     assert sorted(keel.train.__all__) == [
-        "Candidate", "GateResult", "Split", "TrainResult", "TrainSpec", "check_gates", "load_spec",
+        "Candidate", "FailedCandidate", "GateResult", "Split", "TrainResult", "TrainSpec",
+        "check_gates", "load_spec",
         "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
         "render_card_markdown", "spec_from_dict", "train",
     ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # importing keel.train loads scikit-learn and SHAP: only when training
@@ -129,6 +130,11 @@ def print_train_result(result: TrainResult) -> None:
             str(c.version) if c.version is not None else "-",
         )
     console.print(table)
+    for f in result.failed:
+        console.print(
+            f"[red]failed[/] {escape(f.name)} ({escape(f.estimator)}) at {f.stage}: {escape(f.error)}",
+            highlight=False,
+        )
     console.print("* on the Pareto front (no other candidate is both better and cheaper)")
     console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
 

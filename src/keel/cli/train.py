@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json, steps
 from keel.render import console, print_train_result
@@ -29,12 +30,19 @@ def train_cmd(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Train one or more candidates; exit 1 when none passes its gates."""
+    """Train one or more candidates; exit 1 when none passes its gates.
+
+    A candidate that fails (bad params, a fit error, a model that cannot be stored safely) is
+    shown with its error; the others are still evaluated and registered. The exit code is 1
+    only when no candidate passed (so with --register, nothing was registered).
+    """
+    from keel.store import load_settings
     from keel.train import load_spec, render_card_html, render_card_markdown, train
 
     specs = [load_spec(p) for p in spec]
     datasets = open_datasets()
     models = open_models() if register else None
+    trusted = models.trusted_types if models is not None else load_settings().trusted_types
     names = [
         f"{s.label}: {stage}" for s in specs for stage in ("fit", "evaluate", "explain", "profile")
     ]
@@ -47,6 +55,7 @@ def train_cmd(
             register=register,
             tolerance=tolerance,
             on_step=step,
+            trusted_types=trusted,
         )
     if plot is not None:
         _plot(result, plot)
@@ -72,12 +81,17 @@ def train_cmd(
         print_train_result(result)
         if plot is not None:
             console.print(f"plot: {plot}")
+    for f in result.failed:
+        err_console.print(
+            f"[red]{escape(f.name)}[/] ({escape(f.estimator)}) failed at {f.stage}: {escape(f.error)}",
+            highlight=False,
+        )
     for c in result.candidates:
         for g in c.failed_gates:
             err_console.print(
                 f"[red]{c.spec.label}[/] stopped by {g.describe()}, threshold {g.op} {g.threshold:g}"
             )
-    if not any(c.passed for c in result.candidates):
+    if not any(c.passed and (c.version is not None or not register) for c in result.candidates):
         raise typer.Exit(1)
 
 

@@ -89,7 +89,7 @@ def retrain_child(
     try:
         db = Database(settings.resolved_database_url, clock=FakeClock(now))
         art = ArtifactStore(settings.resolved_artifacts)
-        models = ModelStore(db, art)
+        models = ModelStore(db, art, trusted_types=settings.trusted_types)
         datasets = DatasetStore(db, art, settings.resolved_secret_key())
         prod = models.get(f"{name}@{production}")
         contract = models.contract(prod.ref)
@@ -114,6 +114,10 @@ def retrain_child(
             register=name,
             actor="loop",
         )
+        if not trained.candidates or trained.failed:
+            f = trained.failed[0]
+            conn.send({"ok": False, "error": f"{f.name} failed at {f.stage}: {f.error}"})
+            return
         cand = trained.candidates[0]
         conn.send(
             {

@@ -1,16 +1,36 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
+from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
 from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion, ResolvedVersion
-from keel.registry.serialization import REVIEWED_TYPES, check_model_contents, dump_model, load_model
+from keel.registry.serialization import (
+    FORMATS,
+    REVIEWED_TYPES,
+    ArtifactFormat,
+    SavedModel,
+    check_model_contents,
+    check_storable,
+    dump_model,
+    load_container,
+    load_model,
+    save_model,
+)
 
 __all__ = [
     "ALIASES",
+    "BOOSTER_CLASSES",
+    "FORMATS",
     "REVIEWED_TYPES",
     "AliasState",
+    "ArtifactFormat",
     "ModelStore",
     "ModelVersion",
     "ResolvedVersion",
+    "SavedModel",
+    "booster_trees",
     "check_model_contents",
+    "check_storable",
     "dump_model",
+    "load_container",
     "load_model",
+    "save_model",
 ]

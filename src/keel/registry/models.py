@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 
 from keel.data import Contract, contract_from_yaml, save_contract
-from keel.registry.serialization import FORMAT, dump_model, load_model
+from keel.registry.serialization import FORMAT, load_model, save_model
 from keel.store import (
     ArtifactStore,
     ConfigError,
@@ -58,11 +58,16 @@ class ModelVersion:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def format(self) -> str:
+        """How the artifact is stored: "skops", or a container format ("xgboost", ...)."""
+        return str(self.lineage.get("artifact_format", FORMAT))
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         out["aliases"] = list(self.aliases)
-        out["format"] = FORMAT
+        out["format"] = self.format
         out["sha256"] = self.artifact_sha256  # the name scripts look for
         return out
 
@@ -101,15 +106,21 @@ def _check_model_name(name: str) -> None:
 class ModelStore:
     """Model versions and aliases in the metadata database, artifacts in the artifact store."""
 
-    def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
+    def __init__(
+        self, db: Database, artifacts: ArtifactStore, *, trusted_types: tuple[str, ...] = ()
+    ) -> None:
         self.db = db
         self.artifacts = artifacts
+        self.trusted_types = tuple(trusted_types)
+        """Types trusted beyond keel's reviewed list (the `trusted_types` setting)."""
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> ModelStore:
         settings = settings or load_settings()
         return cls(
-            Database(settings.resolved_database_url), ArtifactStore(settings.resolved_artifacts)
+            Database(settings.resolved_database_url),
+            ArtifactStore(settings.resolved_artifacts),
+            trusted_types=settings.trusted_types,
         )
 
     # ---- registering -----------------------------------------------------------------------
@@ -127,10 +138,21 @@ class ModelStore:
         card_markdown: str | None = None,
         actor: str = "user",
     ) -> ModelVersion:
-        """Store a fitted model as the next version of `name` (made if new)."""
+        """Store a fitted model as the next version of `name` (made if new).
+
+        The artifact's format and any types trusted only through the `trusted_types` setting
+        are recorded in the version's lineage (`artifact_format`, `extra_trusted_types`) and in
+        the audit event of the registration.
+        """
         _check_model_name(name)
-        data, trusted = dump_model(model)
-        obj = self.artifacts.put_bytes(data)
+        saved = save_model(model, trusted_types=self.trusted_types)
+        trusted = saved.trusted
+        lineage = {
+            **(lineage or {}),
+            "artifact_format": saved.format,
+            "extra_trusted_types": saved.extra_trusted,
+        }
+        obj = self.artifacts.put_bytes(saved.data)
         card = self.artifacts.put_bytes(card_markdown.encode()) if card_markdown else None
         for _attempt in range(5):
             try:
@@ -162,7 +184,7 @@ class ModelStore:
                         "dataset_version": dataset_version,
                         "spec": spec,
                         "evaluation": evaluation,
-                        "lineage": lineage or {},
+                        "lineage": lineage,
                         "card_sha256": card.sha256 if card else None,
                     }
                     conn.execute(t.model_versions.insert().values(**row))
@@ -175,6 +197,8 @@ class ModelStore:
                             "version": version,
                             "sha256": obj.sha256,
                             "dataset_version": dataset_version,
+                            "format": saved.format,
+                            "extra_trusted_types": saved.extra_trusted,
                         },
                     )
                 return self.get(f"{name}@{version}")
@@ -290,12 +314,14 @@ class ModelStore:
         """The version and its fitted model; the artifact's hash and contents are checked."""
         version = self.get(ref)
         data = self.artifacts.get_bytes(version.artifact_sha256)
-        return version, load_model(data)
+        return version, load_model(data, trusted_types=self.trusted_types)
 
     def load_artifact(self, resolved: ResolvedVersion) -> Any:
         """The fitted model of a resolved version (hash and contents checked), without reading
         its evaluation: what a server swapping in a new version needs."""
-        return load_model(self.artifacts.get_bytes(resolved.artifact_sha256))
+        return load_model(
+            self.artifacts.get_bytes(resolved.artifact_sha256), trusted_types=self.trusted_types
+        )
 
     def contract(self, ref: str) -> Contract:
         version = self.get(ref)

@@ -9,6 +9,14 @@ are then added in the library's own order (a sequential sum, as scikit-learn acc
 the answers are the same floating-point numbers. `compile_trees` refuses what it does not
 reproduce (categorical splits, several outputs, other estimators), and the serving runtime
 uses the result only after checking it equals the estimator's answers on sample rows at load.
+
+XGBoost and LightGBM boosters are read the same way, from the plain trees of their own model
+dumps (XGBoost: `x < threshold` in float32, NaN to the default child, leaves summed in float32
+and the objective's transform in float32; LightGBM: `x <= threshold` in float64 with its three
+missing-value rules, leaves summed in float64). Their transcendental functions (exp) are NumPy's,
+not the libraries' C runtimes', so these answers are within `tree_tolerance` (1e-6) of the
+library's rather than bit-identical; the runtime checks that at load. CatBoost (oblivious trees
+over its own quantized borders) is not read: the library answers for it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from keel.registry import booster_trees
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -28,6 +38,10 @@ class _Nodes:
         self,
         trees: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
         depth: int,
+        *,
+        strict: bool = False,
+        nan_to_zero: np.ndarray | None = None,
+        zero_missing: np.ndarray | None = None,
     ) -> None:
         # each tree: (left, right, feature, threshold, missing_go_to_left), local indices,
         # left == -1 at leaves
@@ -51,6 +65,9 @@ class _Nodes:
         self.missing_left = np.concatenate(mlefts)
         self.roots = np.asarray(roots, dtype=np.intp)
         self.depth = depth
+        self.strict = strict  # XGBoost goes left on x < threshold, the others on x <= threshold
+        self.nan_to_zero = nan_to_zero  # LightGBM: NaN compares as 0 where missing_type != NaN
+        self.zero_missing = zero_missing  # LightGBM: 0 takes the default child (missing Zero)
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
         """(rows, trees) global index of the leaf each row reaches in each tree."""
@@ -60,8 +77,14 @@ class _Nodes:
         node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
         for _ in range(self.depth):
             value = flat.take(base + self.feature.take(node))
-            left = value <= self.threshold.take(node)
             nan = np.isnan(value)
+            if self.nan_to_zero is not None and nan.any():
+                value = np.where(nan & self.nan_to_zero.take(node), 0.0, value)
+                nan = np.isnan(value)
+            if self.zero_missing is not None:
+                nan = nan | (self.zero_missing.take(node) & (np.abs(value) <= 1e-35))
+            threshold = self.threshold.take(node)
+            left = value < threshold if self.strict else value <= threshold
             if nan.any():
                 left = np.where(nan, self.missing_left.take(node), left)
             node = np.where(left, self.left.take(node), self.right.take(node))
@@ -159,11 +182,119 @@ def _boosting(model: Any) -> Predict | None:
     return predict
 
 
+def _flat(trees: list[Any]) -> tuple[list[Any], int]:
+    plain = [(t.left, t.right, t.feature, t.threshold, t.default_left) for t in trees]
+    return plain, max((t.depth for t in trees), default=0)
+
+
+def _softmax(raw: np.ndarray, dtype: Any) -> np.ndarray:
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=dtype)
+
+
+def _xgboost(model: Any) -> Predict | None:
+    if not (isinstance(model.missing, float) and np.isnan(model.missing)):
+        return None  # a non-NaN `missing` marker: the library answers
+    parsed = booster_trees(model)
+    if parsed is None:
+        return None
+    trees, facts = parsed
+    objective = facts["objective"]
+    if objective not in ("binary:logistic", "reg:logistic", "multi:softprob", "reg:squarederror"):
+        return None
+    k = max(1, facts["num_class"])
+    base = np.asarray(facts["base_score"], dtype=np.float32).reshape(-1)
+    if objective in ("binary:logistic", "reg:logistic"):
+        base = np.asarray(np.log(base / (np.float32(1) - base)), dtype=np.float32)
+    margin0 = np.broadcast_to(base, (k,)).astype(np.float32)
+    plain, depth = _flat(trees)
+    nodes = _Nodes(plain, depth, strict=True)
+    values = np.concatenate([t.value for t in trees]).astype(np.float32)
+    groups = np.asarray(facts["tree_info"], dtype=np.intp)
+    columns = [np.flatnonzero(groups == g) for g in range(k)]
+    classifier = hasattr(model, "classes_")
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        x32 = np.asarray(x, dtype=np.float32).astype(np.float64)
+        per_tree = values[nodes.leaves(x32)]  # (rows, trees), float32
+        raw = np.empty((len(x), k), dtype=np.float32)
+        for g, cols in enumerate(columns):
+            start = np.full((len(x), 1), margin0[g], dtype=np.float32)
+            raw[:, g] = _sequential_sum(np.concatenate([start, per_tree[:, cols]], axis=1), 1)
+        if objective == "multi:softprob":
+            return _softmax(raw, np.float32)
+        if objective == "reg:squarederror":
+            return raw[:, 0]
+        one = np.float32(1)
+        p = (one / (one + np.exp(-raw[:, 0]))).astype(np.float32)
+        return np.column_stack([one - p, p]) if classifier else p
+
+    return predict
+
+
+def _lightgbm(model: Any) -> Predict | None:
+    parsed = booster_trees(model)
+    if parsed is None:
+        return None
+    trees, facts = parsed
+    k = max(1, facts["num_class"])
+    best = int(getattr(model, "_best_iteration", 0) or 0)
+    if best > 0:
+        trees = trees[: best * k]
+    objective = facts["objective"]
+    words = dict(w.split(":", 1) for w in facts["objective_full"].split(" ")[1:] if ":" in w)
+    identity = ("regression", "regression_l1", "huber", "fair", "quantile", "mape")
+    if objective not in ("binary", "multiclass", *identity):
+        return None
+    plain, depth = _flat(trees)
+    nodes = _Nodes(
+        plain,
+        depth,
+        nan_to_zero=np.concatenate([t.nan_to_zero for t in trees]),
+        zero_missing=np.concatenate([t.zero_missing for t in trees]),
+    )
+    values = np.concatenate([t.value for t in trees]).astype(np.float64)
+    columns = [np.arange(g, len(trees), k) for g in range(k)]
+    sigmoid = float(words.get("sigmoid", 1.0))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        per_tree = values[nodes.leaves(x)]
+        raw = np.empty((len(x), k))
+        for g, cols in enumerate(columns):
+            start = np.zeros((len(x), 1))
+            raw[:, g] = _sequential_sum(np.concatenate([start, per_tree[:, cols]], axis=1), 1)
+        if objective == "multiclass":
+            return _softmax(raw, np.float64)
+        if objective == "binary":
+            p = 1.0 / (1.0 + np.exp(-sigmoid * raw[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        return raw[:, 0]
+
+    return predict
+
+
+_BOOSTERS: dict[str, Callable[[Any], Predict | None]] = {
+    "XGBClassifier": _xgboost,
+    "XGBRegressor": _xgboost,
+    "LGBMClassifier": _lightgbm,
+    "LGBMRegressor": _lightgbm,
+}
+
+
+def tree_tolerance(model: Any) -> float:
+    """How far the batch evaluator may be from the library: 0 (bit-identical) for scikit-learn,
+    1e-6 for boosters, whose exp and float32 rounding keel does not replay bit for bit."""
+    return 1e-6 if type(model).__name__ in _BOOSTERS else 0.0
+
+
 def compile_trees(model: Any) -> Predict | None:
     """A batch predict (probabilities for classifiers) for a scikit-learn forest, single tree
-    or histogram gradient boosting; None for anything else."""
+    or histogram gradient boosting, or an XGBoost / LightGBM booster; None for anything else."""
     name = type(model).__name__
     try:
+        if name in _BOOSTERS and type(model).__module__.startswith(("xgboost", "lightgbm")):
+            return _BOOSTERS[name](model)
         if name in (
             "RandomForestClassifier",
             "RandomForestRegressor",

@@ -7,6 +7,7 @@ Precedence, highest first: arguments given to `Settings(...)`, environment varia
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,30 @@ from pydantic_settings import (
 )
 
 from keel.store.errors import ConfigError
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+_NEVER_TRUSTED = frozenset(
+    {
+        "builtins",
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "shutil",
+        "importlib",
+        "pickle",
+        "marshal",
+        "runpy",
+        "socket",
+        "ctypes",
+        "code",
+        "codeop",
+        "pty",
+        "io",
+        "operator",
+    }
+)
 
 
 def _config_file() -> Path:
@@ -105,6 +130,29 @@ class Settings(BaseSettings):
     replay_time: bool = False
     """Honour an `X-Keel-Time` header on predict and feedback: the time to log, for replaying
     historical traffic (backfills, simulations, the demo). Off in production."""
+
+    trusted_types: tuple[str, ...] = ()
+    """Types keel may load from a skops artifact beyond its own reviewed list, e.g. your own
+    estimator: `trusted_types = ["mypkg.models.MyEstimator"]` in keel.toml, or
+    `KEEL_TRUSTED_TYPES='["mypkg.models.MyEstimator"]'`. Trusting a type means trusting its
+    code on load: list only classes you have reviewed. Every model version records which of
+    these it needed (`extra_trusted_types` in its lineage and its registration's audit event);
+    a server loads such a version only if its own setting trusts the same types."""
+
+    @field_validator("trusted_types", mode="after")
+    @classmethod
+    def _dotted_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _DOTTED.fullmatch(name):
+                msg = f"trusted type {name!r} is not a dotted class path like 'mypkg.models.MyEstimator'"
+                raise ValueError(msg)
+            if name.partition(".")[0] in _NEVER_TRUSTED:
+                msg = (
+                    f"trusted type {name!r} is in module {name.partition('.')[0]!r}, whose "
+                    f"objects run code or touch the system; keel never trusts {sorted(_NEVER_TRUSTED)}"
+                )
+                raise ValueError(msg)
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

@@ -5,10 +5,18 @@ from keel.train.card import render_card_html, render_card_markdown
 from keel.train.gates import GateResult, check_gates, parse_gate
 from keel.train.promotion import promote
 from keel.train.spec import Split, TrainSpec, load_spec, spec_from_dict
-from keel.train.trainer import Candidate, TrainResult, pareto_front, recommend, train
+from keel.train.trainer import (
+    Candidate,
+    FailedCandidate,
+    TrainResult,
+    pareto_front,
+    recommend,
+    train,
+)
 
 __all__ = [
     "Candidate",
+    "FailedCandidate",
     "GateResult",
     "Split",
     "TrainResult",

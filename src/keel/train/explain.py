@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from keel.train.features import source_feature
 
-_TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost")
+_TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "catboost")
 
 
 def explainer_kind(model: Any) -> str:

@@ -88,7 +88,9 @@ def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> P
 
 def _is_tree(estimator: Any) -> bool:
     module = type(estimator).__module__
-    return module.startswith(("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost"))
+    return module.startswith(
+        ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "catboost")
+    )
 
 
 def to_pandas(frame: pl.DataFrame, features: list[str], contract: Contract) -> pd.DataFrame:

@@ -77,6 +77,18 @@ class TrainSpec:
             raise ConfigError(msg) from exc
         if "random_state" in est.get_params() and "random_state" not in params:
             est.set_params(random_state=self.seed)
+        if type(est).__module__.startswith("catboost"):
+            # CatBoost lists only the parameters given; by default it writes a catboost_info/
+            # folder into the working directory and logs every iteration
+            defaults = {"random_seed": self.seed, "allow_writing_files": False, "verbose": False}
+            aliases = {"random_seed": "random_state", "verbose": "logging_level"}
+            est.set_params(
+                **{
+                    k: v
+                    for k, v in defaults.items()
+                    if k not in params and aliases.get(k) not in params
+                }
+            )
         return est
 
 

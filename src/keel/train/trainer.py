@@ -15,7 +15,7 @@ import polars as pl
 from sklearn.pipeline import Pipeline
 
 from keel.data import Contract, DatasetStore
-from keel.registry import ModelStore, dump_model
+from keel.registry import ModelStore, check_storable, dump_model
 from keel.store import ConfigError, ModelNotFoundError
 from keel.train.card import render_card_markdown
 from keel.train.explain import global_importance
@@ -67,6 +67,28 @@ class Candidate:
         }
 
 
+@dataclass(frozen=True)
+class FailedCandidate:
+    """A spec that could not become a candidate (or could not be registered), and why.
+
+    One candidate's failure never stops the others: bad params, a fit error, a model that
+    cannot be stored safely, a registration error are all reported here by stage.
+    """
+
+    name: str
+    estimator: str
+    stage: str  # "prepare", "check", "fit", "evaluate", "explain", "profile" or "register"
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "estimator": self.estimator,
+            "stage": self.stage,
+            "error": self.error,
+        }
+
+
 @dataclass
 class TrainResult:
     dataset_version: str
@@ -74,12 +96,18 @@ class TrainResult:
     recommended: str | None
     pareto: list[str]
     primary_metric: str
+    failed: list[FailedCandidate] = field(default_factory=list)
+
+    @property
+    def registered(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.version is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset_version": self.dataset_version,
             "primary_metric": self.primary_metric,
             "candidates": [c.to_dict() for c in self.candidates],
+            "failed": [f.to_dict() for f in self.failed],
             "pareto": self.pareto,
             "recommended": self.recommended,
         }
@@ -189,15 +217,23 @@ def fit_and_evaluate(
     *,
     production: tuple[Pipeline, dict[str, Any]] | None,
     step: StepCallback,
+    trusted_types: tuple[str, ...] = (),
 ) -> Candidate:
-    """Fit one spec and measure everything the card and the gates need."""
+    """Fit one spec and measure everything the card and the gates need.
+
+    Before the fit, the unfitted pipeline is checked to be storable (a native booster format,
+    or skops with only trusted types), so a model the registry would refuse costs no training.
+    """
     step(f"{spec.label}: fit")
     pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
+    storage = check_storable(pipeline, trusted_types=trusted_types)
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
     ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipeline.fit(xtr, ytr)
+    # stored once now: a type that appears only once fitted is refused before the evaluation
+    size = len(dump_model(pipeline, trusted_types=trusted_types)[0])
     fit_warnings = sorted(
         {f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught}
     )
@@ -227,6 +263,7 @@ def fit_and_evaluate(
         "train_metrics": train_m,
         "overfit": overfit,
         "fit_warnings": fit_warnings,
+        "artifact_format": storage,
     }
     if prep.task == "classification" and out_te.shape[1] == 2:
         report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
@@ -237,7 +274,6 @@ def fit_and_evaluate(
         pipeline, xte.reset_index(drop=True), prep.features, seed=spec.seed
     )
     step(f"{spec.label}: profile")
-    size = len(dump_model(pipeline)[0])
     report["runtime"] = runtime_profile(
         pipeline,
         xte.reset_index(drop=True),
@@ -365,8 +401,17 @@ def train(
     tolerance: float = 0.005,
     actor: str = "user",
     on_step: StepCallback | None = None,
+    trusted_types: tuple[str, ...] | None = None,
 ) -> TrainResult:
-    """Train every spec on a dataset version; register the passing ones under `register`."""
+    """Train every spec on a dataset version; register the passing ones under `register`.
+
+    A spec that fails (bad params, a fit error, a model that cannot be stored safely) is
+    reported in `TrainResult.failed` with its stage and error; the others go on.
+
+    Args:
+        trusted_types: types trusted beyond keel's reviewed list; default the model store's
+            (the `trusted_types` setting).
+    """
     step = on_step or (lambda _s: None)
     if not specs:
         msg = "No spec given; pass at least one --spec FILE."
@@ -385,48 +430,90 @@ def train(
             production = (prod_pipe, prod_version.evaluation)
         except ModelNotFoundError:
             production = None
-    candidates = []
+    trusted = tuple(
+        models.trusted_types if trusted_types is None and models else trusted_types or ()
+    )
+    candidates: list[Candidate] = []
+    failed: list[FailedCandidate] = []
     for spec in specs:
-        prep = prepare(frame, contract, spec)
-        candidates.append(fit_and_evaluate(spec, prep, production=production, step=step))
-    metric = primary_metric(candidates[0].report["task"])
+        stage = ["prepare"]
+
+        def track(message: str, stage: list[str] = stage) -> None:
+            stage[0] = message.rpartition(": ")[2]
+            step(message)
+
+        try:
+            prep = prepare(frame, contract, spec)
+            candidates.append(
+                fit_and_evaluate(
+                    spec, prep, production=production, step=track, trusted_types=trusted
+                )
+            )
+        except Exception as exc:  # one candidate's failure, of any kind, never loses the others
+            failed.append(FailedCandidate(spec.label, spec.estimator, stage[0], _describe(exc)))
+            step(f"{spec.label}: failed")
+    metric = primary_metric(candidates[0].report["task"] if candidates else "classification")
     if models is not None and register is not None:
         step("register")
         for c in candidates:
             if c.passed:
-                card = render_card_markdown(
-                    register,
-                    None,
-                    c.spec.to_dict(),
-                    c.report,
-                    [g.to_dict() for g in c.gates],
-                    version.to_dict(),
-                )
-                mv = models.register(
-                    register,
-                    c.pipeline,
-                    contract=contract,
-                    spec=c.spec.to_dict(),
-                    evaluation={**c.report, "gates": [g.to_dict() for g in c.gates]},
-                    dataset_version=version.ref,
-                    lineage={
-                        "dataset_version": version.ref,
-                        "source_uri": version.source_uri,
-                        "source_sha256": version.source_sha256,
-                        "contract_sha256": version.contract_sha256,
-                        "code_revision": code_revision(),
-                    },
-                    card_markdown=card,
-                    actor=actor,
-                )
-                c.version = mv.version
+                try:
+                    c.version = _register(models, register, c, version, contract, actor)
+                except Exception as exc:  # the others are still registered
+                    failed.append(
+                        FailedCandidate(c.spec.label, c.spec.estimator, "register", _describe(exc))
+                    )
     return TrainResult(
         version.ref,
         candidates,
         recommend(candidates, metric, tolerance),
         pareto_front(candidates, metric),
         metric,
+        failed,
     )
+
+
+def _describe(exc: Exception) -> str:
+    from keel.store import KeelError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, KeelError) else f"{type(exc).__name__}: {text}"
+
+
+def _register(
+    models: ModelStore,
+    register: str,
+    c: Candidate,
+    version: Any,
+    contract: Contract,
+    actor: str,
+) -> int:
+    card = render_card_markdown(
+        register,
+        None,
+        c.spec.to_dict(),
+        c.report,
+        [g.to_dict() for g in c.gates],
+        version.to_dict(),
+    )
+    mv = models.register(
+        register,
+        c.pipeline,
+        contract=contract,
+        spec=c.spec.to_dict(),
+        evaluation={**c.report, "gates": [g.to_dict() for g in c.gates]},
+        dataset_version=version.ref,
+        lineage={
+            "dataset_version": version.ref,
+            "source_uri": version.source_uri,
+            "source_sha256": version.source_sha256,
+            "contract_sha256": version.contract_sha256,
+            "code_revision": code_revision(),
+        },
+        card_markdown=card,
+        actor=actor,
+    )
+    return mv.version
 
 
 def code_revision() -> str | None:

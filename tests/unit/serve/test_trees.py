@@ -16,7 +16,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LogisticRegression
 
-from keel.serve.trees import compile_trees
+from keel.serve.trees import compile_trees, tree_tolerance
 
 
 def _data(classes: int = 2, nan: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,3 +79,59 @@ def test_what_it_cannot_reproduce_is_refused() -> None:
     assert compile_trees(hgb) is None
     multi = RandomForestRegressor(n_estimators=3).fit(x, np.column_stack([y, y]))
     assert compile_trees(multi) is None
+
+
+def _booster_cases() -> list[Any]:
+    import lightgbm
+    import xgboost
+
+    return [
+        pytest.param(xgboost.XGBClassifier(n_estimators=30, max_depth=4), 2, id="xgb-binary"),
+        pytest.param(xgboost.XGBClassifier(n_estimators=15, max_depth=3), 3, id="xgb-3-class"),
+        pytest.param(xgboost.XGBRegressor(n_estimators=30), 0, id="xgb-regressor"),
+        pytest.param(lightgbm.LGBMClassifier(n_estimators=30, verbose=-1), 2, id="lgbm-binary"),
+        pytest.param(lightgbm.LGBMClassifier(n_estimators=15, verbose=-1), 3, id="lgbm-3-class"),
+        pytest.param(lightgbm.LGBMRegressor(n_estimators=30, verbose=-1), 0, id="lgbm-regressor"),
+        pytest.param(
+            lightgbm.LGBMClassifier(n_estimators=20, verbose=-1, zero_as_missing=True),
+            2,
+            id="lgbm-zero-as-missing",
+        ),
+        pytest.param(
+            lightgbm.LGBMClassifier(n_estimators=20, verbose=-1, use_missing=False),
+            2,
+            id="lgbm-no-missing",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("model", "classes"), _booster_cases())
+def test_boosters_answer_within_a_millionth_of_the_library(model: Any, classes: int) -> None:
+    """XGBoost and LightGBM boosters, read from their own dumps, answer within 1e-6 of the
+    library, with missing values and exact zeros in the rows."""
+    x, y, test = _data(max(classes, 2), nan=True)
+    x[::11, 4] = 0.0
+    test[::5, 4] = 0.0
+    target = np.nan_to_num(x[:, 0]) * 2 + np.nan_to_num(x[:, 1]) if classes == 0 else y
+    model.fit(x, target)
+    predict = compile_trees(model)
+    assert predict is not None
+    assert tree_tolerance(model) == 1e-6
+    for rows in (test, test[:1], test[:64]):
+        lib = model.predict_proba(rows) if classes else model.predict(rows)
+        ours = predict(rows)
+        assert ours.shape == lib.shape
+        assert np.abs(ours - lib).max() <= 1e-6
+
+
+def test_catboost_and_linear_boosters_are_left_to_the_library() -> None:
+    """Boosters the evaluator cannot read (CatBoost, XGBoost's linear booster) get None."""
+    import catboost
+    import xgboost
+
+    x, y, _ = _data()
+    cat = catboost.CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False)
+    linear = xgboost.XGBClassifier(n_estimators=5, booster="gblinear")
+
+    assert compile_trees(cat.fit(x, y)) is None
+    assert compile_trees(linear.fit(x, y)) is None
