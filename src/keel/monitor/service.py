@@ -13,7 +13,7 @@ import numpy as np
 
 from keel.monitor import summaries
 from keel.monitor.alerts import Alert, AlertRule, AlertStore, rules_from_settings
-from keel.monitor.drift import DriftConfig, compare_profiles
+from keel.monitor.drift import DriftConfig, compare_profiles, with_one_missing
 from keel.monitor.logfiles import MONITORED, read_log
 from keel.monitor.performance import (
     PerformanceConfig,
@@ -155,7 +155,7 @@ class Monitor:
         for name, col in w.profile["columns"].items():
             if col["kind"] != "categorical":
                 continue
-            known = reference["columns"].get(name, {}).get("counts", {})
+            known = with_one_missing(reference["columns"].get(name, {}).get("counts", {}))
             total += sum(col["counts"].values())
             unseen += sum(v for k, v in col["counts"].items() if k not in known)
         return WindowStatus(
