@@ -27,7 +27,7 @@ def test_data_exports() -> None:
     """keel.data's public names."""
     assert sorted(keel.data.__all__) == [
         "Anonymize", "Column", "Contract", "DatasetStore", "DatasetVersion", "Failure",
-        "IngestResult", "OTHER", "PiiFinding", "RULES", "RecordChecker", "RecordError", "SchemaIssue", "Source",
+        "IngestResult", "MISSING", "OTHER", "PiiFinding", "RULES", "RecordChecker", "RecordError", "SchemaIssue", "Source",
         "ValidationReport", "anonymize_frame", "column_stats", "contract_from_dict",
         "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
         "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",

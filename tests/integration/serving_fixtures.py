@@ -83,7 +83,11 @@ class Server:
 
 
 def start_server(
-    home: Path, *, flush_interval_s: float = 0.3, env: dict[str, str] | None = None
+    home: Path,
+    *,
+    flush_interval_s: float = 0.3,
+    env: dict[str, str] | None = None,
+    model: str | list[str] = "fraud",
 ) -> Server:
     port = free_port()
     extra = env or {}
@@ -98,7 +102,15 @@ def start_server(
         **extra,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keel", "serve", "fraud", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "keel",
+            "serve",
+            *([model] if isinstance(model, str) else model),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -49,6 +49,42 @@ def registry(
     db.dispose()
 
 
+def _log_rows(
+    settings: Settings, models: ModelStore, datasets: DatasetStore, *, labels: bool = True
+) -> int:
+    """Log 200 of the training rows as predictions a day before NOW (with their labels)."""
+    import orjson
+    import polars as pl
+
+    from keel.serve.predlog import PredictionLog, prediction_ids
+
+    prod = models.get("fraud@1")
+    frame = datasets.load(str(prod.dataset_version)).head(200)
+    features = prod.evaluation["features"]
+    at = NOW - dt.timedelta(days=1)
+    ids = prediction_ids(frame.height, at)
+    # scores as good as the model's at training: no performance alert from these rows
+    target = frame.get_column("is_fraud").cast(pl.Int64).to_list()
+    log = PredictionLog(settings.resolved_artifacts)
+    log.log(
+        {
+            "prediction_id": ids,
+            "time": [at] * frame.height,
+            "model": ["fraud"] * frame.height,
+            "version": [1] * frame.height,
+            "role": ["production"] * frame.height,
+            "segment": [None] * frame.height,
+            "features": [orjson.dumps(r).decode() for r in frame.select(features).to_dicts()],
+            "prediction": [str(y) for y in target],
+            "probabilities": [[0.2, 0.8] if y else [0.8, 0.2] for y in target],
+            "latency_ms": [1.0] * frame.height,
+        }
+    )
+    if labels:
+        log.add_feedback("fraud", [(i, str(y)) for i, y in zip(ids, target, strict=True)], at)
+    return log.flush()
+
+
 def _loop(settings: Settings, models: ModelStore, datasets: DatasetStore, **policy: object) -> Loop:
     return Loop(settings, models, datasets, policy=LoopPolicy(min_new_labels=0, **policy))  # type: ignore[arg-type]
 
@@ -57,6 +93,7 @@ def test_a_crashing_retrain_leaves_production_and_alerts(
     registry: tuple[Settings, ModelStore, DatasetStore],
 ) -> None:
     settings, models, datasets = registry
+    _log_rows(settings, models, datasets)
     # the training data's file is gone: the child fails while loading it
     version = datasets.get(str(models.get("fraud@1").dataset_version))
     for f in Path(settings.resolved_artifacts).rglob("*"):
@@ -76,6 +113,7 @@ def test_a_crashing_retrain_leaves_production_and_alerts(
 
 def test_a_hanging_retrain_is_stopped(registry: tuple[Settings, ModelStore, DatasetStore]) -> None:
     settings, models, datasets = registry
+    _log_rows(settings, models, datasets)
     decisions = _loop(settings, models, datasets, retrain_timeout_s=0.3).step(
         "fraud", now=NOW, retrain=True
     )
@@ -83,6 +121,31 @@ def test_a_hanging_retrain_is_stopped(registry: tuple[Settings, ModelStore, Data
     assert "did not finish in 0.3 s" in decisions[-1].reason
     assert models.aliases("fraud")["production"].version == 1
     assert AlertStore(models.db).list("fraud")[0].rule == "retrain_failed"
+
+
+def test_a_retrain_without_labelled_rows_says_what_is_missing(
+    registry: tuple[Settings, ModelStore, DatasetStore],
+) -> None:
+    """No labels since the window's start: the loop says so, with the counts, and starts no
+    child (whose error would be a puzzling 'No features to train on')."""
+    settings, models, datasets = registry
+    loop = _loop(settings, models, datasets, recent_days=30)
+    nothing = loop.step("fraud", now=NOW, retrain=True)[-1]
+    logged = _log_rows(settings, models, datasets, labels=False)
+    unlabelled = loop.step("fraud", now=NOW, retrain=True)[-1]
+
+    since = "2025-01-30 00:00 UTC"
+    assert nothing.action == "retrain"
+    assert nothing.reason == (
+        f"retrain of fraud failed (no labelled rows since {since} to retrain 'fraud' on: "
+        "0 logged rows, 0 labels. Send labels to /v1/models/fraud/feedback (or lengthen the "
+        "loop's recent_days) before retraining); production fraud@1 untouched"
+    )
+    assert logged == 200
+    assert f"since {since} to retrain 'fraud' on: 200 logged rows, 0 labels" in unlabelled.reason
+    assert "No features" not in unlabelled.reason
+    assert models.aliases("fraud")["production"].version == 1
+    assert [a.rule for a in AlertStore(models.db).list("fraud")] == ["retrain_failed"] * 2
 
 
 def test_two_loops_never_act_at_once(registry: tuple[Settings, ModelStore, DatasetStore]) -> None:

@@ -202,7 +202,7 @@ def test_feedback_counts_known_and_lists_unknown_ids(server: Server) -> None:
         )
 
     assert denied.status_code == 401
-    assert r.json() == {"accepted": 3, "unknown_ids": ["nope"]}
+    assert r.json() == {"accepted": 3, "unknown_ids": ["nope"], "refused": []}
 
 
 def _served_within_a_second(client: httpx.Client, role: str, version: int) -> None:
@@ -361,7 +361,7 @@ def test_python_client(server: Server) -> None:
             client.predict("fraud", [{"region": "mars"}])
 
     assert out.columns == ["prediction_id", "prediction", "p_0", "p_1", "version"]
-    assert fb == {"accepted": 1, "unknown_ids": []}
+    assert fb == {"accepted": 1, "unknown_ids": [], "refused": []}
 
 
 def test_moving_production_under_load_fails_nothing(home: Path, tmp_path: Path) -> None:

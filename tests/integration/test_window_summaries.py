@@ -166,3 +166,34 @@ def test_other_drift_settings_judge_again(world: Any) -> None:
     assert any(w.drifted for w in strict.windows("m", now=now))
     assert not any(w.drifted for w in lenient.windows("m", now=now))
     assert any(w.drifted for w in strict.windows("m", now=now))
+
+
+def test_windows_under_a_models_min_rows_say_too_few_rows(world: Any) -> None:
+    """A per-model min_rows above the windows' 200 rows: every window says it was not judged,
+    in JSON, on the report and on the dashboard page, and no drift alert fires."""
+    from keel.dashboard.app import Dashboard
+    from keel.data import DatasetStore
+    from keel.monitor.report import monitor_report_html
+
+    settings, models, _ = world
+    now = START + dt.timedelta(days=3)
+    strict = settings.model_copy(update={"drift_min_rows": {"m": 500}})
+    monitor = Monitor(strict, models)
+
+    status = monitor.overview("m", now=now)
+    fired = monitor.check("m", now=now)
+    data = status.to_dict()
+    report = monitor_report_html(status, [], window_s=3600)
+    dashboard = Dashboard(strict, models, DatasetStore(models.db, models.artifacts, b"k"))
+    page = bytes(dashboard._model_page("m").body).decode()
+
+    assert {w["judged"] for w in data["windows"]} == {False}
+    assert {w["note"] for w in data["windows"]} == {"too few rows to judge (200 < 500)"}
+    assert all(w["drifted"] == [] for w in data["windows"])
+    assert [a.rule for a in fired if a.rule == "drift"] == []
+    assert "48 with too few rows to judge" in report
+    assert "too few rows to judge (200 &lt; 500)" in report
+    assert "too few rows to judge (200 &lt; 500)" in page
+    default = Monitor(settings, models).status("m", now=now)
+    assert all(w.judged and w.note is None for w in default.windows)
+    assert any(w.drifted for w in default.windows)

@@ -110,7 +110,7 @@ def status_cmd(
         table.add_row(
             f"{w.start:%Y-%m-%d %H:%M}" + ("" if w.complete else " (open)"),
             str(w.rows),
-            ", ".join(w.drifted) or "-",
+            w.note or ", ".join(w.drifted) or "-",
             "" if est is None else f"{est:.4f}",
             ""
             if value is None

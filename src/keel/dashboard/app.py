@@ -31,6 +31,7 @@ from keel.monitor.report import (
     script,
     segments_section,
     shadow_and_alerts_html,
+    unjudged_html,
     year_heatmap_spec,
 )
 from keel.monitor.service import latency_quantile
@@ -227,6 +228,7 @@ class Dashboard:
             + "</p>"
             + actions
             + "<h2>Drift per window and feature</h2><div class='chart' id='heat' style='width:100%'></div>"
+            + unjudged_html(status.windows)
             + year
             + "<h2>Performance: live (by label coverage) and estimated</h2><div class='chart' id='perf' style='width:100%'></div>"
         )

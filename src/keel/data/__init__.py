@@ -27,6 +27,7 @@ _NAMES = {
     "load_contract": "keel.data.contract",
     "load_version": "keel.data.versions",
     "luhn_valid": "keel.data.pii",
+    "MISSING": "keel.data.contract",
     "OTHER": "keel.data.contract",
     "PiiFinding": "keel.data.pii",
     "pseudonymize_values": "keel.data.anonymization",
@@ -45,6 +46,7 @@ _NAMES = {
 if TYPE_CHECKING:
     from keel.data.anonymization import anonymize_frame, k_anonymity, pseudonymize_values
     from keel.data.contract import (
+        MISSING,
         OTHER,
         Anonymize,
         Column,
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_getattr("keel.data", _NAMES)
 
 __all__ = [
+    "MISSING",
     "OTHER",
     "RULES",
     "Anonymize",

@@ -33,6 +33,11 @@ FORMATS: tuple[str, ...] = get_args(Format)
 ANONYMIZE_METHODS: tuple[str, ...] = get_args(AnonymizeMethod)
 OTHER = "__other__"
 """The category that unseen values become under `unseen: other`."""
+MISSING = "__missing__"
+"""The one name of a missing category value wherever categories are counted: the reference
+profile, window profiles, offline drift (and the model's own imputer). A model's input frame
+carries missing categories as "" (`keel.train.features.to_pandas`); every count maps both
+None and "" to this."""
 
 DEFAULT_MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 

@@ -269,7 +269,7 @@ class Loop:
             w
             for w in self.monitor.windows(name, version=version, since=since, now=now)
             if w.start + dt.timedelta(seconds=self.settings.window_s) <= before
-            and w.rows >= self.monitor.drift_config.min_rows
+            and w.rows >= self.monitor.drift_config_for(name).min_rows
         ]
 
     # ---- 4-5. shadow, canary, promote ------------------------------------------------------

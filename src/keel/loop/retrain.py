@@ -76,6 +76,22 @@ def fresh_frame(
     return new.select(keep), subset, {"logged": rows.height, "older": n_old}
 
 
+def logged_rows(settings: Settings, name: str, *, since: dt.datetime) -> tuple[int, int]:
+    """(logged rows, labelled rows) of a model since `since`: what a retrain would learn
+    from (production and canary rows; a shadow's answers are not the model's traffic)."""
+    root = settings.resolved_artifacts
+    preds = read_log(
+        root, "predictions", name, since.date(), columns=["prediction_id", "role", "time"]
+    )
+    preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
+    if preds.height == 0:
+        return 0, 0
+    feedback = read_log(root, "feedback", name, columns=["prediction_id", "label"])
+    have = feedback.filter(pl.col("label").is_not_null()).get_column("prediction_id").unique()
+    ids = preds.get_column("prediction_id").unique()
+    return ids.len(), int(ids.is_in(have.implode()).sum())
+
+
 def retrain_child(
     settings: Settings,
     name: str,
@@ -153,7 +169,21 @@ def run_retrain(
     older_share: float,
     timeout_s: float,
 ) -> dict[str, Any]:
-    """Retrain in a child process; a crash, an error or a hang comes back as ok=False."""
+    """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
+
+    Without a labelled logged row since `since`, no child is started: the answer says what
+    is missing (the child would fail with a puzzling `No features to train on`)."""
+    logged, labels = logged_rows(settings, name, since=since)
+    if labels == 0:
+        return {
+            "ok": False,
+            "error": (
+                f"no labelled rows since {since:%Y-%m-%d %H:%M} UTC to retrain {name!r} on: "
+                f"{logged} logged rows, 0 labels. Send labels to /v1/models/{name}/feedback "
+                "(or lengthen the loop's recent_days) before retraining"
+            ),
+            "rows": {"logged": logged, "labelled": 0},
+        }
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(

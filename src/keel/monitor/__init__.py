@@ -20,12 +20,14 @@ _NAMES = {
     "drift_between": "keel.monitor.offline",
     "DriftConfig": "keel.monitor.drift",
     "DriftReport": "keel.monitor.drift",
+    "LabelChecker": "keel.monitor.labels",
     "merge": "keel.monitor.profiles",
     "ModelStatus": "keel.monitor.service",
     "Monitor": "keel.monitor.service",
     "Profiler": "keel.monitor.profiles",
     "ProfileSpec": "keel.monitor.profiles",
     "read_windows": "keel.monitor.profiles",
+    "RefusedLabel": "keel.monitor.labels",
     "Window": "keel.monitor.profiles",
 }
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         compare_frames,
         compare_profiles,
     )
+    from keel.monitor.labels import LabelChecker, RefusedLabel
     from keel.monitor.offline import drift_between
     from keel.monitor.profiles import Profiler, ProfileSpec, Window, merge, read_windows
     from keel.monitor.service import ModelStatus, Monitor
@@ -52,10 +55,12 @@ __all__ = [
     "ColumnDrift",
     "DriftConfig",
     "DriftReport",
+    "LabelChecker",
     "ModelStatus",
     "Monitor",
     "ProfileSpec",
     "Profiler",
+    "RefusedLabel",
     "Window",
     "compare_frames",
     "compare_profiles",

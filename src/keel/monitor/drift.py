@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from keel.data import MISSING
 from keel.monitor._kolmogorov import kstwo_sf
 
 _EPS = 1e-4  # floor for empty bins in PSI (the value Evidently and NannyML use)
@@ -457,8 +458,18 @@ def compare_frames(
 def _category_counts(series: Any) -> dict[str, int]:
     import polars as pl
 
-    counts = series.cast(pl.String).fill_null("__missing__").value_counts()
+    counts = series.cast(pl.String).fill_null(MISSING).replace("", MISSING).value_counts()
     return dict(zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True))
+
+
+def with_one_missing(counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts with "" (how reference profiles of models trained before `MISSING` counted a
+    missing category) under `MISSING`, as every profile counts it now."""
+    if "" not in counts:
+        return dict(counts)
+    out = {k: v for k, v in counts.items() if k != ""}
+    out[MISSING] = out.get(MISSING, 0) + counts[""]
+    return out
 
 
 def compare_profiles(
@@ -475,7 +486,11 @@ def compare_profiles(
         if ref is None:
             continue
         if ref["kind"] == "categorical":
-            columns.append(categorical_drift(name, ref["counts"], cur["counts"], config))
+            columns.append(
+                categorical_drift(
+                    name, with_one_missing(ref["counts"]), with_one_missing(cur["counts"]), config
+                )
+            )
         else:
             columns.append(
                 binned_numeric_drift(

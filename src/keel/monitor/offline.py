@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from keel.data import MISSING
+
 if TYPE_CHECKING:
     from keel.data import Contract
 from keel.monitor.drift import (
@@ -97,7 +99,9 @@ def profile_of(
             "std": float(finite.std()) if len(finite) else 0.0,
         }
     for name in categorical:
-        counts = frame.get_column(name).cast(pl.String).fill_null("__missing__").value_counts()
+        counts = (
+            frame.get_column(name).cast(pl.String).fill_null(MISSING).replace("", MISSING)
+        ).value_counts()
         columns[name] = {
             "kind": "categorical",
             "counts": dict(zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True)),
@@ -159,7 +163,8 @@ def domain_classifier(
         [
             pl.col(n)
             .cast(pl.String)
-            .fill_null("__missing__")
+            .fill_null(MISSING)
+            .replace("", MISSING)
             .cast(pl.Categorical)
             .to_physical()
             .clip(upper_bound=250)  # the classifier takes at most 255 categories

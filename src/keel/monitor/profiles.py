@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from keel.data import MISSING
 from keel.store import Database, tables
 from keel.store.database import as_utc
 
@@ -112,10 +113,14 @@ def _add_numeric(acc: dict[str, Any], values: np.ndarray) -> None:
 
 def _add_counts(acc: dict[str, int], values: Iterable[Any]) -> None:
     for v in values:
-        k = "__missing__" if v is None or v == "" else str(v)
+        k = MISSING if _is_missing(v) else str(v)
         if k not in acc and len(acc) >= _MAX_CATEGORIES:
             k = "__other__"
         acc[k] = acc.get(k, 0) + 1
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
 
 def update(
@@ -129,7 +134,7 @@ def update(
     """Add answered rows (dicts) to a profile, in place."""
     columns = {
         f: (
-            [r.get(f) for r in rows]
+            [None if _is_missing(r.get(f)) else r.get(f) for r in rows]
             if f in spec.categorical
             else np.array([np.nan if r.get(f) is None else r.get(f) for r in rows], dtype=float)
         )
@@ -179,7 +184,7 @@ def _add_value_counts(acc: dict[str, int], values: Any) -> None:
         if isinstance(values, pl.Series)
         else pl.Series(list(values), dtype=pl.String, strict=False)
     )
-    series = series.cast(pl.String).fill_null("__missing__").replace("", "__missing__")
+    series = series.cast(pl.String).fill_null(MISSING).replace("", MISSING)
     counts = series.value_counts()
     for k, n in zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True):
         key = k if (k in acc or len(acc) < _MAX_CATEGORIES) else "__other__"

@@ -182,7 +182,8 @@ def drift_heatmap_spec(
             "th": c["threshold"],
             "m": c["method"],
             "p": c["p_value"],
-            "d": c["drifted"],
+            # a window too small to judge says so, rather than reading as stable
+            "d": getattr(w, "note", None) or c["drifted"],
         }
         for w, t in ((w, w.start.strftime("%Y-%m-%dT%H:%M")) for w in windows)
         for c in [*w.drift, *([w.output_drift] if w.output_drift else [])]
@@ -395,6 +396,25 @@ def segments_section(status: Any) -> tuple[str, dict[str, Any] | None]:
     return html_, chart
 
 
+def unjudged_html(windows: Sequence[Any], *, limit: int = 50) -> str:
+    """The windows with too few rows to judge, each with its note (the newest `limit`): a
+    window not judged is not a window without drift."""
+    rows = [
+        [w.start.strftime("%Y-%m-%d %H:%M"), w.version, w.rows, w.note]
+        for w in windows
+        if not getattr(w, "judged", True)
+    ]
+    if not rows:
+        return ""
+    shown = rows[-limit:]
+    more = f" (the newest {len(shown)} shown)" if len(rows) > len(shown) else ""
+    return (
+        f"<h2>Windows not judged</h2><p id='unjudged'>{len(rows)} windows had too few rows to "
+        f"judge drift{more}; they are neither stable nor drifted.</p>"
+        + table(["window", "version", "rows", "verdict"], shown)
+    )
+
+
 def shadow_and_alerts_html(status: Any) -> str:
     """The shadow comparison (when a shadow answered) and the open alerts, as tables."""
     body = ""
@@ -441,12 +461,15 @@ def monitor_report_html(
         )
     windows = status.windows
     drifted = sum(1 for w in windows if w.drifted)
+    unjudged = sum(1 for w in windows if not getattr(w, "judged", True))
     body = (
         f"<h1>{html.escape(title)}</h1>"
         f"<p>Production version {status.version} ({html.escape(status.task)}); "
         f"{len(windows)} windows, {sum(w.rows for w in windows)} predictions, "
-        f"{drifted} windows with drifted features; {len(status.alerts)} open alerts.</p>"
+        f"{drifted} windows with drifted features, "
+        f"{unjudged} with too few rows to judge; {len(status.alerts)} open alerts.</p>"
         "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
+        + unjudged_html(windows)
     )
     charts = {
         "heat": drift_heatmap_spec(status.windows, window_s=window_s),

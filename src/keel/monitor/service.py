@@ -13,7 +13,7 @@ import numpy as np
 
 from keel.monitor import summaries
 from keel.monitor.alerts import Alert, AlertRule, AlertStore, rules_from_settings
-from keel.monitor.drift import DriftConfig, compare_profiles
+from keel.monitor.drift import DriftConfig, compare_profiles, with_one_missing
 from keel.monitor.logfiles import MONITORED, read_log
 from keel.monitor.performance import (
     PerformanceConfig,
@@ -49,6 +49,10 @@ class WindowStatus:
     latency_counts: list[int]
     unseen_share: float
     complete: bool
+    judged: bool = True
+    """Whether the window had the rows to be judged (drift and window alerts)."""
+    note: str | None = None
+    """Why it was not, for people and JSON: "too few rows to judge (42 < 100)"."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "start": self.start.isoformat()}
@@ -142,10 +146,18 @@ class Monitor:
             models.db, jsonl=settings.alert_file, webhook=settings.alert_webhook
         )
 
+    def drift_config_for(self, name: str) -> DriftConfig:
+        """The drift thresholds of one model: the settings' `drift`, with its own `min_rows`
+        where `drift_min_rows` names it."""
+        rows = self.settings.drift_min_rows.get(name)
+        if rows is None:
+            return self.drift_config
+        return dataclasses.replace(self.drift_config, min_rows=rows)
+
     def _window_status(
-        self, w: Window, reference: dict[str, Any], now: dt.datetime
+        self, w: Window, reference: dict[str, Any], now: dt.datetime, config: DriftConfig
     ) -> WindowStatus:
-        report = compare_profiles(reference, w.profile, self.drift_config)
+        report = compare_profiles(reference, w.profile, config)
         features = [c for c in report.columns if c.name != "__output__"]
         output = next((c for c in report.columns if c.name == "__output__"), None)
         scores = w.profile["output"].get("scores")
@@ -155,7 +167,7 @@ class Monitor:
         for name, col in w.profile["columns"].items():
             if col["kind"] != "categorical":
                 continue
-            known = reference["columns"].get(name, {}).get("counts", {})
+            known = with_one_missing(reference["columns"].get(name, {}).get("counts", {}))
             total += sum(col["counts"].values())
             unseen += sum(v for k, v in col["counts"].items() if k not in known)
         return WindowStatus(
@@ -171,6 +183,10 @@ class Monitor:
             latency_counts=list(w.profile["latency"]["counts"]),
             unseen_share=unseen / total if total else 0.0,
             complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
+            judged=w.rows >= config.min_rows,
+            note=None
+            if w.rows >= config.min_rows
+            else f"too few rows to judge ({w.rows} < {config.min_rows})",
         )
 
     def status(
@@ -350,7 +366,8 @@ class Monitor:
         sources = summaries.sources(
             db, name, role=role, resolution_s=res, version=version, since=since
         )
-        config = dataclasses.asdict(self.drift_config)
+        drift_config = self.drift_config_for(name)
+        config = dataclasses.asdict(drift_config)
         prints = {k: s.fingerprint(config) for k, s in sources.items()}
         kept = (
             summaries.cached(db, name, role=role, resolution_s=res, version=version, since=since)
@@ -382,7 +399,7 @@ class Monitor:
                 if w.version not in references:
                     ev = self.models.get(f"{name}@{w.version}").evaluation
                     references[w.version] = ev.get("reference") or {"columns": {}}
-                fresh[key] = self._window_status(w, references[w.version], now)
+                fresh[key] = self._window_status(w, references[w.version], now, drift_config)
             if self.settings.summaries:
                 summaries.store(
                     db,
@@ -473,7 +490,8 @@ class Monitor:
         return fired
 
     def _evaluate(self, rule: AlertRule, s: ModelStatus) -> list[Alert]:
-        complete = [w for w in s.windows if w.complete and w.rows >= self.drift_config.min_rows]
+        min_rows = self.drift_config_for(s.model).min_rows
+        complete = [w for w in s.windows if w.complete and w.rows >= min_rows]
         out: list[Alert] = []
 
         def alert(message: str, window: dt.datetime | None, evidence: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from keel.monitor.drift import ColumnDrift
 from keel.store import Database, tables
 from keel.store.database import as_utc
 
-FORMAT = 1  # bump when what a summary holds changes: every stored one is judged again
+FORMAT = 2  # bump when what a summary holds changes: every stored one is judged again
 _FIELDS = tuple(f.name for f in dataclasses.fields(ColumnDrift))
 
 Key = tuple[int, dt.datetime]  # version, bucket start

@@ -96,7 +96,12 @@ class Client:
         *,
         at: dt.datetime | None = None,
     ) -> dict[str, Any]:
-        """Send labels by prediction id; returns {'accepted': n, 'unknown_ids': [...]}."""
+        """Send labels by prediction id; returns {'accepted': n, 'unknown_ids': [...],
+        'refused': [{'prediction_id', 'label', 'reason'}, ...]}.
+
+        The server cleans each label by the target's contract rules (trimmed, case, missing
+        markers, type: `' <=50K'` is `'<=50K'`) and refuses, by name, one that is missing,
+        not one of the model's classes, or for a regression not a number."""
         pairs = labels.items() if isinstance(labels, dict) else labels
         result: dict[str, Any] = self._post(
             f"/v1/models/{model}/feedback",

@@ -148,8 +148,20 @@ def openapi_document() -> dict[str, Any]:
                         "properties": {
                             "accepted": {"type": "integer"},
                             "unknown_ids": {"type": "array", "items": {"type": "string"}},
+                            "refused": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "prediction_id": {"type": "string"},
+                                        "label": {},
+                                        "reason": {"type": "string"},
+                                    },
+                                    "required": ["prediction_id", "label", "reason"],
+                                },
+                            },
                         },
-                        "required": ["accepted", "unknown_ids"],
+                        "required": ["accepted", "unknown_ids", "refused"],
                     },
                     errors=(400, 401, 403, 404, 413),
                 )

@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keel.monitor import LabelChecker
 from keel.serve.app import (
     KeelServer,
     columns_to_rows,
@@ -73,20 +74,28 @@ async def predict(request: Request, server: KeelServer) -> Response:
 async def feedback(request: Request, server: KeelServer) -> Response:
     name = request.path_params["name"]
     server.authorize(request, "feedback")
-    server._served(name)
+    production = server._served(name).runtimes["production"]
     payload = await read_json(request, server)
     labels = payload.get("labels") if isinstance(payload, dict) else None
     if not isinstance(labels, list) or not all(
         isinstance(x, dict) and "prediction_id" in x and "label" in x for x in labels
     ):
         raise RequestError(400, "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}.")
-    accepted, unknown = await asyncio.to_thread(
+    # labels cleaned by the target's contract rules, and checked against the production
+    # version's classes: a label that matches nothing is refused by name, never stored
+    checker = LabelChecker(
+        production.contract, production.target, production.task, production.classes
+    )
+    accepted, refused = checker.check([(str(x["prediction_id"]), x["label"]) for x in labels])
+    count, unknown = await asyncio.to_thread(
         server.log.add_feedback,
         name.partition("@")[0],
-        [(str(x["prediction_id"]), x["label"]) for x in labels],
+        accepted,
         server.replay_time(request.headers.get("x-keel-time")) or dt.datetime.now(dt.UTC),
     )
-    return json_response({"accepted": accepted, "unknown_ids": unknown})
+    return json_response(
+        {"accepted": count, "unknown_ids": unknown, "refused": [r.to_dict() for r in refused]}
+    )
 
 
 async def explain(request: Request, server: KeelServer) -> Response:

@@ -41,6 +41,7 @@ class ModelRuntime:
         self.categorical = set(evaluation.get("categorical", []))
         self.classes: list[str] = list(evaluation.get("classes", []))
         self.task: str = evaluation.get("task", "classification")
+        self.target: str | None = evaluation.get("target")
         self.explanations = evaluation.get("explanations") or {}
         self.checker = RecordChecker(contract, self.features)
         self.profile_spec = ProfileSpec.from_evaluation(evaluation)

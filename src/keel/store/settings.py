@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     """Drift thresholds overriding `keel.monitor.DriftConfig`: alpha, wasserstein,
     jensen_shannon, min_rows."""
 
+    drift_min_rows: dict[str, int] = Field(default_factory=dict)
+    """Per model, the fewest rows a window needs before drift and window alerts judge it,
+    overriding `drift.min_rows` (100) for that model: e.g. in keel.toml
+    `[drift_min_rows]` `census = 30`, or `KEEL_DRIFT_MIN_ROWS='{"census": 30}'`. A window with
+    fewer rows is shown as "too few rows to judge (n < min)", never as stable."""
+
     performance: dict[str, Any] = Field(default_factory=dict)
     """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`."""
 
@@ -158,6 +164,15 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("drift_min_rows", mode="after")
+    @classmethod
+    def _positive_min_rows(cls, value: dict[str, int]) -> dict[str, int]:
+        for model, rows in value.items():
+            if not model or rows < 1:
+                msg = f"model {model!r} has min_rows {rows}; expected a model name and a whole number of at least 1"
+                raise ValueError(msg)
+        return value
 
     @classmethod
     def settings_customise_sources(

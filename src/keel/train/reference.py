@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from keel.data import MISSING
+
 _BINS = 20
 _SCORE_BINS = 50  # the same bins as serving's window profiles (keel.monitor.profiles)
 
@@ -26,7 +28,10 @@ def reference_profile(
     for f in features:
         s = frame[f]
         if f in categorical:
-            counts = s.fillna("__missing__").astype(str).value_counts()
+            # the model's input carries a missing category as "" (to_pandas), a raw frame as
+            # None or NaN: all are counted as MISSING, the key window profiles count them under
+            values = s.astype(object).where(s.notna(), MISSING).astype(str).replace("", MISSING)
+            counts = values.value_counts()
             columns[f] = {
                 "kind": "categorical",
                 "counts": {str(k): int(v) for k, v in counts.items()},
