@@ -394,7 +394,7 @@ def load_contract(path: str | Path) -> Contract:
         msg = f"Contract file {str(path)!r} cannot be read ({exc}); expected a UTF-8 YAML file."
         raise SourceError(msg) from exc
     try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         msg = f"Contract file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}."
         raise ContractError(msg) from exc
@@ -403,7 +403,12 @@ def load_contract(path: str | Path) -> Contract:
 
 def contract_from_yaml(text: str) -> Contract:
     """Parse a contract from YAML text (as stored with every dataset version)."""
-    return contract_from_dict(yaml.safe_load(text))
+    return contract_from_dict(_parse_yaml(text))
+
+
+def _parse_yaml(text: str) -> Any:
+    # libyaml's safe loader when present: the same documents, ~10x faster on wide contracts
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def with_column(contract: Contract, column: Column) -> Contract:
