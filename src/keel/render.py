@@ -52,6 +52,24 @@ def print_report(report: ValidationReport) -> None:
         table.add_row(f.rule, f.column or "(row)", str(f.count), f.expected, ex)
     if report.failures:
         console.print(table)
+    # every bound the contract states, with the rows it refuses (0 included), so an inferred
+    # bound that would refuse real rows is seen before ingest; other rules only when they refuse
+    bounds = Table(title="rows each rule refuses", title_justify="left")
+    for head in ("column", "rule", "expected", "refused rows"):
+        bounds.add_column(head)
+    shown = [r for r in report.refusals if r["rule"] in ("range", "category") or r["rows"]]
+    for r in shown:
+        bounds.add_row(
+            escape(r["column"] or "(row)"), r["rule"], escape(r["expected"]), str(r["rows"])
+        )
+    if shown:
+        console.print(bounds)
+    for column, values in report.unseen_categories.items():
+        listed = ", ".join(f"{v!r}: {n}" for v, n in list(values.items())[:8])
+        more = f" and {len(values) - 8} more" if len(values) > 8 else ""
+        console.print(
+            f"unseen categories in [bold]{escape(column)}[/] (not refused): {escape(listed)}{more}"
+        )
     verdict = "[green]passed[/]" if report.passed else "[red]failed[/]"
     k = f"; k-anonymity {report.k_anonymity}" if report.k_anonymity is not None else ""
     target = report.k_anonymity_target

@@ -231,11 +231,13 @@ def test_batch_scoring_refuses_bad_rows_to_a_side_file(
     rows = (
         TransactionSimulator(seed=9, n_customers=300).generate(days=1, per_day=200).drop("is_fraud")
     )
+    # an inferred contract keeps unseen categories (scored, one-hot ignores them) but refuses
+    # a negative amount: the column was never negative
     rows = rows.with_columns(
         pl.when(pl.int_range(pl.len()) == 3)
-        .then(pl.lit("mars"))
-        .otherwise(pl.col("region"))
-        .alias("region")
+        .then(pl.lit(-5.0))
+        .otherwise(pl.col("amount"))
+        .alias("amount")
     )
     src = tmp_path / "in.parquet"
     rows.write_parquet(src)
@@ -246,7 +248,7 @@ def test_batch_scoring_refuses_bad_rows_to_a_side_file(
     out = pl.read_csv(tmp_path / "out.csv")
     assert {"transaction_id", "prediction", "p_0", "p_1"} <= set(out.columns)
     refused = pl.read_csv(tmp_path / "out.refused.csv")
-    assert refused.select("source_row", "rule", "column").row(0) == (3, "category", "region")
+    assert refused.select("source_row", "rule", "column").row(0) == (3, "range", "amount")
 
 
 @pytest.mark.parametrize("estimator", [LR, "sklearn.ensemble.RandomForestClassifier"])

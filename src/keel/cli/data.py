@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from keel.cli._common import JSON_OPTION, open_datasets, print_json, steps
@@ -15,6 +16,27 @@ app = typer.Typer(
 )
 
 ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV source, e.g. latin-1.")
+NO_HEADER = typer.Option(
+    False,
+    "--no-header",
+    help="The CSV file has no header line (default for check/ingest: as the contract says).",
+)
+NAMES = typer.Option(
+    None,
+    "--names",
+    help="Column names of a headerless CSV, comma-separated, in file order (with --no-header).",
+)
+
+
+def _names(names: str | None, no_header: bool) -> list[str] | None:
+    if names is None:
+        return None
+    if not no_header:
+        from keel.store import SourceError
+
+        msg = f"--names {names!r} was given without --no-header; add --no-header when the file has no header line."
+        raise SourceError(msg)
+    return [n.strip() for n in names.split(",")]
 
 
 @app.command("infer")
@@ -31,14 +53,22 @@ def infer_cmd(
     sensitive: list[str] = typer.Option([], help="A sensitive column (repeat for more)."),
     pii: list[str] = typer.Option([], help="A column with personal data to anonymize (repeat)."),
     ignore: list[str] = typer.Option([], help="A column never used as a feature (repeat)."),
-    tolerance: float = typer.Option(0.1, help="Widen observed ranges by this share of their span."),
+    tolerance: float = typer.Option(
+        1.0,
+        help="Columns with negative values: widen the observed range by this share of its span.",
+    ),
     encoding: str = ENCODING,
+    no_header: bool = NO_HEADER,
+    names: str | None = NAMES,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Infer a contract from data: types, nulls, ranges, categories, formats, roles, PII hints."""
+    from dataclasses import replace
+
     from keel.data import infer_contract, read_source
 
-    frame = read_source(source, encoding=encoding).frame
+    column_names = _names(names, no_header)
+    frame = read_source(source, encoding=encoding, header=not no_header, names=column_names).frame
     contract = infer_contract(
         frame,
         name=name or Path(source).stem,
@@ -51,6 +81,8 @@ def infer_cmd(
         ignore=ignore,
         tolerance=tolerance,
     )
+    if no_header:
+        contract = replace(contract, header=False)  # later reads use its column names
     if output is not None:
         contract.save(output)
     if as_json:
@@ -77,14 +109,25 @@ def check_cmd(
     source: str = typer.Argument(..., help="A CSV or Parquet file."),
     contract_path: Path = typer.Option(..., "--contract", "-c", help="The contract YAML."),
     encoding: str = ENCODING,
+    no_header: bool = NO_HEADER,
+    names: str | None = NAMES,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Validate every row and cell; exit 1 when the bad-row share is over the contract's limit."""
+    """Validate every row and cell; exit 1 when the bad-row share is over the contract's limit.
+
+    The report counts, for every rule the contract states (each inferred bound included), the
+    rows it refuses, and lists the unseen category values that were kept or mapped."""
     from keel.data import load_contract
 
     contract = load_contract(contract_path)
     store = open_datasets()
-    report = store.check(source, contract, encoding=encoding)
+    report = store.check(
+        source,
+        contract,
+        encoding=encoding,
+        header=False if no_header else None,
+        names=_names(names, no_header),
+    )
     if as_json:
         print_json(report.to_dict())
     else:
@@ -100,6 +143,8 @@ def ingest_cmd(
     name: str = typer.Option(..., "--name", "-n", help="The dataset's name."),
     parent: list[str] = typer.Option([], help="A parent version NAME@ID (repeat for more)."),
     encoding: str = ENCODING,
+    no_header: bool = NO_HEADER,
+    names: str | None = NAMES,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check, clean and anonymize; store good rows as a version and bad rows in quarantine."""
@@ -107,9 +152,18 @@ def ingest_cmd(
 
     contract = load_contract(contract_path)
     store = open_datasets()
+    column_names = _names(names, no_header)
     with steps("ingest", ["read", "validate", "anonymize", "store"]) as step:
         result = store.ingest(
-            source, contract, name, parents=parent, encoding=encoding, actor="cli", on_step=step
+            source,
+            contract,
+            name,
+            parents=parent,
+            encoding=encoding,
+            actor="cli",
+            on_step=step,
+            header=False if no_header else None,
+            names=column_names,
         )
     if as_json:
         print_json(result.to_dict())
@@ -121,6 +175,11 @@ def ingest_cmd(
     )
     for rule, count in v.quarantine_by_rule.items():
         console.print(f"  quarantined for {rule}: {count}")
+    for column, values in result.report.unseen_categories.items():
+        shown = ", ".join(f"{val!r}: {n}" for val, n in list(values.items())[:8])
+        console.print(
+            f"  unseen categories in {escape(column)} (kept as the contract says): {escape(shown)}"
+        )
     if v.rows_quarantined:
         console.print(f"See them with: keel data quarantine {v.ref} -o bad.csv")
 

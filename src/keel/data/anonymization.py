@@ -2,7 +2,8 @@
 
 - pseudonymize: keyed HMAC-SHA256. The same value always maps to the same token (joins still
   work) and nobody without the key can reverse it or test a guess.
-- generalize: numbers to bands, text to a prefix, date-times to an hour, day or month.
+- generalize: numbers to bands, text to a prefix, date-times to an hour, day, month or year
+  (a date of birth to its year: January 1 of it).
 - mask: keep the last few characters, star the rest.
 - drop: the column does not reach the dataset version at all.
 
@@ -83,7 +84,7 @@ def _anonymized(series: pl.Series, col: Column, policy: Anonymize, key: bytes) -
             lo_text, hi_text = (e.round(6).cast(pl.String) for e in (lo, hi))
         return pl.when(value.is_null()).then(None).otherwise(lo_text + "-" + hi_text)
     if col.type == "datetime":
-        unit = {"hour": "1h", "day": "1d", "month": "1mo"}[policy.to or "day"]
+        unit = {"hour": "1h", "day": "1d", "month": "1mo", "year": "1y"}[policy.to or "day"]
         return value.dt.truncate(unit)
     prefix = policy.prefix or 3
     text = value.cast(pl.String)

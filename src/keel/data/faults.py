@@ -57,7 +57,7 @@ def inject_faults(
     ranged = [c for c in numeric if c.min is not None or c.max is not None]
     required = [c for c in contract.columns if not c.nullable and c.name in cols]
     categorical = [
-        c for c in contract.columns if c.categories and c.unseen == "reject" and c.name in cols
+        c for c in contract.columns if c.categories and c.refuses_unseen and c.name in cols
     ]
     ids = [c for c in contract.columns if c.unique and c.name in cols]
     usable: dict[str, list[Any]] = {

@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
 
 from keel.data.contract import Anonymize, Column, ColumnType, Contract, Role
+from keel.data.datetimes import iso_datetime
 from keel.data.pii import FORMAT_PATTERNS, detect_pii
 from keel.data.sources import read_source
 from keel.store import ContractError
 
 DATETIME_FORMATS = (
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.fZ",
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%d",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y",
     "%m/%d/%Y",
 )
+"""Non-ISO spellings tried when a text column is not ISO 8601 (ISO, zoned or not, is tried
+first and needs no format)."""
 _SAMPLE = 2000
+
+CLOCK_RANGES: tuple[tuple[str, int, int], ...] = (
+    (r"(?:.*_)?(?:hour|hour_of_day)", 0, 23),
+    (r"(?:.*_)?minute", 0, 59),
+    (r"(?:.*_)?second", 0, 59),
+    (r"(?:.*_)?(?:month|month_of_year)", 1, 12),
+    (r"(?:.*_)?(?:weekday|dow|day_of_week)", 0, 7),
+    (r"(?:.*_)?day_of_month", 1, 31),
+)
+"""Whole-number columns named like a clock or calendar field (in the singular: `hours` is a
+count) get that field's range when their values fit it: an hour is 0..23 whatever hours a
+sample held. Weekdays are 0..7, so that both 0..6 and 1..7 numbering fit."""
 
 
 def infer_contract(
@@ -40,16 +48,19 @@ def infer_contract(
     sensitive: Sequence[str] = (),
     pii: Sequence[str] = (),
     ignore: Sequence[str] = (),
-    tolerance: float = 0.1,
+    tolerance: float = 1.0,
     max_categories: int = 50,
     max_bad_share: float = 0.05,
 ) -> Contract:
     """Infer a contract from data.
 
-    Numeric ranges are the observed ones widened by `tolerance` times their span, without ever
-    crossing zero: a column that was never negative stays non-negative. Text columns with at most
-    `max_categories` distinct values (and fewer than half the rows) become categories that reject
-    unseen values. Columns that had no nulls refuse them. PII detectors add suggestions as
+    Ranges refuse what cannot be, not what was merely not seen yet (see `infer_bounds`):
+    non-negative columns stay >= 0 with no upper bound (counts, amounts and prices spike),
+    fractions stay in [0, 1], 0/1 flags in [0, 1], clock fields (hour 0..23, month 1..12...) in
+    their range; columns with negative values get the observed range widened by `tolerance`
+    times its span on each side. Text columns with at most `max_categories` distinct values (and
+    fewer than half the rows) become categories that keep unseen values and report them
+    (`unseen: keep`). Columns that had no nulls refuse them. PII detectors add suggestions as
     comments; only the columns named in `pii` are anonymized. Exact repeats of a row are refused
     when an id or a timestamp says rows are unique, and allowed otherwise.
 
@@ -60,8 +71,8 @@ def infer_contract(
         sensitive: columns with the sensitive role (fairness is checked on them).
         pii: columns to anonymize, each with the method its detector suggests.
         ignore: columns kept in the data but never used as features (bookkeeping).
-        tolerance: how far past the observed range values are still accepted, as a share of
-            the range (0.1 = 10 %).
+        tolerance: for columns with negative values, how far past the observed range values are
+            still accepted, as a share of the range (1.0 = one span on each side).
 
     Raises:
         ContractError: a named column does not exist, or the frame has no rows.
@@ -145,16 +156,24 @@ def _infer_column(
         msg = f"Column {name!r} was named the timestamp but its values are {ctype}, not date-times; expected e.g. '2024-01-31 12:00:00'."
         raise ContractError(msg)
     if ctype in ("int", "float") and role not in ("id",) and non_null.len():
-        lo, hi = float(non_null.min()), float(non_null.max())  # type: ignore[arg-type]
-        kwargs["min"], kwargs["max"] = _widen(lo, hi, tolerance, integer=ctype == "int")
+        finite = non_null.filter(non_null.is_finite()) if ctype == "float" else non_null
+        if finite.len():
+            lo, hi = float(finite.min()), float(finite.max())  # type: ignore[arg-type]
+            kwargs["min"], kwargs["max"] = infer_bounds(
+                name, lo, hi, tolerance=tolerance, integer=ctype == "int"
+            )
     finding = None
-    if ctype == "string" and non_null.len():
-        finding = detect_pii(name, non_null.head(_SAMPLE).to_list())
+    if ctype in ("string", "datetime"):
+        sample = non_null.head(_SAMPLE).to_list() if ctype == "string" else []
+        finding = detect_pii(name, sample, column_type=ctype)
     if ctype == "string" and role not in ("id", "pii") and finding is None:
         n_unique = non_null.n_unique()
-        if n_unique <= max_categories and n_unique <= max(2, 0.5 * non_null.len()):
+        # an all-empty column has no categories to list: it stays free text (`categories: []`
+        # would be a contract that no later command could load)
+        if 0 < n_unique <= max_categories and n_unique <= max(2, 0.5 * non_null.len()):
             kwargs["type"] = "category"
             kwargs["categories"] = tuple(sorted(str(v) for v in non_null.unique().to_list()))
+            kwargs["unseen"] = "keep"
     if kwargs["type"] == "string" and non_null.len():
         for fmt in ("email", "date"):
             if non_null.str.contains(FORMAT_PATTERNS[fmt]).all():
@@ -162,7 +181,7 @@ def _infer_column(
                 break
     if finding is not None:
         if role == "pii":
-            kwargs["anonymize"] = Anonymize(method=finding.method)  # type: ignore[arg-type]
+            kwargs["anonymize"] = Anonymize(method=finding.method, to=finding.to)  # type: ignore[arg-type]
         else:
             kwargs["suggestion"] = finding.describe(name)
     if role == "pii" and "anonymize" not in kwargs:
@@ -196,35 +215,54 @@ def _type_of_text(series: pl.Series) -> tuple[ColumnType, pl.Series, str | None]
             return "int", series.cast(pl.Float64, strict=False).cast(pl.Int64), None
         return "float", series.cast(pl.Float64, strict=False), None
     sample = non_null.head(_SAMPLE)
+    if pl.select(iso_datetime(pl.lit(sample))).to_series().null_count() == 0:
+        full = pl.select(iso_datetime(pl.lit(series))).to_series()
+        if full.null_count() == series.null_count():
+            # ISO spellings need no format: validation accepts all of them, zoned ones as UTC
+            return "datetime", full, None
     for fmt in DATETIME_FORMATS:
         parsed = sample.str.to_datetime(fmt, time_unit="us", strict=False)
         if parsed.null_count() == 0:
             full = series.str.to_datetime(fmt, time_unit="us", strict=False)
             if full.null_count() == series.null_count():
-                # ISO spellings need no format: validation accepts all of them
-                return "datetime", full, None if fmt.startswith("%Y-%m-%d") else fmt
+                return "datetime", full, fmt
     return "string", series, None
 
 
-def _widen(lo: float, hi: float, tolerance: float, *, integer: bool) -> tuple[float, float]:
-    """Widen an observed range by `tolerance` of its span, never across zero.
+def infer_bounds(
+    name: str, lo: float, hi: float, *, tolerance: float = 1.0, integer: bool = False
+) -> tuple[float | None, float | None]:
+    """The range an inferred contract states for a numeric column seen from `lo` to `hi`.
 
-    >>> _widen(0.0, 100.0, 0.1, integer=True)
-    (0, 110)
-    >>> _widen(0.0, 1.0, 0.1, integer=True)
-    (0, 1)
-    >>> _widen(-5.0, -1.0, 0.5, integer=False)
-    (-7.0, 0.0)
+    A bound refuses a row, so it states only what cannot be: a sign, a share, a clock field.
+    How large a value may get is left to drift monitoring, since real amounts spike.
+
+    - 0/1 whole numbers (flags) and fractions seen within [0, 1]: [0, 1].
+    - whole numbers named like a clock field (`hour` 0..23, `month` 1..12, ...) that fit it: it.
+    - never negative: >= 0 with no upper bound (counts, amounts, prices, ages).
+    - never positive: <= 0 with no lower bound.
+    - both signs: the observed range widened by `tolerance` times its span on each side.
+
+    >>> infer_bounds("inlf", 0, 1, integer=True), infer_bounds("share", 0.02, 0.9)
+    ((0, 1), (0.0, 1.0))
+    >>> infer_bounds("hour", 0, 22, integer=True), infer_bounds("price", 3.5, 990.0)
+    ((0, 23), (0.0, None))
+    >>> infer_bounds("change", -5, 15, integer=True), infer_bounds("loss", -9.0, -1.0)
+    ((-25, 35), (None, 0.0))
     """
-    span = hi - lo if hi > lo else max(abs(hi), 1.0)
-    new_lo, new_hi = lo - tolerance * span, hi + tolerance * span
-    if lo >= 0 > new_lo:
-        new_lo = 0.0
-    if hi <= 0 < new_hi:
-        new_hi = 0.0
     if integer:
-        # whole units only: a 0/1 column stays 0..1, ages 18..90 become 11..97
-        step = math.floor(tolerance * span)
-        int_lo, int_hi = math.floor(lo) - step, math.ceil(hi) + step
-        return (0 if lo >= 0 > int_lo else int_lo), (0 if hi <= 0 < int_hi else int_hi)
-    return new_lo, new_hi
+        header = re.sub(r"[^a-z]+", "_", name.lower()).strip("_")
+        for pattern, low, high in CLOCK_RANGES:
+            if re.fullmatch(pattern, header) and low <= lo and hi <= high:
+                return low, high
+    if lo >= 0 and hi <= 1:
+        return (0, 1) if integer else (0.0, 1.0)
+    if lo >= 0:
+        return (0 if integer else 0.0), None
+    if hi <= 0:
+        return None, (0 if integer else 0.0)
+    span = hi - lo
+    if integer:
+        step = math.ceil(tolerance * span)
+        return math.floor(lo) - step, math.ceil(hi) + step
+    return lo - tolerance * span, hi + tolerance * span

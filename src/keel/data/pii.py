@@ -24,8 +24,17 @@ FORMAT_PATTERNS: dict[str, str] = {
 NAME_HEADERS = {
     "name", "first_name", "firstname", "last_name", "lastname", "surname", "full_name",
     "fullname", "customer_name", "given_name", "family_name", "middle_name", "cardholder",
-    "card_holder", "holder_name", "contact_name",
+    "card_holder", "holder_name", "contact_name", "first", "last", "forename", "forenames",
+    "given_names", "maiden_name", "nickname", "surnames", "first_names", "last_names",
 }  # fmt: skip
+"""Headers (lower case, runs of other characters as `_`) of columns that hold people's names."""
+
+BIRTH_DATE_HEADERS = {
+    "dob", "d_o_b", "date_of_birth", "birth_date", "birthdate", "birthday", "birth_day",
+    "born", "born_on", "birth_dt", "date_birth", "dateofbirth",
+}  # fmt: skip
+"""Headers of columns that hold dates of birth: a quasi-identifier that alone narrows a person
+down to a few hundred; generalized to the year of birth, it keeps the age's use."""
 
 _RE = {k: re.compile(v) for k, v in FORMAT_PATTERNS.items()}
 _SHARE = 0.9  # share of sampled values that must look alike before a suggestion is made
@@ -35,15 +44,22 @@ _SHARE = 0.9  # share of sampled values that must look alike before a suggestion
 class PiiFinding:
     """A suggestion that a column holds personal data, with the evidence."""
 
-    kind: str  # email, phone, card, iban, ip, name
+    kind: str  # email, phone, card, iban, ip, name, birth_date
     share: float
     method: str  # the anonymization it suggests
+    to: str | None = None  # for `generalize` of a date-time: the unit it is cut to
+    from_header: bool = False
+
+    @property
+    def policy(self) -> str:
+        """The suggested `anonymize` value, as YAML."""
+        return f"{{method: {self.method}" + (f", to: {self.to}}}" if self.to else "}")
 
     def describe(self, column: str) -> str:
-        evidence = "its header" if self.kind == "name" else f"{self.share:.0%} of sampled values"
+        evidence = "its header" if self.from_header else f"{self.share:.0%} of sampled values"
         return (
             f"suggested: PII ({self.kind}, from {evidence}); to anonymize set "
-            f"`role: pii` and `anonymize: {{method: {self.method}}}` on {column!r}"
+            f"`role: pii` and `anonymize: {self.policy}` on {column!r}"
         )
 
 
@@ -97,11 +113,28 @@ _CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
 }
 
 
-def detect_pii(column: str, sample: Sequence[str]) -> PiiFinding | None:
-    """Look at a column's header and a sample of its text values for personal data."""
+def detect_pii(
+    column: str, sample: Sequence[str], *, column_type: str = "string"
+) -> PiiFinding | None:
+    """Look at a column's header and a sample of its text values for personal data.
+
+    Names are found by header in text columns; dates of birth by header in date-time columns
+    (generalized to the year) and text ones (dropped: their spelling is not known). Values are
+    sampled only in text columns.
+
+    >>> detect_pii("Date of Birth", [], column_type="datetime").policy
+    '{method: generalize, to: year}'
+    """
     header = re.sub(r"[^a-z]+", "_", column.lower()).strip("_")
-    if header in NAME_HEADERS:
-        return PiiFinding("name", 1.0, "drop")
+    text = column_type in ("string", "category")
+    if header in NAME_HEADERS and text:
+        return PiiFinding("name", 1.0, "drop", from_header=True)
+    if header in BIRTH_DATE_HEADERS and column_type == "datetime":
+        return PiiFinding("birth_date", 1.0, "generalize", to="year", from_header=True)
+    if header in BIRTH_DATE_HEADERS and text:
+        return PiiFinding("birth_date", 1.0, "drop", from_header=True)
+    if not text:
+        return None
     values = [v.strip() for v in sample if v is not None and v.strip()]
     if not values:
         return None

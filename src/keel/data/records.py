@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.data.contract import OTHER, Column, Contract
+from keel.data.datetimes import parse_record_datetime
 from keel.data.pii import FORMAT_PATTERNS
 
 
@@ -43,6 +44,8 @@ class RecordError:
 
 
 def _bound(v: Any) -> str:
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ")
     return "-inf/+inf" if v is None else f"{v:g}"
 
 
@@ -106,7 +109,12 @@ class RecordChecker:
 
     def _cell(self, col: Column, value: Any) -> tuple[Any, tuple[str, str] | None]:
         if isinstance(value, str):
+            # the order of validate's text cleaning: trim, fold case, then missing markers
             value = value.strip()
+            if col.case == "lower":
+                value = value.lower()
+            elif col.case == "upper":
+                value = value.upper()
             if value in self._markers:
                 value = None
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -143,10 +151,14 @@ class RecordChecker:
                 return False, None
             return None, ("type", "true or false")
         if t == "datetime":
-            try:
-                parsed = dt.datetime.fromisoformat(str(value))
-            except ValueError:
+            parsed = parse_record_datetime(value, col.timezone)
+            if parsed is None:
                 return None, ("timestamp", "an ISO date-time like 2024-01-31T12:00:00")
+            lo, hi = col.min, col.max
+            if (isinstance(lo, dt.datetime) and parsed < lo) or (
+                isinstance(hi, dt.datetime) and parsed > hi
+            ):
+                return None, ("range", f"a date-time between {_bound(lo)} and {_bound(hi)}")
             return parsed, None
         text = str(value)
         if col.case == "lower":
@@ -155,6 +167,8 @@ class RecordChecker:
             text = text.upper()
         cats = self._cats.get(col.name)
         if cats is not None and text not in cats:
+            if col.unseen == "keep":
+                return text, None  # kept as it came; the monitor counts unseen values
             if col.unseen == "other":
                 return OTHER, None
             shown = ", ".join(sorted(cats)[:8]) + (" ..." if len(cats) > 8 else "")

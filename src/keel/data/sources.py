@@ -6,8 +6,10 @@ reported by the contract (and kept in quarantine as it arrived) rather than fail
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,16 +39,32 @@ class Source:
         return sha256_file(self.path) if self.path is not None else frame_sha256(self.frame)
 
 
-def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
+def read_source(
+    source: Any,
+    *,
+    encoding: str = "utf-8",
+    header: bool = True,
+    names: Sequence[str] | None = None,
+) -> Source:
     """Read a file path or a frame.
 
     Args:
         source: a path to a CSV/TSV or Parquet file, or a pandas or Polars frame.
         encoding: the text encoding of a CSV file (`utf-8`, `latin-1`, `cp1252`, ...).
+        header: whether a CSV file's first line names its columns.
+        names: the column names of a CSV file without a header, in file order (default
+            `column_1`, `column_2`, ...).
 
     Raises:
-        SourceError: the file is missing, empty, not a table, or not in `encoding`.
+        SourceError: the file is missing, empty, not a table, or not in `encoding`; its header
+            repeats a name; `names` does not match its number of columns.
     """
+    if names is not None:
+        names = list(names)
+        if header:
+            msg = f"Column names {names} were given for a file with a header; pass --no-header too (header=False), or leave the names out."
+            raise SourceError(msg)
+        _check_names(names)
     if isinstance(source, pl.LazyFrame):
         source = source.collect()
     if isinstance(source, pl.DataFrame):
@@ -67,10 +85,14 @@ def read_source(source: Any, *, encoding: str = "utf-8") -> Source:
         raise SourceError(msg)
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
+        if not header or names is not None:
+            msg = f"Data file {str(path)!r} is Parquet, whose columns are always named; --no-header and --names apply to CSV files only."
+            raise SourceError(msg)
         frame = _read_parquet(path)
         kind = "parquet"
     elif suffix in TEXT_SUFFIXES:
-        frame = _read_text(path, encoding, separator="\t" if suffix == ".tsv" else ",")
+        separator = "\t" if suffix == ".tsv" else ","
+        frame = _read_text(path, encoding, separator=separator, header=header, names=names)
         kind = "csv"
     else:
         msg = f"Data file {str(path)!r} has the suffix {suffix!r}; expected .csv, .tsv or .parquet."
@@ -90,7 +112,47 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         raise SourceError(msg) from exc
 
 
-def _read_text(path: Path, encoding: str, *, separator: str) -> pl.DataFrame:
+def _check_names(names: list[str]) -> None:
+    empty = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if empty:
+        msg = f"Column names {names} have an empty name at position(s) {empty}; expected a name for every column."
+        raise SourceError(msg)
+    dupes = _duplicates(names)
+    if dupes:
+        msg = f"Column names {names} repeat {_show_duplicates(dupes)}; expected each name once."
+        raise SourceError(msg)
+
+
+def _duplicates(names: list[str]) -> dict[str, list[int]]:
+    """Names given more than once, with their 1-based positions."""
+    at: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        at.setdefault(n, []).append(i + 1)
+    return {n: pos for n, pos in at.items() if len(pos) > 1}
+
+
+def _show_duplicates(dupes: dict[str, list[int]]) -> str:
+    return "; ".join(
+        f"{n!r} at columns {', '.join(str(p) for p in pos)}" for n, pos in dupes.items()
+    )
+
+
+def _header_names(raw: bytes, separator: str) -> list[str]:
+    first = raw.lstrip(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+    try:
+        return next(csv.reader(io.StringIO(first), delimiter=separator), [])
+    except csv.Error:
+        return []  # the CSV reader reports a malformed header itself
+
+
+def _read_text(
+    path: Path,
+    encoding: str,
+    *,
+    separator: str,
+    header: bool = True,
+    names: list[str] | None = None,
+) -> pl.DataFrame:
     raw = path.read_bytes()
     if not raw.strip():
         msg = f"Data file {str(path)!r} is empty; expected a header line and rows."
@@ -114,11 +176,34 @@ def _read_text(path: Path, encoding: str, *, separator: str) -> pl.DataFrame:
                 f"(byte 0x{raw[exc.start]:02x}); name its encoding, e.g. --encoding latin-1."
             )
             raise SourceError(msg) from exc
+    if header:
+        # the CSV reader renames repeats ('a', 'a_duplicated_0'): a silent rename would check
+        # and store a column under a name nobody wrote, so repeats are refused here
+        dupes = _duplicates(_header_names(raw, separator))
+        if dupes:
+            msg = (
+                f"Data file {str(path)!r} has a header that repeats {_show_duplicates(dupes)}; "
+                "expected each column name once. Rename them in the file's header line."
+            )
+            raise SourceError(msg)
     try:
-        return pl.read_csv(io.BytesIO(raw), infer_schema=False, separator=separator)
+        frame = pl.read_csv(
+            io.BytesIO(raw), infer_schema=False, separator=separator, has_header=header
+        )
     except pl.exceptions.PolarsError as exc:
         msg = f"Data file {str(path)!r} is not a readable CSV file: {_first_line(exc)}."
         raise SourceError(msg) from exc
+    if not header and names is None:
+        frame.columns = [f"column_{i + 1}" for i in range(frame.width)]
+    if names is not None:
+        if len(names) != frame.width:
+            msg = (
+                f"Data file {str(path)!r} has {frame.width} columns but {len(names)} names were "
+                f"given ({names}); expected one name per column, in file order."
+            )
+            raise SourceError(msg)
+        frame.columns = names
+    return frame
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from keel.data.contract import OTHER, Column, Contract
+from keel.data.datetimes import NAIVE_FORMATS, formatted_datetime, iso_datetime, typed_datetime
 from keel.data.pii import FORMAT_PATTERNS
 from keel.data.sources import read_source
 
@@ -30,6 +31,7 @@ RULES = (
     "format",
     "duplicate_id",
     "duplicate_row",
+    "duplicate_id_across_versions",
 )
 """Row rules in the order a refused row is attributed to: the first rule it breaks."""
 
@@ -43,14 +45,9 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
     "category": pl.String(),
     "datetime": pl.Datetime("us"),
 }
-ISO_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%d",
-)
-"""Formats tried, in order, for a date-time column whose contract names no format."""
+ISO_FORMATS = NAIVE_FORMATS
+"""Naive formats tried, in order, for a date-time column whose contract names no format (zoned
+ISO spellings are tried too: see `keel.data.datetimes`)."""
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _EXAMPLES = 5
@@ -126,6 +123,11 @@ class ValidationReport:
     cleaned: pl.DataFrame = field(repr=False)
     k_anonymity: int | None = None
     k_anonymity_target: int | None = None
+    unseen_categories: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per column, values outside its categories that were kept (`unseen: keep`) or mapped to
+    `__other__` (`unseen: other`), with how many rows held each: a signal, not a refusal."""
+    rules: list[tuple[str, str | None, str]] = field(default_factory=list)
+    """Every row rule the contract states, as (rule, column, expected), refusing or not."""
 
     @property
     def bad_share(self) -> float:
@@ -145,6 +147,34 @@ class ValidationReport:
     def counts_by_check(self) -> dict[str, int]:
         """Refused rows per `column:rule`."""
         return {f"{f.column or '*'}:{f.rule}": f.count for f in self.failures}
+
+    @property
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every rule the contract states and how many rows it refused (0 included)."""
+        counts = {(f.rule, f.column): f.count for f in self.failures}
+        stated = list(self.rules)
+        for f in self.failures:  # rules found without being stated up front (none today)
+            if (f.rule, f.column, f.expected) not in stated and not any(
+                (r, c) == (f.rule, f.column) for r, c, _ in stated
+            ):
+                stated.append((f.rule, f.column, f.expected))
+        return [
+            {
+                "rule": rule,
+                "column": column,
+                "expected": expected,
+                "rows": counts.get((rule, column), 0),
+            }
+            for rule, column, expected in stated
+        ]
+
+    def recount(self) -> None:
+        """Recompute `bad_rows` after failures were added (ingest's cross-version check)."""
+        self.bad_rows = (
+            np.unique(np.concatenate([f.rows for f in self.failures]))
+            if self.failures
+            else np.zeros(0, dtype=np.int64)
+        )
 
     @property
     def passed(self) -> bool:
@@ -178,6 +208,8 @@ class ValidationReport:
             "counts_by_rule": self.counts_by_rule,
             "schema_issues": [s.to_dict() for s in self.schema_issues],
             "failures": [f.to_dict() for f in self.failures],
+            "refusals": self.refusals,
+            "unseen_categories": self.unseen_categories,
             "k_anonymity": self.k_anonymity,
             "k_anonymity_target": self.k_anonymity_target,
         }
@@ -198,8 +230,8 @@ def validate(frame: Any, contract: Contract) -> ValidationReport:
     >>> train = pl.DataFrame({"age": [31, 45, 27], "region": ["north", "south", "north"]})
     >>> contract = infer_contract(train)
     >>> report = validate(pl.DataFrame({"age": [33, -4], "region": ["north", "mars"]}), contract)
-    >>> report.bad_rows.tolist(), report.counts_by_rule
-    ([1], {'range': 1, 'category': 1})
+    >>> report.bad_rows.tolist(), report.counts_by_rule, report.unseen_categories
+    ([1], {'range': 1}, {'region': {'mars': 1}})
     """
     df = frame if isinstance(frame, pl.DataFrame) else read_source(frame).frame
     return _validate(df, contract)
@@ -278,7 +310,7 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
             checks.append(("duplicate_row", None, "each row at most once", ~first))
         failures = _gather(df, work, checks)
         failures += counted.result()
-    work, failures = _reclean(work, failures, contract, markers)
+    work, failures, unseen = _reclean(df, work, failures, contract, markers)
     work = _nan_to_null(work, sorted(has_nan))
     bad = (
         np.unique(np.concatenate([f.rows for f in failures]))
@@ -295,8 +327,42 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
         max_bad_share=contract.max_bad_share,
         cleaned=cleaned,
         k_anonymity_target=contract.k_anonymity,
+        unseen_categories=unseen,
+        rules=stated_rules(contract, present),
     )
     return report
+
+
+def stated_rules(contract: Contract, present: list[Column]) -> list[tuple[str, str | None, str]]:
+    """The row rules a contract states for the columns present, in report order."""
+    out: list[tuple[str, str | None, str]] = []
+    for col in present:
+        if col.type not in ("string", "category"):
+            out.append(
+                ("timestamp" if col.type == "datetime" else "type", col.name, _expected_type(col))
+            )
+        if not col.nullable:
+            out.append(("null", col.name, "a value (the column is not nullable)"))
+        if col.min is not None or col.max is not None:
+            out.append(("range", col.name, _range_words(col)))
+        if col.refuses_unseen:
+            out.append(("category", col.name, _category_words(col)))
+        if col.format is not None:
+            out.append(("format", col.name, _FORMAT_WORDS[col.format]))
+        if col.unique:
+            out.append(("duplicate_id", col.name, "each value once"))
+    if contract.duplicate_rows == "reject" and present:
+        out.append(("duplicate_row", None, "each row at most once"))
+    return out
+
+
+def _range_words(col: Column) -> str:
+    return f"between {_show(col.min, '-inf')} and {_show(col.max, '+inf')}"
+
+
+def _category_words(col: Column) -> str:
+    cats = col.categories or ()
+    return "one of " + ", ".join(cats[:8]) + (" ..." if len(cats) > 8 else "")
 
 
 def _expected_type(col: Column) -> str:
@@ -343,12 +409,11 @@ def _typed(
             )
         elif col.type == "datetime":
             if col.datetime_format:
-                value = text.str.to_datetime(col.datetime_format, time_unit="us", strict=False)
+                value = formatted_datetime(text, col.datetime_format, col.timezone)
             else:
-                # ISO 8601 in any of its usual spellings ('T' or ' ', with or without fraction)
-                value = pl.coalesce(
-                    [text.str.to_datetime(f, time_unit="us", strict=False) for f in ISO_FORMATS]
-                )
+                # ISO 8601 in any of its usual spellings ('T' or ' ', with or without fraction,
+                # with or without a zone): zoned values become UTC
+                value = iso_datetime(text, col.timezone)
         elif col.type == "int":
             as_float = text.str.replace_all("_", "").cast(pl.Float64, strict=False)
             value = (
@@ -360,15 +425,22 @@ def _typed(
         else:
             value = text.cast(pl.Float64, strict=False)
             value = value.fill_nan(None)
-        return _with_other(col, value), text.is_not_null() & value.is_null(), None
+        return value, text.is_not_null() & value.is_null(), None
     # A typed source (Parquet, pandas, Polars).
+    if col.type == "datetime" and isinstance(dtype, pl.Datetime | pl.Date):
+        # a zoned column becomes naive UTC; a naive one is localized when the contract names
+        # its zone; typed values need no parsing, so no value is refused here
+        if dtype == target and col.timezone is None:
+            return src, None, None
+        value = typed_datetime(src, dtype, col.timezone)
+        return value, src.is_not_null() & value.is_null(), None
     if dtype == target:
         value = src
         # NaN in a typed float column counts as missing: the masks see it (_row_checks) and
         # _nan_to_null stores it as null; filling every float column up front costs a copy
         if col.type in ("string", "category") and (col.case or _needs_text_clean(col)):
             value = _clean_text(src, markers, col.case)
-        return _with_other(col, value), None, None
+        return value, None, None
     numeric = dtype.is_numeric() or dtype == pl.Boolean
     if col.type in ("int", "float") and numeric:
         as_float = src.cast(pl.Float64, strict=False).fill_nan(None)
@@ -378,12 +450,7 @@ def _typed(
         return value.cast(pl.Int64, strict=False), src.is_not_null() & value.is_null(), None
     if col.type in ("string", "category"):
         text = src.cast(pl.String, strict=False)
-        return _with_other(col, _clean_text(text, markers, col.case)), None, None
-    if col.type == "datetime" and isinstance(dtype, pl.Datetime | pl.Date):
-        value = src.cast(pl.Datetime("us"))
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            value = src.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
-        return value, None, None
+        return _clean_text(text, markers, col.case), None, None
     if col.type == "bool" and dtype.is_integer():
         return src.cast(pl.Boolean), src.is_not_null() & ~src.is_in([0, 1]), None
     issue = SchemaIssue(
@@ -401,13 +468,6 @@ def _needs_text_clean(col: Column) -> bool:
     return col.format is not None
 
 
-def _with_other(col: Column, value: pl.Expr) -> pl.Expr:
-    if col.categories is not None and col.unseen == "other":
-        allowed = [*col.categories, OTHER]
-        return pl.when(value.is_null() | value.is_in(allowed)).then(value).otherwise(pl.lit(OTHER))
-    return value
-
-
 def _summaries(work: pl.DataFrame, present: list[Column]) -> tuple[set[str], set[str]]:
     """Columns whose every value is within range, and float columns that hold a NaN.
 
@@ -416,8 +476,9 @@ def _summaries(work: pl.DataFrame, present: list[Column]) -> tuple[set[str], set
     masks were ~12 ms of ~95 ms on 1M rows x 22 columns; the summaries cost ~3 ms).
     """
     aggs: list[pl.Expr] = []
+    schema = work.schema  # built once: each `.schema` call costs a walk over every column
     for col in present:
-        dtype = work.schema[col.name]
+        dtype = schema[col.name]
         v = pl.col(col.name)
         if col.type == "float" and dtype.is_float():
             aggs.append(v.is_nan().any().alias(f"{col.name}\0nan"))
@@ -510,11 +571,11 @@ def _row_checks(
             mask = v > hi
         if col.type == "float" and has_nan:
             mask = mask & ~v.is_nan()
-        out.append(("range", col.name, f"between {_show(col.min)} and {_show(col.max)}", mask))
+        out.append(("range", col.name, _range_words(col), mask))
     if col.categories is not None:
-        shown = ", ".join(col.categories[:8]) + (" ..." if len(col.categories) > 8 else "")
-        allowed = list(col.categories) if col.unseen == "reject" else [*col.categories, OTHER]
-        out.append(("category", col.name, f"one of {shown}", ~v.is_in(allowed)))
+        # under keep and other the mask finds the unseen values; _reclean keeps or maps them
+        allowed = list(col.categories) if col.refuses_unseen else [*col.categories, OTHER]
+        out.append(("category", col.name, _category_words(col), ~v.is_in(allowed)))
     if col.format is not None:
         pattern = FORMAT_PATTERNS[col.format]
         what = _FORMAT_WORDS[col.format]
@@ -540,31 +601,44 @@ def _nan_to_null(work: pl.DataFrame, floats: list[str]) -> pl.DataFrame:
 
 
 def _reclean(
-    work: pl.DataFrame, failures: list[Failure], contract: Contract, markers: list[str]
-) -> tuple[pl.DataFrame, list[Failure]]:
+    raw: pl.DataFrame,
+    work: pl.DataFrame,
+    failures: list[Failure],
+    contract: Contract,
+    markers: list[str],
+) -> tuple[pl.DataFrame, list[Failure], dict[str, dict[str, int]]]:
     """Clean the category cells that missed the allowed set, and judge them again.
 
     A cell that is an allowed value once trimmed and case-folded is accepted and stored
     cleaned; a missing marker becomes a null (refused for 'null' where the column needs a
-    value); under `unseen: other` anything else becomes __other__; the rest stay refused.
+    value). Anything else is unseen: kept as cleaned under `unseen: keep`, stored as __other__
+    under `unseen: other` (both counted in the returned signal), refused otherwise.
     """
     out: list[Failure] = []
     nulls: dict[str, tuple[np.ndarray, list[Any]]] = {}
+    unseen: dict[str, dict[str, int]] = {}
     for f in failures:
         col = contract.column(f.column) if f.column in contract.names else None
         if f.rule != "category" or col is None or col.categories is None:
             out.append(f)
             continue
-        raw = work.get_column(col.name).gather(f.rows)
-        cleaned = pl.select(_clean_text(pl.lit(raw), markers, col.case)).to_series()
-        ok = cleaned.is_in(list(col.categories)).fill_null(False).to_numpy()
+        raw_cells = work.get_column(col.name).gather(f.rows)
+        cleaned = pl.select(_clean_text(pl.lit(raw_cells), markers, col.case)).to_series()
+        allowed = list(col.categories) if col.refuses_unseen else [*col.categories, OTHER]
+        ok = cleaned.is_in(allowed).fill_null(False).to_numpy()
         missing = cleaned.is_null().to_numpy()
         still_bad = ~ok & ~missing
         values = cleaned.to_list()
-        if col.unseen == "other":
-            values = [OTHER if bad else v for v, bad in zip(values, still_bad, strict=True)]
+        if still_bad.any() and not col.refuses_unseen:
+            seen: dict[str, int] = {}
+            for v, bad in zip(values, still_bad, strict=True):
+                if bad:
+                    seen[v] = seen.get(v, 0) + 1
+            unseen[col.name] = dict(sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
+            if col.unseen == "other":
+                values = [OTHER if bad else v for v, bad in zip(values, still_bad, strict=True)]
             still_bad = np.zeros(len(values), dtype=bool)
-        changed = ~still_bad if col.unseen == "reject" else np.ones(len(values), dtype=bool)
+        changed = ~still_bad
         if changed.any():  # rewriting a column copies it: only when a kept value changes
             fixed = pl.Series(
                 [v for v, c in zip(values, changed, strict=True) if c], dtype=pl.String
@@ -572,11 +646,11 @@ def _reclean(
             series = work.get_column(col.name).scatter(f.rows[changed], fixed)
             work = work.with_columns(series.alias(col.name))
         if missing.any() and not col.nullable:
-            nulls[col.name] = (f.rows[missing], raw.filter(pl.Series(missing)).to_list())
+            nulls[col.name] = (f.rows[missing], raw_cells.filter(pl.Series(missing)).to_list())
         if still_bad.any():
-            rows = f.rows[still_bad]
-            examples = [e for e in f.examples if e["row"] in set(rows.tolist())]
-            out.append(Failure(f.rule, f.column, rows, examples, f.expected))
+            # examples are the refused rows' own values: the first rows the mask found may
+            # have been accepted once cleaned, so the mask's examples cannot be reused
+            out.append(_failure(raw, f.rule, f.column, f.expected, f.rows[still_bad]))
     for name, (rows, values) in nulls.items():
         existing = next((f for f in out if f.rule == "null" and f.column == name), None)
         merged = np.union1d(existing.rows, rows) if existing else rows
@@ -587,16 +661,16 @@ def _reclean(
         out.append(Failure("null", name, merged, ex, "a value (the column is not nullable)"))
     order = {name: i for i, name in enumerate(contract.names)}
     out.sort(key=lambda f: (order.get(f.column or "", len(order)), RULES.index(f.rule)))
-    return work, out
+    return work, out, unseen
 
 
 def _bound(value: float | dt.datetime | None) -> Any:
     return pl.lit(value, dtype=pl.Datetime("us")) if isinstance(value, dt.datetime) else value
 
 
-def _show(value: float | dt.datetime | None) -> str:
+def _show(value: float | dt.datetime | None, missing: str = "-inf") -> str:
     if value is None:
-        return "-inf"
+        return missing
     return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else f"{value:g}"
 
 

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,8 @@ import sqlalchemy as sa
 
 from keel.data.anonymization import anonymize_frame, k_anonymity
 from keel.data.contract import Contract, contract_from_yaml, load_contract
-from keel.data.sources import frame_to_parquet, read_source
-from keel.data.validation import ValidationReport, _validate
+from keel.data.sources import TEXT_SUFFIXES, frame_to_parquet, read_source
+from keel.data.validation import Failure, ValidationReport, _validate
 from keel.store import (
     ArtifactStore,
     Database,
@@ -91,6 +92,7 @@ class IngestResult:
             "rows_quarantined": v.rows_quarantined,
             "quarantine_by_rule": v.quarantine_by_rule,
             "k_anonymity": self.report.k_anonymity,
+            "unseen_categories": self.report.unseen_categories,
             "contract_sha256": v.contract_sha256,
             "data_sha256": v.data_sha256,
             "source_sha256": v.source_sha256,
@@ -124,11 +126,27 @@ class DatasetStore:
     # ---- writing -------------------------------------------------------------------------
 
     def check(
-        self, source: Any, contract: Contract, *, encoding: str = "utf-8"
+        self,
+        source: Any,
+        contract: Contract,
+        *,
+        encoding: str = "utf-8",
+        header: bool | None = None,
+        names: list[str] | None = None,
+        name: str | None = None,
     ) -> ValidationReport:
-        """Validate a source as ingest would, including k-anonymity after anonymization."""
-        frame = read_source(source, encoding=encoding).frame
+        """Validate a source as ingest would, including k-anonymity after anonymization.
+
+        Args:
+            header, names: how to read a CSV source (default: as the contract says; a file
+                without a header is read with the contract's column names, in order).
+            name: the dataset the source would be ingested into; with it, ids already stored
+                in its earlier versions are refused as ingest would (`unique_across_versions`).
+        """
+        frame = _read(source, contract, encoding, header, names).frame
         report = _validate(frame, contract)
+        if name is not None:
+            self._refuse_known_ids(report, contract, name)
         # k-anonymity needs only the quasi-identifiers, anonymized as ingest would store them
         qis = [q for q in contract.quasi_identifiers if q in report.cleaned.columns]
         if qis:
@@ -146,6 +164,8 @@ class DatasetStore:
         encoding: str = "utf-8",
         actor: str = "user",
         on_step: StepCallback | None = None,
+        header: bool | None = None,
+        names: list[str] | None = None,
     ) -> IngestResult:
         """Check, clean and anonymize a source; store good rows as a version, bad rows in quarantine.
 
@@ -161,10 +181,11 @@ class DatasetStore:
         for parent in parents:
             self.get(parent)
         step("read")
-        src = read_source(source, encoding=encoding)
+        src = _read(source, contract, encoding, header, names)
         raw = src.frame
         step("validate")
         report = _validate(raw, contract)
+        self._refuse_known_ids(report, contract, name)
         if report.schema_issues:
             lines = "; ".join(i.message for i in report.schema_issues[:5])
             msg = f"{src.uri} does not fit contract {contract.name!r}: {lines} Nothing was stored."
@@ -242,6 +263,48 @@ class DatasetStore:
                 raise
             return IngestResult(again, False, report)
         return IngestResult(version, True, report)
+
+    def _refuse_known_ids(self, report: ValidationReport, contract: Contract, name: str) -> None:
+        """Refuse rows whose id is stored in an earlier version of `name`, under the rule
+        `duplicate_id_across_versions`, one failure per earlier version that holds them."""
+        cols = [
+            c
+            for c in contract.columns
+            if c.unique_across_versions and c.name in report.cleaned.columns
+        ]
+        if not cols:
+            return
+        try:
+            earlier = self.versions(name)
+        except DatasetNotFoundError:
+            return  # the first version: nothing to repeat
+        found: list[Failure] = []
+        for col in cols:
+            ids = report.cleaned.select(col.name)
+            if col.anonymize is not None and col.anonymize.method != "drop":
+                # stored ids are anonymized: compare like with like
+                ids = anonymize_frame(ids, contract, self._key)
+            values = ids.get_column(col.name)
+            taken = np.zeros(report.rows, dtype=bool)
+            for v in earlier:  # newest first: a row is attributed to the newest that holds it
+                stored = self.load(v.ref)
+                if col.name not in stored.columns:
+                    continue
+                known = stored.get_column(col.name)
+                if known.dtype != values.dtype:
+                    known = known.cast(values.dtype, strict=False)
+                hit = (
+                    values.is_in(known.drop_nulls().implode()).fill_null(False).to_numpy() & ~taken
+                )
+                if hit.any():
+                    taken |= hit
+                    rows = np.flatnonzero(hit).astype(np.int64)
+                    found.append(
+                        _id_failure(report, col.name, rows, f"an id not already in {v.ref}")
+                    )
+        if found:
+            report.failures.extend(found)
+            report.recount()
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -360,6 +423,26 @@ def save_contract(conn: sa.Connection, contract: Contract, now: dt.datetime) -> 
                 sha256=contract.sha256, name=contract.name, yaml=contract.to_yaml(), created_at=now
             )
         )
+
+
+def _read(
+    source: Any, contract: Contract, encoding: str, header: bool | None, names: list[str] | None
+) -> Any:
+    header = contract.header if header is None else header
+    is_text = isinstance(source, str | Path) and Path(source).suffix.lower() in TEXT_SUFFIXES
+    if not header and names is None and is_text:
+        names = contract.names
+    return read_source(source, encoding=encoding, header=header, names=names)
+
+
+def _id_failure(report: ValidationReport, column: str, rows: np.ndarray, expected: str) -> Failure:
+    values = report.cleaned.get_column(column)
+    examples = [{"row": r, "value": _plain(values[r])} for r in rows[:5].tolist()]
+    return Failure("duplicate_id_across_versions", column, rows, examples, expected)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
 
 
 def _check_name(name: str) -> None:
