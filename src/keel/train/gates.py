@@ -8,14 +8,16 @@ production version yet, and says so.
 
 Segment gates are decided by judged groups only (at least `min_group_rows` holdout rows and,
 for classification, both classes; see keel.train.segments), and by their 95 % bootstrap
-intervals: `segments.min.roc_auc >= 0.70` fails only when some judged segment's interval lies
-entirely below 0.70 (its upper bound is under the threshold). A segment whose point value is
-under the threshold but whose interval reaches it passes, with a note saying the point value
-alone would have failed. Why this way round: segments are small, so their intervals are wide;
-demanding that the lower bound clear the threshold would let the width of the smallest judged
-group, not the model, decide, which is the failure this rule exists to prevent. The holdout,
-which has all the rows, is still gated on its point value. To be stricter on segments, raise
-the threshold or `min_group_rows`.
+intervals: `segments.min.roc_auc >= 0.70` passes only when every judged segment's interval
+lies above 0.70 (its lower bound clears the threshold). A segment whose point value clears the
+threshold but whose interval reaches below it fails, with a note saying the point value alone
+would have passed. Why this way round: a gate is what a candidate must show before it is
+registered, so the burden of proof is on the candidate. The other rule (fail only when the
+upper bound is below) lets through a segment whose labels are pure noise: in
+tests/integration/test_training.py a 73-row noise segment scores AUC 0.64 with interval
+0.51 .. 0.77, which that rule would pass. Noise from groups too small to say anything is
+handled by not judging them (`min_group_rows`), not by leniency. The holdout, which has all the
+rows, is gated on its point value. `==` passes when the threshold is inside the interval.
 """
 
 from __future__ import annotations
@@ -85,25 +87,25 @@ def check_gates(gates: list[str] | tuple[str, ...], report: dict[str, Any]) -> l
         point_passes = value is not None and bool(_OPS[op](value, threshold))
         passed = point_passes
         if value is not None and fig.low is not None and fig.high is not None:
-            passed = not interval_fails(op, threshold, fig.low, fig.high)
-            if passed and not point_passes:
-                inconclusive = f"the point value is on the failing side but the interval reaches {threshold:g}: not shown to fail"
-                note = f"{inconclusive}; {note}" if note else inconclusive
+            passed = interval_passes(op, threshold, fig.low, fig.high)
+            if point_passes and not passed:
+                unproven = f"the point value passes but the interval reaches past {threshold:g}: not shown to pass"
+                note = f"{unproven}; {note}" if note else unproven
         results.append(GateResult(text, value, threshold, op, passed, note, fig.low, fig.high))
     return results
 
 
-def interval_fails(op: str, threshold: float, low: float, high: float) -> bool:
-    """Whether the whole interval [low, high] is on the failing side of `op threshold`."""
+def interval_passes(op: str, threshold: float, low: float, high: float) -> bool:
+    """Whether the whole interval [low, high] is on the passing side of `op threshold`."""
     if op == ">=":
-        return high < threshold
-    if op == ">":
-        return high <= threshold
-    if op == "<=":
-        return low > threshold
-    if op == "<":
         return low >= threshold
-    return not low <= threshold <= high  # ==
+    if op == ">":
+        return low > threshold
+    if op == "<=":
+        return high <= threshold
+    if op == "<":
+        return high < threshold
+    return low <= threshold <= high  # ==: the threshold is a plausible value
 
 
 def _figure(path: str, report: dict[str, Any]) -> _Figure:
@@ -121,8 +123,8 @@ def _figure(path: str, report: dict[str, Any]) -> _Figure:
 def _segment_figure(rest: str, seg: dict[str, Any]) -> _Figure:
     """The min (or max) of a metric over judged segments, with the min (max) of their bounds.
 
-    The bounds of min over groups: [min of lows, min of highs]. So `segments.min.M >= t` fails
-    exactly when some judged group's upper bound is under t. A bound missing from a group (too
+    The bounds of min over groups: [min of lows, min of highs]. So `segments.min.M >= t` passes
+    exactly when every judged group's lower bound is at least t. A bound missing from a group (too
     few resamples with both classes) is replaced by its point value.
     """
     which, _, metric = rest.partition(".")
