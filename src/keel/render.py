@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -124,8 +124,8 @@ def print_train_result(result: TrainResult) -> None:
         m,
         "interval",
         f"overfit {m}",
-        "p50 ms",
-        "p99 ms",
+        "pipeline p50 ms",
+        "pipeline p99 ms",
         "$ / 1M",
         "gates",
         "version",
@@ -153,8 +153,41 @@ def print_train_result(result: TrainResult) -> None:
             f"[red]failed[/] {escape(f.name)} ({escape(f.estimator)}) at {f.stage}: {escape(f.error)}",
             highlight=False,
         )
+    console.print(
+        "pipeline p50/p99 ms: one-row predict of the fitted pipeline, called in the training "
+        "process on one core (not the HTTP serving path); $ / 1M from its best batch throughput"
+    )
     console.print("* on the Pareto front (no other candidate is both better and cheaper)")
+    for c in result.candidates:
+        for line in _group_lines(c.report):
+            console.print(f"{c.spec.label}: {line}", soft_wrap=True, markup=False)
+        for g in c.gates:
+            verdict = "pass" if g.passed else "FAIL"
+            console.print(
+                f"{c.spec.label}: {verdict} {g.describe()}, threshold {g.op} {g.threshold:g}",
+                soft_wrap=True,
+                markup=False,
+            )
     console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
+
+
+def _group_lines(report: dict[str, Any]) -> list[str]:
+    """One line per segment or fairness column that has groups too small to judge."""
+    lines = []
+    seg = report.get("segments") or {}
+    if seg.get("not_judged"):
+        groups = ", ".join(f"{g['group']} ({g['reason']})" for g in seg["not_judged"])
+        lines.append(f"segments of {seg['column']!r} not judged: {groups}")
+    for col, fr in (report.get("fairness") or {}).items():
+        if fr.get("bands"):
+            lines.append(
+                f"fairness on {col!r}: {len(fr['by_group'])} judged band(s) "
+                f"({fr['bands']['method']}, cut at {', '.join(f'{e:g}' for e in fr['bands']['edges'])})"
+            )
+        if fr.get("not_judged"):
+            groups = ", ".join(f"{g['group']} ({g['reason']})" for g in fr["not_judged"])
+            lines.append(f"fairness groups of {col!r} not judged: {groups}")
+    return lines
 
 
 def _fmt(v: float | None) -> str:

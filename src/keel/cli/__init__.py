@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from keel import __version__
@@ -33,15 +32,25 @@ app.command("ui")(serve.ui_cmd)
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    # eager: runs while the options are parsed, before click asks for a command
+    if value:
+        typer.echo(f"keel {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
 ) -> None:
     _state["debug"] = debug
-    if version:
-        typer.echo(f"keel {__version__}")
-        raise typer.Exit(0)
 
 
 @app.command("demo")
@@ -67,24 +76,19 @@ def demo_cmd(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on standard error and exit code 1."""
+    """Entry point: user errors become one line on standard error and exit code 1.
+
+    Usage errors (a mistyped command, a missing option) print the usage and exit 2, as click
+    does in standalone mode; `keel` alone prints the help. Standalone mode is what handles
+    them: typer runs its own vendored copy of click, whose exception classes are not the
+    `click` package's, so catching `click.UsageError` here would never match.
+    """
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="keel", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("Aborted.")
-        sys.exit(1)
+        command.main(args=args, prog_name="keel", standalone_mode=True)
     except KeelError as exc:
         if "--debug" in args:
             raise
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
-    # without standalone mode, click returns the code of `typer.Exit(code)` instead of exiting
-    if isinstance(code, int) and code:
-        sys.exit(code)

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json, steps
+from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json
+from keel.cli._progress import candidate_progress
 from keel.render import console, print_train_result
 
 
@@ -43,10 +44,9 @@ def train_cmd(
     datasets = open_datasets()
     models = open_models() if register else None
     trusted = models.trusted_types if models is not None else load_settings().trusted_types
-    names = [
-        f"{s.label}: {stage}" for s in specs for stage in ("fit", "evaluate", "explain", "profile")
-    ]
-    with steps("train", names + (["register"] if register else []), enabled=True) as step:
+    with candidate_progress(
+        [s.label for s in specs], register=register is not None, console=err_console
+    ) as step:
         result = train(
             specs,
             data,

@@ -63,34 +63,58 @@ def card_sections(
     seg = report.get("segments") or {}
     if seg:
         metric = seg["metric"]
-        rows = [["segment", "rows", metric, "interval"]]
+        rows = [["segment", "rows", metric, "interval", "judged"]]
         for g, s in seg["groups"].items():
             e = s["metrics"][metric]
+            judged = s.get("judged", True)
             rows.append(
                 [
                     g + (" (worst)" if g == seg["worst"] else ""),
                     str(s["rows"]),
                     _f(e["value"]),
                     f"{_f(e['low'])} .. {_f(e['high'])}",
+                    "yes" if judged else f"no: {s.get('reason')}",
                 ]
             )
-        sections.append((f"Per segment ({seg['column']})", [], rows))
+        paragraphs = []
+        if seg.get("not_judged"):
+            paragraphs.append(
+                f"Segments under {seg.get('min_group_rows')} holdout rows, or with one class only, "
+                "are not judged: no gate and no worst segment is decided by them."
+            )
+        sections.append((f"Per segment ({seg['column']})", paragraphs, rows))
     for col, fr in (report.get("fairness") or {}).items():
         rows = [["group", "rows", "selection rate", "TPR", "FPR"]]
         rows += [
             [g, _f(v.get("count")), _f(v.get("selection_rate")), _f(v.get("tpr")), _f(v.get("fpr"))]
             for g, v in fr["by_group"].items()
         ]
-        sections.append(
-            (
-                f"Fairness on {col}",
-                [
-                    f"Demographic parity difference {_f(fr['demographic_parity_difference'])}, ratio {_f(fr['demographic_parity_ratio'])}; "
-                    f"equalized odds difference {_f(fr['equalized_odds_difference'])}."
-                ],
-                rows,
+        rows += [
+            [g["group"], str(g["rows"]), f"not judged: {g['reason']}", "-", "-"]
+            for g in fr.get("not_judged", [])
+        ]
+        paragraphs = [
+            f"Demographic parity difference {_f(fr['demographic_parity_difference'])}, ratio {_f(fr['demographic_parity_ratio'])}; "
+            f"equalized odds difference {_f(fr['equalized_odds_difference'])}"
+            + (
+                f", between groups of at least {fr['min_group_rows']} rows with both classes."
+                if "min_group_rows" in fr
+                else "."
             )
-        )
+        ]
+        if fr.get("note"):
+            paragraphs.append(f"Not measured: {fr['note']}.")
+        bands = fr.get("bands")
+        if bands:
+            how = (
+                f"{bands.get('quantiles')} quantile bands"
+                if bands["method"] == "quantile"
+                else "the bands given in the spec"
+            )
+            paragraphs.append(
+                f"{col} is numeric: grouped into {how}, cut at {', '.join(_f(e) for e in bands['edges']) or 'nothing (one value)'}."
+            )
+        sections.append((f"Fairness on {col}", paragraphs, rows))
     exp = report.get("explanations") or {}
     if exp:
         rows = [["feature", "mean |SHAP|"]] + [
@@ -128,7 +152,12 @@ def card_sections(
         rows = [["gate", "value", "threshold", "verdict"]] + [
             [
                 g["name"],
-                _f(g["value"]),
+                _f(g["value"])
+                + (
+                    f" (95 % interval {_f(g['low'])} .. {_f(g['high'])})"
+                    if g.get("low") is not None and g.get("high") is not None
+                    else ""
+                ),
                 f"{g['op']} {g['threshold']:g}",
                 ("pass" if g["passed"] else "FAIL") + (f" ({g['note']})" if g.get("note") else ""),
             ]

@@ -1,4 +1,4 @@
-"""Fairness per sensitive column, with fairlearn's MetricFrame."""
+"""Fairness per sensitive column, with fairlearn's MetricFrame, on groups big enough to judge."""
 
 from __future__ import annotations
 
@@ -16,43 +16,85 @@ from fairlearn.metrics import (
 )
 
 
+def group_verdict(y_group: np.ndarray, task: str, min_group_rows: int) -> str | None:
+    """Why a group is not judged (too few rows, one class only), or None when it is.
+
+    A classification group needs both classes: with one, AUC does not exist and a true or
+    false positive rate is a ratio over nothing.
+    """
+    rows = len(y_group)
+    if rows < min_group_rows:
+        return f"{rows} rows < {min_group_rows}"
+    if task == "classification" and len(np.unique(y_group)) < 2:
+        return f"one class only in {rows} rows"
+    return None
+
+
 def fairness_report(
-    y: np.ndarray, pred: np.ndarray, sensitive: dict[str, np.ndarray]
+    y: np.ndarray,
+    pred: np.ndarray,
+    sensitive: dict[str, np.ndarray],
+    *,
+    min_group_rows: int = 30,
 ) -> dict[str, Any]:
     """Per sensitive column: selection rate, TPR and FPR per group, and the gaps between groups.
 
-    `y` and `pred` are 0/1 (binary classification); groups are the column's values.
+    `y` and `pred` are 0/1 (binary classification); groups are the column's values (or bands).
+    Gaps are measured between judged groups only (see `group_verdict`); the others are listed
+    in `not_judged` with their size. With fewer than two judged groups the gaps are None and
+    `note` says why.
     """
     out: dict[str, Any] = {}
-    for name, groups in sensitive.items():
-        groups = np.asarray([str(g) for g in groups], dtype=object)
-        frame = MetricFrame(
-            metrics={
-                "selection_rate": selection_rate,
-                "tpr": true_positive_rate,
-                "fpr": false_positive_rate,
-                "count": lambda yt, _yp: len(yt),
-            },
-            y_true=y,
-            y_pred=pred,
-            sensitive_features=groups,
-        )
-        by_group = {
-            str(g): {
-                k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in row.items()
+    for name, raw in sensitive.items():
+        groups = np.asarray([str(g) for g in raw], dtype=object)
+        judged: list[str] = []
+        not_judged: list[dict[str, Any]] = []
+        for g in sorted(set(groups.tolist())):
+            rows = groups == g
+            reason = group_verdict(y[rows], "classification", min_group_rows)
+            if reason is None:
+                judged.append(g)
+            else:
+                not_judged.append({"group": g, "rows": int(rows.sum()), "reason": reason})
+        entry: dict[str, Any] = {
+            "min_group_rows": min_group_rows,
+            "by_group": {},
+            "not_judged": not_judged,
+            "demographic_parity_difference": None,
+            "demographic_parity_ratio": None,
+            "equalized_odds_difference": None,
+        }
+        keep = np.isin(groups, judged)
+        yk, pk, gk = y[keep], pred[keep], groups[keep]
+        if judged:
+            frame = MetricFrame(
+                metrics={
+                    "selection_rate": selection_rate,
+                    "tpr": true_positive_rate,
+                    "fpr": false_positive_rate,
+                    "count": lambda yt, _yp: len(yt),
+                },
+                y_true=yk,
+                y_pred=pk,
+                sensitive_features=gk,
+            )
+            entry["by_group"] = {
+                str(g): {
+                    k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in row.items()
+                }
+                for g, row in frame.by_group.to_dict(orient="index").items()
             }
-            for g, row in frame.by_group.to_dict(orient="index").items()
-        }
-        out[name] = {
-            "by_group": by_group,
-            "demographic_parity_difference": round(
-                float(demographic_parity_difference(y, pred, sensitive_features=groups)), 6
-            ),
-            "demographic_parity_ratio": round(
-                float(demographic_parity_ratio(y, pred, sensitive_features=groups)), 6
-            ),
-            "equalized_odds_difference": round(
-                float(equalized_odds_difference(y, pred, sensitive_features=groups)), 6
-            ),
-        }
+        if len(judged) >= 2:
+            for key, fn in (
+                ("demographic_parity_difference", demographic_parity_difference),
+                ("demographic_parity_ratio", demographic_parity_ratio),
+                ("equalized_odds_difference", equalized_odds_difference),
+            ):
+                entry[key] = round(float(fn(yk, pk, sensitive_features=gk)), 6)
+        else:
+            entry["note"] = (
+                f"{len(judged)} group(s) of {name!r} with >= {min_group_rows} rows and both "
+                "classes; gaps between groups need two"
+            )
+        out[name] = entry
     return out

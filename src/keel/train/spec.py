@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,12 @@ _KEYS = {
     "seed",
     "gates",
     "cost",
+    "min_group_rows",
+    "fairness",
 }
+
+DEFAULT_MIN_GROUP_ROWS = 30
+DEFAULT_QUANTILE_BANDS = 4
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,19 @@ class Split:
     method: Literal["time", "random", "group"] | None = None  # None: time when there is a timestamp
     test_size: float = 0.2
     group: str | None = None
+
+
+@dataclass(frozen=True)
+class Bands:
+    """How a numeric sensitive column is cut into groups for fairness.
+
+    `edges` are the lower edges of the bands, ascending (`[0, 25, 45, 65]` gives `[0, 25)`,
+    `[25, 45)`, `[45, 65)` and `>= 65`; values below the first edge make a band of their own).
+    Without edges, the column is cut at its quantiles into `quantiles` bands.
+    """
+
+    edges: tuple[float, ...] | None = None
+    quantiles: int = DEFAULT_QUANTILE_BANDS
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,8 @@ class TrainSpec:
     seed: int = 0
     gates: tuple[str, ...] = ()
     cost: dict[str, float] = field(default_factory=lambda: {"cpu_hour_usd": 0.05})
+    min_group_rows: int = DEFAULT_MIN_GROUP_ROWS
+    fairness: dict[str, Bands] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -59,6 +80,13 @@ class TrainSpec:
         out = asdict(self)
         out["features"] = list(self.features) if self.features is not None else None
         out["gates"] = list(self.gates)
+        out["fairness"] = {
+            col: {
+                "bands": list(b.edges) if b.edges is not None else None,
+                "quantiles": b.quantiles,
+            }
+            for col, b in self.fairness.items()
+        }
         return out
 
     def make_estimator(self) -> Any:
@@ -131,6 +159,14 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
         msg = f"{where}: params is {params!r}; expected a mapping of estimator arguments."
         raise ConfigError(msg)
     features = data.get("features")
+    min_group_rows = data.get("min_group_rows", DEFAULT_MIN_GROUP_ROWS)
+    if (
+        isinstance(min_group_rows, bool)
+        or not isinstance(min_group_rows, int)
+        or min_group_rows < 1
+    ):
+        msg = f"{where}: min_group_rows is {min_group_rows!r}; expected a whole number of rows >= 1 (default {DEFAULT_MIN_GROUP_ROWS})."
+        raise ConfigError(msg)
     return TrainSpec(
         estimator=str(data["estimator"]),
         params=params,
@@ -143,7 +179,47 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
         seed=int(data.get("seed", 0)),
         gates=tuple(gates),
         cost={"cpu_hour_usd": 0.05, **(data.get("cost") or {})},
+        min_group_rows=min_group_rows,
+        fairness=_fairness_from(data.get("fairness"), where),
     )
+
+
+def _fairness_from(raw: Any, where: str) -> dict[str, Bands]:
+    """`fairness: {AGE: {bands: [0, 25, 45, 65]}}` or `{AGE: {quantiles: 5}}`, validated."""
+    if raw is None:
+        return {}
+    example = "expected e.g. {AGE: {bands: [0, 25, 45, 65]}} or {AGE: {quantiles: 4}}"
+    if not isinstance(raw, dict):
+        msg = f"{where}: fairness is {raw!r}; {example}."
+        raise ConfigError(msg)
+    out: dict[str, Bands] = {}
+    for col, entry in raw.items():
+        here = f"{where}: fairness.{col}"
+        if not isinstance(entry, dict) or not entry or set(entry) - {"bands", "quantiles"}:
+            msg = f"{here} is {entry!r}; {example}."
+            raise ConfigError(msg)
+        if "bands" in entry and "quantiles" in entry:
+            msg = f"{here} gives both bands and quantiles; give one of them."
+            raise ConfigError(msg)
+        edges = entry.get("bands")
+        quantiles = entry.get("quantiles", DEFAULT_QUANTILE_BANDS)
+        if edges is not None:
+            ok = (
+                isinstance(edges, list)
+                and len(edges) >= 1
+                and all(isinstance(e, int | float) and not isinstance(e, bool) for e in edges)
+                and all(a < b for a, b in itertools.pairwise(edges))
+            )
+            if not ok:
+                msg = f"{here}.bands is {edges!r}; expected a list of ascending numbers, the lower edges of the bands, e.g. [0, 25, 45, 65]."
+                raise ConfigError(msg)
+            out[str(col)] = Bands(tuple(float(e) for e in edges))
+            continue
+        if isinstance(quantiles, bool) or not isinstance(quantiles, int) or quantiles < 2:
+            msg = f"{here}.quantiles is {quantiles!r}; expected a whole number of bands >= 2, e.g. 4 for quartiles."
+            raise ConfigError(msg)
+        out[str(col)] = Bands(None, quantiles)
+    return out
 
 
 def load_spec(path: str | Path) -> TrainSpec:

@@ -19,12 +19,12 @@ from keel.registry import ModelStore, check_storable, dump_model
 from keel.store import ConfigError, ModelNotFoundError
 from keel.train.card import render_card_markdown
 from keel.train.explain import global_importance
-from keel.train.fairness import fairness_report
 from keel.train.features import build_pipeline, check_features, default_features, to_pandas
 from keel.train.gates import GateResult, check_gates
 from keel.train.metrics import LOWER_IS_BETTER, calibration_table, score
 from keel.train.reference import reference_profile
 from keel.train.runtime import runtime_profile
+from keel.train.segments import fairness_section, segment_report
 from keel.train.spec import TrainSpec
 from keel.train.split import split_rows
 
@@ -267,8 +267,26 @@ def fit_and_evaluate(
     }
     if prep.task == "classification" and out_te.shape[1] == 2:
         report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
-    report["segments"] = _segments(prep, yte, out_te, spec.seed)
-    report["fairness"] = _fairness(prep, yte, out_te)
+    report["segments"] = segment_report(
+        prep.frame,
+        prep.contract,
+        prep.test_idx,
+        prep.task,
+        yte,
+        out_te,
+        min_group_rows=spec.min_group_rows,
+        seed=spec.seed,
+    )
+    report["fairness"] = fairness_section(
+        prep.frame,
+        prep.contract,
+        prep.test_idx,
+        prep.task,
+        yte,
+        out_te,
+        bands=spec.fairness,
+        min_group_rows=spec.min_group_rows,
+    )
     step(f"{spec.label}: explain")
     report["explanations"] = global_importance(
         pipeline, xte.reset_index(drop=True), prep.features, seed=spec.seed
@@ -288,44 +306,6 @@ def fit_and_evaluate(
     candidate = Candidate(spec, pipeline, report)
     candidate.gates = check_gates(spec.gates, report)
     return candidate
-
-
-def _segments(prep: Prepared, yte: np.ndarray, out_te: np.ndarray, seed: int) -> dict[str, Any]:
-    segs = prep.contract.with_role("segment")
-    if not segs or segs[0].name not in prep.frame.columns:
-        return {}
-    col = segs[0].name
-    values = prep.frame.get_column(col).cast(pl.String).to_numpy()[prep.test_idx]
-    groups: dict[str, dict[str, Any]] = {}
-    for g in sorted(set(values.tolist()), key=str):
-        rows = np.flatnonzero(values == g)
-        groups[str(g)] = {
-            "rows": len(rows),
-            "metrics": score(prep.task, yte, out_te, rows=rows, n_boot=100, seed=seed),
-        }
-    metric = primary_metric(prep.task)
-    scored = {
-        g: s["metrics"][metric]["value"]
-        for g, s in groups.items()
-        if s["metrics"][metric]["value"] is not None
-    }
-    worst = None
-    if scored:
-        worst = (max if metric in LOWER_IS_BETTER else min)(scored, key=lambda g: scored[g])
-    return {"column": col, "metric": metric, "worst": worst, "groups": groups}
-
-
-def _fairness(prep: Prepared, yte: np.ndarray, out_te: np.ndarray) -> dict[str, Any]:
-    if prep.task != "classification" or out_te.shape[1] != 2:
-        return {}
-    sensitive = {
-        c.name: prep.frame.get_column(c.name).cast(pl.String).to_numpy()[prep.test_idx]
-        for c in prep.contract.with_role("sensitive")
-        if c.name in prep.frame.columns
-    }
-    if not sensitive:
-        return {}
-    return fairness_report(yte, (out_te[:, 1] >= 0.5).astype(int), sensitive)
 
 
 def _vs_production(
