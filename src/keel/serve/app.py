@@ -642,7 +642,12 @@ def create_app(
             else:
                 if counts_own_success and response.status_code == 200:
                     return response  # counted with its version by the handler
-            server.count(request.path_params.get("name"), label, response.status_code)
+            name = request.path_params.get("name")
+            if name is None and label == "invocations":  # MLflow names no model in the path
+                name = request.query_params.get("model") or request.headers.get("x-keel-model")
+                if name is None and len(server.served) == 1:
+                    name = next(iter(server.served))
+            server.count(name, label, response.status_code)
             return response
 
         return endpoint
