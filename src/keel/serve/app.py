@@ -392,7 +392,7 @@ class KeelServer:
             clean, errors = rt.checker.check([rows[i] for i in idx])
             if errors:
                 errors = [replace(x, row=idx[x.row]) for x in errors]  # rows of the request
-                self._refuse(served.name, rt, role, errors, at, on_error == "skip")
+                self._refuse(served.name, rt, "production", errors, at, on_error == "skip")
                 if on_error != "skip":
                     e = errors[0]
                     raise RequestError(
