@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import shutil
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +16,7 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from serving_fixtures import (
     ADMIN,
     FEEDER,
@@ -25,9 +30,9 @@ from serving_fixtures import (
 
 from keel.monitor import AlertStore, read_windows
 from keel.registry import ModelStore
-from keel.serve import Client
+from keel.serve import Client, create_app
 from keel.serve.predlog import PREDICTION_SCHEMA, ParquetAppender
-from keel.store import ArtifactStore, Database
+from keel.store import ArtifactStore, Database, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COLUMNS = list(ROW)
@@ -70,7 +75,8 @@ def test_predict_rows_and_columns_agree(server: Server) -> None:
 
     assert a["model"] == "fraud"
     assert a["version"] == 1
-    assert a["classes"] == ["0", "1"]
+    assert a["classes"] == [0, 1]  # the int label's type, not "0"/"1"
+    assert set(a["predictions"]) <= {0, 1}
     assert a["probabilities"] == b["probabilities"]
     assert all(abs(sum(p) - 1) < 1e-9 for p in a["probabilities"])
     assert len(set(a["prediction_ids"])) == 5
@@ -361,7 +367,27 @@ def test_python_client(server: Server) -> None:
             client.predict("fraud", [{"region": "mars"}])
 
     assert out.columns == ["prediction_id", "prediction", "p_0", "p_1", "version"]
+    assert out["prediction"].dtype == pl.Int64
     assert fb == {"accepted": 1, "unknown_ids": [], "refused": []}
+
+
+def test_python_client_skips_bad_rows_on_request(server: Server) -> None:
+    """Client.predict(on_error="skip"): one row per input, null and a reason for the bad ones."""
+    data = rows(3)
+    data[1] = {**data[1], "amount": "lots"}
+    with Client(server.url) as client:
+        out = client.predict("fraud", data, on_error="skip")
+        alone = client.predict("fraud", [data[0], data[2]])
+
+    assert out.height == 3
+    assert out["prediction"].to_list()[1] is None
+    assert out["prediction_id"].to_list()[1] is None
+    assert out["error"].to_list() == [
+        None,
+        "field 'amount' has value 'lots'; expected a number (float)",
+        None,
+    ]
+    assert out["p_1"].to_list()[0::2] == alone["p_1"].to_list()
 
 
 def test_moving_production_under_load_fails_nothing(home: Path, tmp_path: Path) -> None:
@@ -467,3 +493,271 @@ def test_a_version_that_fails_to_load_is_refused_with_an_alert(tmp_path: Path) -
     assert "fraud@2" in alerts[0].message
     assert "fraud@1 keeps serving" in alerts[0].message
     assert "changed" in alerts[0].evidence["error"]
+
+
+def requests_by_status(client: httpx.Client) -> dict[tuple[str, str, str], float]:
+    """keel_requests_total from /metrics, summed per (model, endpoint, status)."""
+    out: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "keel_requests_total":
+                lab = sample.labels
+                key = (lab["model"], lab["endpoint"], lab["status"])
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def refused_rows(client: httpx.Client) -> float:
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        for s in f.samples
+        if s.name == "keel_rows_refused_total" and s.labels["model"] == "fraud"
+    )
+
+
+def test_on_error_skip_answers_the_good_rows_and_lists_the_bad(server: Server, home: Path) -> None:
+    """With on_error=skip a bad row gets null and an entry in errors; the good ones are answered,
+    logged and the bad ones counted; without it the request is still a 422."""
+    data = rows(4)
+    data[1] = {**data[1], "amount": "lots"}
+    data[3] = {k: v for k, v in data[3].items() if k != "recent_tx_24h"}
+    with server.client() as c:
+        before = refused_rows(c)
+        skip = c.post("/v1/models/fraud/predict", json={"rows": data, "on_error": "skip"})
+        good = c.post("/v1/models/fraud/predict", json={"rows": [data[0], data[2]]}).json()
+        columns = c.post(
+            "/v1/models/fraud/predict",
+            json={"columns": {k: [data[0][k], "x"] for k in COLUMNS}, "on_error": "skip"},
+        ).json()
+        strict = c.post("/v1/models/fraud/predict", json={"rows": data})
+        unknown = c.post("/v1/models/fraud/predict", json={"rows": data, "on_error": "ignore"})
+        none_good = c.post("/v1/models/fraud/predict", json={"rows": [data[1]], "on_error": "skip"})
+        after = refused_rows(c)
+        c.post("/v1/admin/flush", headers={"Authorization": f"Bearer {ADMIN}"})
+
+    body = skip.json()
+    assert skip.status_code == 200
+    assert body["predictions"][1] is None
+    assert body["predictions"][3] is None
+    assert body["probabilities"][0::2] == good["probabilities"]
+    assert body["probabilities"][1] is None
+    assert body["prediction_ids"][1] is None
+    assert body["errors"] == [
+        {"row": 1, "field": "amount", "value": "lots", "rule": "type", "expected": "a number (float)"},
+        {"row": 3, "field": "recent_tx_24h", "value": None, "rule": "missing_column", "expected": "the field 'recent_tx_24h' (int)"},
+    ]  # fmt: skip
+    assert columns["errors"][0]["row"] == 1
+    assert columns["predictions"][1] is None
+    assert strict.status_code == 422
+    assert unknown.status_code == 400
+    assert unknown.json()["error"].startswith("'on_error' has the value 'ignore'; expected 'fail'")
+    assert none_good.status_code == 200
+    assert none_good.json()["predictions"] == [None]
+    assert after - before == 2 + 1 + 2 + 1  # skip, columns, the 422, the all-bad request
+    logged = ParquetAppender(str(home / "artifacts"), "predictions", schema=PREDICTION_SCHEMA).read(
+        "fraud"
+    )
+    ids = [i for i in body["prediction_ids"] if i is not None]
+    assert logged.filter(pl.col("prediction_id").is_in(ids)).height == 2
+
+
+def test_fast_path_and_routed_endpoint_answer_alike(home: Path, tmp_path: Path) -> None:
+    """The plain-ASGI hot path and the Starlette route give the same bodies, statuses and counts."""
+    shutil.copytree(home, tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", profiles=False, flush_interval_s=60)
+    app = create_app(settings, names=["fraud"])
+    server = app.state.server
+    data = rows(3)
+    data[2] = {**data[2], "region": "mars"}
+    bodies = [
+        {"rows": data, "on_error": "skip"},
+        {"rows": data},
+        {"rows": data[:2]},
+        {"rows": data, "on_error": 3},
+        {"rows": []},
+    ]
+
+    async def run() -> list[list[tuple[int, object]]]:
+        await server.start()
+        try:
+            answers = []
+            for asgi in (app, app.router):  # app: through FastPredict; app.router: the route
+                transport = httpx.ASGITransport(app=asgi)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    got = []
+                    for b in [*bodies, None]:
+                        r = await (
+                            c.post("/v1/models/fraud/predict", json=b)
+                            if b is not None
+                            else c.post("/v1/models/nope/predict", json={"rows": data})
+                        )
+                        answer = r.json()
+                        if isinstance(answer, dict) and "prediction_ids" in answer:
+                            answer["prediction_ids"] = [i is None for i in answer["prediction_ids"]]
+                        got.append((r.status_code, answer))
+                    answers.append(got)
+            return answers
+        finally:
+            await server.stop()
+
+    fast, routed = asyncio.run(run())
+    counts = {
+        s.labels["status"]: s.value
+        for f in text_string_to_metric_families(
+            __import__("prometheus_client").generate_latest(server.metrics.registry).decode()
+        )
+        for s in f.samples
+        if s.name == "keel_requests_total" and s.labels["endpoint"] == "predict"
+    }
+
+    assert fast == routed
+    assert [status for status, _ in fast] == [200, 422, 200, 400, 400, 404]
+    assert counts == {"200": 4.0, "422": 2.0, "400": 4.0, "404": 2.0}
+
+
+def test_requests_total_counts_every_status(server: Server) -> None:
+    """keel_requests_total is labelled by status for 2xx, 4xx from validation, auth and unknown models."""
+    with server.client() as c, server.client(FEEDER) as feeder:
+        before = requests_by_status(c)
+        c.post("/v1/models/fraud/predict", json={"rows": [ROW]})
+        c.post("/v1/models/fraud/predict", json={"rows": [{"region": "mars"}]})
+        c.post(
+            "/v1/models/fraud/predict", content=b"{", headers={"content-type": "application/json"}
+        )
+        c.post("/v1/models/nope/predict", json={"rows": [ROW]})
+        c.post("/v1/models/fraud/predict", json={"rows": [ROW] * 5000})
+        c.post("/invocations", json={"dataframe_records": [{"region": "mars"}]})
+        c.post("/invocations", content=b"a", headers={"content-type": "text/plain"})
+        c.post("/v2/models/fraud/infer", json={"inputs": []})
+        c.post("/v2/models/nope/infer", json={"inputs": []})
+        c.post("/v1/models/fraud/feedback", json={"labels": []})
+        feeder.post("/v1/models/fraud/aliases/production", json={"version": 1})
+        after = requests_by_status(c)
+
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+    assert delta == {
+        ("fraud", "predict", "200"): 1,
+        ("fraud", "predict", "422"): 1,
+        ("fraud", "predict", "400"): 1,
+        ("", "predict", "404"): 1,
+        ("fraud", "predict", "413"): 1,
+        ("fraud", "invocations", "422"): 1,  # the one model served
+        ("fraud", "invocations", "415"): 1,
+        ("fraud", "v2_infer", "400"): 1,
+        ("", "v2_infer", "404"): 1,
+        ("fraud", "feedback", "401"): 1,
+        ("fraud", "set_alias", "403"): 1,
+        ("", "metrics", "200"): 1,  # the first read of /metrics, seen by the second
+    }
+
+
+def test_tritonclient_defaults_send_and_receive_binary_tensors(server: Server) -> None:
+    """tritonclient's defaults (binary inputs, binary outputs) give the JSON API's answers,
+    with FP32, FP64, INT64 and BYTES inputs and the label as INT64."""
+    import tritonclient.http as tc
+
+    data = rows(5)
+    kinds = {"amount": np.float32, "distance_km": np.float64, "recent_tx_24h": np.int64}
+    inputs = []
+    for name in COLUMNS:
+        values = [r[name] for r in data]
+        if name in kinds:
+            arr = np.array(values, dtype=kinds[name]).reshape(-1, 1)
+        else:
+            arr = np.array(values, dtype=object).reshape(-1, 1)
+        t = tc.InferInput(name, list(arr.shape), tc.np_to_triton_dtype(arr.dtype))
+        t.set_data_from_numpy(arr)  # binary_data=True by default
+        inputs.append(t)
+    client = tc.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    asked = client.infer(
+        "fraud",
+        inputs,
+        outputs=[tc.InferRequestedOutput("predict_proba"), tc.InferRequestedOutput("predict")],
+    )
+    everything = client.infer("fraud", inputs)  # no outputs named: binary_data_output
+    meta = client.get_model_metadata("fraud")
+    with server.client() as c:
+        ours = c.post("/v1/models/fraud/predict", json={"rows": data}).json()
+
+    assert asked.get_response()["outputs"][0]["parameters"]["binary_data_size"] == 5 * 2 * 8
+    assert np.array_equal(asked.as_numpy("predict_proba"), np.array(ours["probabilities"]))
+    assert asked.as_numpy("predict").dtype == np.int64
+    assert asked.as_numpy("predict").tolist() == ours["predictions"]
+    assert everything.as_numpy("predict").tolist() == ours["predictions"]
+    assert np.array_equal(everything.as_numpy("predict_proba"), asked.as_numpy("predict_proba"))
+    assert meta["outputs"][0]["datatype"] == "INT64"
+
+
+def _binary_request(inputs: list[dict[str, object]], binary: bytes, length: int | None = None):
+    head = json.dumps({"inputs": inputs}).encode()
+    return head + binary, str(len(head) if length is None else length)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "fragment"),
+    [
+        ("short", 400, "Input 'amount' (FP64, shape [2, 1]) needs 2 x 8 = 16 bytes"),
+        ("extra", 400, "the inputs' binary_data_size add up to 16"),
+        ("header", 400, "Inference-Header-Content-Length is 100000"),
+        ("bytes", 400, "Input 'region' (BYTES): element 0 declares 99 bytes"),
+    ],
+)
+def test_malformed_binary_bodies_are_400_naming_the_input(
+    server: Server, case: str, status: int, fragment: str
+) -> None:
+    """Size mismatches in binary bodies are refused with a 400 that says what was expected."""
+    amount = {"name": "amount", "datatype": "FP64", "shape": [2, 1]}
+    region = {"name": "region", "datatype": "BYTES", "shape": [1]}
+    two = struct.pack("<dd", 1.0, 2.0)
+    body, length = {
+        "short": lambda: _binary_request(
+            [{**amount, "parameters": {"binary_data_size": 8}}], two[:8]
+        ),
+        "extra": lambda: _binary_request(
+            [{**amount, "parameters": {"binary_data_size": 16}}], two + b"\0"
+        ),
+        "header": lambda: _binary_request(
+            [{**amount, "parameters": {"binary_data_size": 16}}], two, 100000
+        ),
+        "bytes": lambda: _binary_request(
+            [{**region, "parameters": {"binary_data_size": 6}}], struct.pack("<I", 99) + b"ab"
+        ),
+    }[case]()
+    with server.client() as c:
+        r = c.post(
+            "/v2/models/fraud/infer",
+            content=body,
+            headers={
+                "Inference-Header-Content-Length": length,
+                "content-type": "application/octet-stream",
+            },
+        )
+        after = c.post("/v1/models/fraud/predict", json={"rows": [ROW]})
+
+    assert r.status_code == status
+    assert fragment in r.json()["error"]
+    assert after.status_code == 200
+
+
+def test_labels_keep_their_type_in_every_protocol(server: Server) -> None:
+    """The int label comes back as an int from keel's JSON, the OIP (JSON) and MLflow's format."""
+    data = rows(6)
+    with server.client() as c:
+        ours = c.post("/v1/models/fraud/predict", json={"rows": data}).json()
+        mlflow = c.post("/invocations", json={"dataframe_records": data}).json()
+        v2 = c.post(
+            "/v2/models/fraud/infer",
+            json={
+                "inputs": [
+                    {"name": k, "shape": [6, 1], "datatype": "BYTES" if isinstance(data[0][k], str) else "FP64", "data": [r[k] for r in data]}
+                    for k in COLUMNS
+                ]
+            },
+        ).json()  # fmt: skip
+
+    predict = next(o for o in v2["outputs"] if o["name"] == "predict")
+    assert all(type(p) is int for p in ours["predictions"])
+    assert mlflow["predictions"] == ours["predictions"]
+    assert predict["datatype"] == "INT64"
+    assert predict["data"] == ours["predictions"]

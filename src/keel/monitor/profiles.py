@@ -333,13 +333,14 @@ class Profiler:
                 update_columns(profile, columns, outputs, part.get_column("prediction"), latency)
                 self._dirty.add(key)
 
-    def error(self, model: str, version: int, role: str, time: dt.datetime) -> None:
+    def error(self, model: str, version: int, role: str, time: dt.datetime, count: int = 1) -> None:
+        """Count `count` refused inputs (a failed request, or rows skipped) in the window."""
         key = (model, version, role, "", window_start(time, self.window_s))
         spec = self._specs.get((model, version))
         if spec is None:
             return
         with self._lock:
-            self._profiles.setdefault(key, spec.empty())["errors"] += 1
+            self._profiles.setdefault(key, spec.empty())["errors"] += count
             self._dirty.add(key)
 
     def flush(self) -> int:

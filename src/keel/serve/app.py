@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from keel.data import RecordError
 from keel.monitor import Profiler
 from keel.monitor.alerts import Alert, AlertStore
 from keel.registry import ModelStore
@@ -76,6 +77,12 @@ class Metrics:
         )
         self.errors = Counter(
             "keel_errors_total", "Errors by model and kind.", ["model", "kind"], registry=r
+        )
+        self.refused = Counter(
+            "keel_rows_refused_total",
+            "Rows refused by a model's input contract (a 422, or null with on_error=skip), by rule.",
+            ["model", "rule"],
+            registry=r,
         )
         self.logged = Counter(
             "keel_predictions_logged_total", "Prediction records written to the log.", registry=r
@@ -274,10 +281,15 @@ class KeelServer:
         key: str | None = None,
         endpoint: str = "predict",
         at: dt.datetime | None = None,
-    ) -> tuple[ModelRuntime, list[Prediction], list[str]]:
+        on_error: str = "fail",
+    ) -> tuple[ModelRuntime, list[Prediction], list[str], list[RecordError]]:
         """Answer rows with the version the traffic policy picks; log and profile them.
 
         `at` is the time to log (replayed traffic, when `replay_time` allows it); default now.
+        `on_error="fail"` refuses the whole request (422) when one row does not fit the
+        model's contract; `"skip"` answers the good rows and returns the refused ones' errors
+        (row = index in the request). Predictions and ids are those of the good rows, in
+        request order.
         """
         served = self._served(ref)
         role, runtime, batcher = self._choose(served, ref, key)
@@ -288,18 +300,20 @@ class KeelServer:
         if "@" not in ref and runtime.segment and len(served.runtimes) > 1:
             routed = self._by_segment(served, runtime, role, rows)
             if routed is not None:
-                return await self._predict_routed(served, runtime, routed, rows, at)
+                return await self._predict_routed(served, runtime, routed, rows, at, on_error)
         clean, errors = runtime.checker.check(rows)
         if errors:
-            self.metrics.errors.labels(served.name, "invalid_input").inc()
-            self.profiler.error(
-                served.name, runtime.resolved.version, role, at or dt.datetime.now(dt.UTC)
-            )
-            raise RequestError(
-                422,
-                f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
-                [e.to_dict() for e in errors[:20]],
-            )
+            self._refuse(served.name, runtime, role, errors, at, on_error == "skip")
+            if on_error != "skip":
+                raise RequestError(
+                    422,
+                    f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
+                    [e.to_dict() for e in errors[:20]],
+                )
+            bad = {e.row for e in errors}
+            rows = [r for i, r in enumerate(rows) if i not in bad]
+            if not clean:
+                return runtime, [], [], errors
         t0 = time.perf_counter()
         self.metrics.queue.labels(served.name, str(runtime.resolved.version)).set(
             batcher.queue_depth
@@ -323,7 +337,31 @@ class KeelServer:
         for shadow_role, shadow in served.runtimes.items():
             if shadow_role == "shadow":
                 self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids, now))
-        return runtime, predictions, ids
+        return runtime, predictions, ids, errors
+
+    def _refuse(
+        self,
+        name: str,
+        runtime: ModelRuntime,
+        role: str,
+        errors: list[RecordError],
+        at: dt.datetime | None,
+        skipped: bool,
+    ) -> None:
+        """Count rows the contract refused: per rule in a metric, and in the window profile.
+
+        The refused rows themselves are not kept: they may hold PII that the log's
+        anonymization policy could not be trusted to catch in a malformed row."""
+        self.metrics.errors.labels(name, "invalid_input").inc()
+        for e in errors:
+            self.metrics.refused.labels(name, e.rule).inc()
+        self.profiler.error(
+            name,
+            runtime.resolved.version,
+            role,
+            at or dt.datetime.now(dt.UTC),
+            len(errors) if skipped else 1,  # rows left unanswered, or the one failed request
+        )
 
     def _by_segment(
         self, served: Served, runtime: ModelRuntime, role: str, rows: list[Any]
@@ -344,22 +382,32 @@ class KeelServer:
         groups: dict[str, list[int]],
         rows: list[Any],
         at: dt.datetime | None,
-    ) -> tuple[ModelRuntime, list[Prediction], list[str]]:
+        on_error: str = "fail",
+    ) -> tuple[ModelRuntime, list[Prediction], list[str], list[RecordError]]:
         """Each group of rows to its segment's version; answers put back in request order."""
         checked = []
+        refused: list[RecordError] = []
         for role, idx in groups.items():
             rt = served.runtimes[role]
             clean, errors = rt.checker.check([rows[i] for i in idx])
             if errors:
-                self.metrics.errors.labels(served.name, "invalid_input").inc()
-                e = errors[0]
-                row = idx[e.row]
-                raise RequestError(
-                    422,
-                    f"Input does not fit model {rt.ref}: row {row}: field {e.field!r} has value {e.value!r}; expected {e.expected}.",
-                    [{**x.to_dict(), "row": idx[x.row]} for x in errors[:20]],
-                )
-            checked.append((role, rt, idx, clean))
+                errors = [replace(x, row=idx[x.row]) for x in errors]  # rows of the request
+                self._refuse(served.name, rt, "production", errors, at, on_error == "skip")
+                if on_error != "skip":
+                    e = errors[0]
+                    raise RequestError(
+                        422,
+                        f"Input does not fit model {rt.ref}: {e.message()}.",
+                        [x.to_dict() for x in errors[:20]],
+                    )
+                bad = {x.row for x in errors}
+                idx = [i for i in idx if i not in bad]
+                refused.extend(errors)
+            if clean:
+                checked.append((role, rt, idx, clean))
+        refused.sort(key=lambda x: x.row)
+        if not checked:
+            return default, [], [], refused
         t0 = time.perf_counter()
         try:
             results = await asyncio.gather(
@@ -372,8 +420,8 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
         out: list[Prediction | None] = [None] * len(rows)
-        ids = prediction_ids(len(rows), now)
-        in_order: list[dict[str, Any]] = [{}] * len(rows)
+        all_ids = prediction_ids(len(rows), now)
+        in_order: list[dict[str, Any] | None] = [None] * len(rows)
         for (_role, rt, idx, clean), predictions in zip(checked, results, strict=True):
             for i, p, c in zip(idx, predictions, clean, strict=True):
                 out[i] = Prediction(p.prediction, p.probabilities, rt.resolved.version)
@@ -382,12 +430,15 @@ class KeelServer:
                 {**c, **{k: rows[i].get(k) for k in rt.logged_extra if k in rows[i]}}
                 for i, c in zip(idx, clean, strict=True)
             ]
-            group_ids = [ids[i] for i in idx]
+            group_ids = [all_ids[i] for i in idx]
             self._record(rt, "production", clean, predictions, group_ids, latency_ms, now, logged)
+        answered = [i for i, c in enumerate(in_order) if c is not None]
+        ids = [all_ids[i] for i in answered]
         if "shadow" in served.runtimes:  # the shadow hears every row, whichever answered it
             shadow = served.runtimes["shadow"]
-            self._later(self._shadow(shadow, served.batchers["shadow"], in_order, ids, now))
-        return default, [p for p in out if p is not None], ids
+            heard = [c for c in in_order if c is not None]
+            self._later(self._shadow(shadow, served.batchers["shadow"], heard, ids, now))
+        return default, [p for p in out if p is not None], ids, refused
 
     async def _shadow(
         self,
@@ -451,6 +502,14 @@ class KeelServer:
                 f"X-Keel-Time has the value {text!r}; expected an ISO 8601 time such as 2026-03-01T12:00:00+00:00.",
             ) from exc
         return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+    def count(self, name: str | None, endpoint: str, status: int, version: str = "") -> None:
+        """One request in `keel_requests_total`. A name that is not served is counted under
+        model "" (names sent by callers must not grow the label set without bound)."""
+        model = (name or "").partition("@")[0]
+        if model not in self.served:
+            model = ""
+        self.metrics.requests.labels(model, version, endpoint, str(status)).inc()
 
     # ---- auth ------------------------------------------------------------------------------
 
@@ -569,14 +628,27 @@ def create_app(
     def wrap(
         handler: Callable[[Request, KeelServer], Awaitable[Response]],
     ) -> Callable[[Request], Awaitable[Response]]:
+        label = handler.__name__
+        counts_own_success = label in routes.COUNTS_OWN_SUCCESS
+
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request, server)
+                response = await handler(request, server)
             except KeelError as exc:
-                return error_response(exc)
+                response = error_response(exc)
             except Exception as exc:  # a bug of ours: 500, logged, and the server goes on
                 log.exception("unhandled error on %s", request.url.path)
-                return error_response(exc)
+                response = error_response(exc)
+            else:
+                if counts_own_success and response.status_code == 200:
+                    return response  # counted with its version by the handler
+            name = request.path_params.get("name")
+            if name is None and label == "invocations":  # MLflow names no model in the path
+                name = request.query_params.get("model") or request.headers.get("x-keel-model")
+                if name is None and len(server.served) == 1:
+                    name = next(iter(server.served))
+            server.count(name, label, response.status_code)
+            return response
 
         return endpoint
 
@@ -628,7 +700,7 @@ class FastPredict:
         await self.app(scope, receive, send)
 
     async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> None:
-        from keel.serve.routes import answer
+        from keel.serve.routes import answer, on_error_from
 
         t0 = time.perf_counter()
         server = self.server
@@ -657,14 +729,18 @@ class FastPredict:
             except orjson.JSONDecodeError as exc:
                 raise RequestError(400, f"The body is not valid JSON: {exc}.") from exc
             key = headers.get(b"x-request-key")
-            runtime, predictions, ids = await server.predict(
+            rows = rows_from_keel(payload)
+            on_error = on_error_from(payload)
+            runtime, predictions, ids, refused = await server.predict(
                 name,
-                rows_from_keel(payload),
+                rows,
                 key=key.decode("latin-1") if key else None,
                 at=server.replay_time(headers.get(b"x-keel-time")),
+                on_error=on_error,
             )
             data = orjson.dumps(
-                answer(runtime, predictions, ids), option=orjson.OPT_SERIALIZE_NUMPY
+                answer(runtime, predictions, ids, refused if on_error == "skip" else None),
+                option=orjson.OPT_SERIALIZE_NUMPY,
             )
             server.metrics.requests.labels(
                 runtime.resolved.name, str(runtime.resolved.version), "predict", "200"
@@ -672,12 +748,12 @@ class FastPredict:
             server.metrics.latency.labels(runtime.resolved.name, "predict").observe(
                 time.perf_counter() - t0
             )
-        except KeelError as exc:
-            await error_response(exc)(scope, receive, send)
-            return
-        except Exception as exc:  # a bug of ours: 500, logged, and the server goes on
-            log.exception("unhandled error on %s", scope.get("path"))
-            await error_response(exc)(scope, receive, send)
+        except Exception as exc:
+            if not isinstance(exc, KeelError):  # a bug of ours: 500, logged, the server goes on
+                log.exception("unhandled error on %s", scope.get("path"))
+            response = error_response(exc)
+            server.count(name, "predict", response.status_code)
+            await response(scope, receive, send)
             return
         await send(
             {

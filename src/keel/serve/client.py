@@ -68,26 +68,48 @@ class Client:
         *,
         key: str | None = None,
         at: dt.datetime | None = None,
+        on_error: str = "fail",
     ) -> pl.DataFrame:
-        """Predictions as a frame: prediction_id, prediction, and p_<class> per class.
+        """Predictions as a frame: prediction_id, prediction (of the label's type), and
+        p_<class> per class.
 
         `key` keeps a caller on one side of a canary; `at` replays the rows at that time
-        (the server must allow it with `replay_time`)."""
+        (the server must allow it with `replay_time`). With `on_error="fail"` (the default)
+        one row that does not fit the model's contract raises ClientError (HTTP 422); with
+        `"skip"` the frame has a row per input row, null for the refused ones, and an `error`
+        column saying why ("field 'amount' has value 'x'; expected ...")."""
+        if on_error not in ("fail", "skip"):
+            msg = f"on_error has the value {on_error!r}; expected 'fail' or 'skip'."
+            raise ValueError(msg)
         records = _records(rows)
         headers = {"X-Request-Key": key} if key else {}
         if at is not None:
             headers["X-Keel-Time"] = at.isoformat()
-        answer = self._post(f"/v1/models/{model}/predict", {"rows": records}, headers)
+        body: dict[str, Any] = {"rows": records}
+        if on_error != "fail":
+            body["on_error"] = on_error
+        answer = self._post(f"/v1/models/{model}/predict", body, headers)
         out = pl.DataFrame(
             {
-                "prediction_id": answer["prediction_ids"],
-                "prediction": [str(p) for p in answer["predictions"]],
-            }
+                "prediction_id": pl.Series(answer["prediction_ids"], dtype=pl.String),
+                "prediction": answer["predictions"],
+            },
+            strict=False,
         )
         if "probabilities" in answer:
+            k = len(answer["classes"])
+            probs = [p if p is not None else [None] * k for p in answer["probabilities"]]
             for i, c in enumerate(answer["classes"]):
-                out = out.with_columns(pl.Series(f"p_{c}", [p[i] for p in answer["probabilities"]]))
-        return out.with_columns(pl.lit(answer["version"]).alias("version"))
+                out = out.with_columns(pl.Series(f"p_{c}", [p[i] for p in probs], pl.Float64))
+        out = out.with_columns(pl.lit(answer["version"]).alias("version"))
+        if on_error == "skip":
+            why: list[str | None] = [None] * out.height
+            for e in answer.get("errors", []):
+                why[e["row"]] = (
+                    f"field {e['field']!r} has value {e['value']!r}; expected {e['expected']}"
+                )
+            out = out.with_columns(pl.Series("error", why, pl.String))
+        return out
 
     def feedback(
         self,

@@ -13,34 +13,84 @@ _ERROR = {
     "required": ["error", "kind"],
 }
 _ROW = {"type": "object", "additionalProperties": True}
+_ON_ERROR = {
+    "type": "string",
+    "enum": ["fail", "skip"],
+    "default": "fail",
+    "description": "fail: one row that does not fit the model's contract fails the request "
+    "with 422. skip: such rows are answered with null and listed in 'errors'; the others are "
+    "answered, logged and profiled as usual.",
+}
 _PREDICT_BODY = {
     "oneOf": [
         {
             "type": "object",
-            "properties": {"rows": {"type": "array", "items": _ROW, "minItems": 1}},
+            "properties": {
+                "rows": {"type": "array", "items": _ROW, "minItems": 1},
+                "on_error": _ON_ERROR,
+            },
             "required": ["rows"],
         },
         {
             "type": "object",
             "properties": {
-                "columns": {"type": "object", "additionalProperties": {"type": "array"}}
+                "columns": {"type": "object", "additionalProperties": {"type": "array"}},
+                "on_error": _ON_ERROR,
             },
             "required": ["columns"],
         },
     ]
+}
+_LABEL = {
+    "description": "The label with the type of the training target: integer, boolean or string."
+}
+_ROW_ERROR = {
+    "type": "object",
+    "properties": {
+        "row": {"type": "integer", "description": "index of the row in the request"},
+        "field": {"type": "string"},
+        "value": {},
+        "rule": {"type": "string"},
+        "expected": {"type": "string"},
+    },
+    "required": ["row", "field", "value", "expected"],
 }
 _ANSWER = {
     "type": "object",
     "properties": {
         "model": {"type": "string"},
         "version": {"type": "integer"},
-        "predictions": {"type": "array"},
-        "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-        "classes": {"type": "array", "items": {"type": "string"}},
-        "prediction_ids": {"type": "array", "items": {"type": "string"}},
+        "predictions": {
+            "type": "array",
+            "items": {"anyOf": [_LABEL, {"type": "number"}, {"type": "null"}]},
+            "description": "null for a row refused with on_error=skip",
+        },
+        "probabilities": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}]},
+        },
+        "classes": {"type": "array", "items": _LABEL},
+        "prediction_ids": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "errors": {
+            "type": "array",
+            "items": _ROW_ERROR,
+            "description": "with on_error=skip only: the refused rows, in request order",
+        },
     },
     "required": ["model", "version", "predictions", "prediction_ids"],
 }
+_V2_BINARY = (
+    "Binary tensor extension (what tritonclient sends by default): send the JSON header's "
+    "length in the Inference-Header-Content-Length header and each binary input's byte count "
+    "in parameters.binary_data_size (no 'data'); the raw little-endian values follow the JSON "
+    "in input order (BYTES: a 4-byte little-endian length before each element). Ask for binary "
+    "outputs per output (parameters.binary_data) or for all (parameters.binary_data_output); "
+    "the answer then has Inference-Header-Content-Length and each binary output's "
+    "binary_data_size. Sizes that do not match the shapes, the datatypes or the body are a 400."
+)
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -87,6 +137,24 @@ def _op(
     return op
 
 
+def _v2_infer(op: dict[str, Any]) -> dict[str, Any]:
+    """The binary tensor extension on an infer operation: header, octet-stream bodies."""
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    op["description"] = _V2_BINARY
+    op["parameters"] = [
+        *op.get("parameters", []),
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+        },
+    ]
+    op["requestBody"]["content"].update(binary)
+    op["responses"]["200"]["content"].update(binary)
+    return op
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     v2_tensor = {
@@ -96,8 +164,38 @@ def openapi_document() -> dict[str, Any]:
             "shape": {"type": "array", "items": {"type": "integer"}},
             "datatype": {"type": "string"},
             "data": {"type": "array"},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            },
         },
-        "required": ["name", "shape", "datatype", "data"],
+        "required": ["name", "shape", "datatype"],
+    }
+    v2_body = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": v2_tensor},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
+                    },
+                    "required": ["name"],
+                },
+            },
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+        },
+        "required": ["inputs"],
     }
     return {
         "openapi": "3.1.0",
@@ -254,31 +352,24 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/v2/models/{name}/infer": {
-                "post": _op(
-                    "OIP: inference",
-                    body={
-                        "type": "object",
-                        "properties": {
-                            "id": {"type": "string"},
-                            "inputs": {"type": "array", "items": v2_tensor},
-                        },
-                        "required": ["inputs"],
-                    },
-                    ok={"type": "object"},
-                    errors=(400, 404, 413, 422),
+                "post": _v2_infer(
+                    _op(
+                        "OIP: inference",
+                        body=v2_body,
+                        ok={"type": "object"},
+                        errors=(400, 404, 413, 422),
+                    )
                 )
             },
             "/v2/models/{name}/versions/{version}/infer": {
-                "post": _op(
-                    "OIP: inference on a version",
-                    body={
-                        "type": "object",
-                        "properties": {"inputs": {"type": "array", "items": v2_tensor}},
-                        "required": ["inputs"],
-                    },
-                    ok={"type": "object"},
-                    errors=(400, 404, 413, 422),
-                    params=("name", "version"),
+                "post": _v2_infer(
+                    _op(
+                        "OIP: inference on a version",
+                        body=v2_body,
+                        ok={"type": "object"},
+                        errors=(400, 404, 413, 422),
+                        params=("name", "version"),
+                    )
                 )
             },
             "/ping": {"get": _op("MLflow: ping", errors=(503,), params=(), text=True)},

@@ -12,6 +12,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keel.data import RecordError
+from keel.serve import oip
 from keel.monitor import LabelChecker
 from keel.serve.app import (
     KeelServer,
@@ -27,23 +29,51 @@ from keel.serve.errors import RequestError
 from keel.serve.runtime import ModelRuntime, Prediction
 
 
-def answer(runtime: ModelRuntime, predictions: list[Prediction], ids: list[str]) -> dict[str, Any]:
+def answer(
+    runtime: ModelRuntime,
+    predictions: list[Prediction],
+    ids: list[str],
+    refused: list[RecordError] | None = None,
+) -> dict[str, Any]:
+    """keel's JSON answer. `refused` is None when the request asked for on_error=fail (then
+    every row was answered); otherwise its rows get null and are listed under `errors`."""
+    if refused:
+        bad = {e.row for e in refused}
+        n = len(predictions) + len(bad)
+        good = iter(zip(predictions, ids, strict=True))
+        slots = [None if i in bad else next(good) for i in range(n)]
+        preds: list[Prediction | None] = [s[0] if s else None for s in slots]
+        row_ids: list[str | None] = [s[1] if s else None for s in slots]
+    else:
+        preds, row_ids = list(predictions), list(ids)
     out: dict[str, Any] = {
         "model": runtime.resolved.name,
         "version": runtime.resolved.version,
-        "predictions": [p.prediction for p in predictions],
-        "prediction_ids": ids,
+        "predictions": [p.prediction if p else None for p in preds],
+        "prediction_ids": row_ids,
     }
     if any(p.version is not None for p in predictions):  # rows routed to segment versions
-        out["versions"] = [p.version or runtime.resolved.version for p in predictions]
-    if (
-        runtime.task == "classification"
-        and predictions
-        and predictions[0].probabilities is not None
+        out["versions"] = [(p.version or runtime.resolved.version) if p else None for p in preds]
+    if runtime.task == "classification" and (
+        predictions[0].probabilities is not None if predictions else bool(runtime.classes)
     ):
-        out["probabilities"] = [p.probabilities for p in predictions]
+        out["probabilities"] = [p.probabilities if p else None for p in preds]
         out["classes"] = runtime.classes
+    if refused is not None:
+        out["errors"] = [e.to_dict() for e in refused]
     return out
+
+
+def on_error_from(payload: Any) -> str:
+    """The body's `on_error`: "fail" (the default) or "skip"."""
+    value = payload.get("on_error", "fail") if isinstance(payload, dict) else "fail"
+    if value not in ("fail", "skip"):
+        raise RequestError(
+            400,
+            f"'on_error' has the value {value!r}; expected 'fail' (the default: one bad row fails "
+            "the request with 422) or 'skip' (bad rows answered with null and listed in 'errors').",
+        )
+    return str(value)
 
 
 def _observe(
@@ -60,15 +90,18 @@ async def predict(request: Request, server: KeelServer) -> Response:
     t0 = time.perf_counter()
     name = request.path_params["name"]
     server.authorize(request, "predict")
-    rows = rows_from_keel(await read_json(request, server))
-    runtime, predictions, ids = await server.predict(
+    payload = await read_json(request, server)
+    rows = rows_from_keel(payload)
+    on_error = on_error_from(payload)
+    runtime, predictions, ids, refused = await server.predict(
         name,
         rows,
         key=request.headers.get("x-request-key"),
         at=server.replay_time(request.headers.get("x-keel-time")),
+        on_error=on_error,
     )
     _observe(server, runtime.resolved.name, "predict", t0, runtime.resolved.version, 200)
-    return json_response(answer(runtime, predictions, ids))
+    return json_response(answer(runtime, predictions, ids, refused if on_error == "skip" else None))
 
 
 async def feedback(request: Request, server: KeelServer) -> Response:
@@ -241,7 +274,9 @@ async def v2_ready(_request: Request, server: KeelServer) -> Response:
 async def v2_server(_request: Request, _server: KeelServer) -> Response:
     from keel import __version__
 
-    return json_response({"name": "keel", "version": __version__, "extensions": []})
+    return json_response(
+        {"name": "keel", "version": __version__, "extensions": ["binary_tensor_data"]}
+    )
 
 
 def _oip_runtime(request: Request, server: KeelServer) -> ModelRuntime:
@@ -261,7 +296,7 @@ async def v2_model(request: Request, server: KeelServer) -> Response:
     outputs = [
         {
             "name": "predict",
-            "datatype": "BYTES" if runtime.task == "classification" else "FP64",
+            "datatype": _class_datatype(runtime) if runtime.task == "classification" else "FP64",
             "shape": [-1],
         }
     ]
@@ -285,86 +320,91 @@ async def v2_model_ready(request: Request, server: KeelServer) -> Response:
     return json_response({"ready": True})
 
 
-def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list) and data and isinstance(data[0], list):
-        return [x for row in data for x in row]
-    return data if isinstance(data, list) else [data]
+def _class_datatype(runtime: ModelRuntime) -> str:
+    """The OIP datatype of the predicted label: the type of the classes (ints stay ints)."""
+    if runtime.classes and all(isinstance(c, bool) for c in runtime.classes):
+        return "BOOL"
+    if runtime.classes and all(isinstance(c, int) for c in runtime.classes):
+        return "INT64"
+    if runtime.classes and all(isinstance(c, float) for c in runtime.classes):
+        return "FP64"
+    return "BYTES"
+
+
+def _oip_outputs(runtime: ModelRuntime, predictions: list[Prediction]) -> list[dict[str, Any]]:
+    n = len(predictions)
+    if runtime.task != "classification":
+        data = [p.prediction for p in predictions]
+        return [{"name": "predict", "datatype": "FP64", "shape": [n], "data": data}]
+    datatype = _class_datatype(runtime)
+    labels = [p.prediction for p in predictions]
+    return [
+        {
+            "name": "predict",
+            "datatype": datatype,
+            "shape": [n],
+            "data": [str(x) for x in labels] if datatype == "BYTES" else labels,
+        },
+        {
+            "name": "predict_proba",
+            "datatype": "FP64",
+            "shape": [n, len(runtime.classes)],
+            "data": [x for p in predictions for x in (p.probabilities or [])],
+        },
+    ]
+
+
+def _rows_of(runtime: ModelRuntime, tensors: list[oip.Tensor]) -> list[dict[str, Any]]:
+    if len(tensors) == 1 and tensors[0].name not in runtime.features:
+        # tensor form: one [rows, features] input for an all-numeric model, columns in feature order
+        t = tensors[0]
+        width = len(runtime.features)
+        if len(t.shape) != 2 or t.shape[1] != width or len(t.data) != t.shape[0] * width:
+            raise RequestError(
+                400,
+                f"Input {t.name!r} is not one of the features {runtime.features}; as a tensor it needs shape [rows, {width}] with features in that order.",
+            )
+        return [
+            dict(zip(runtime.features, t.data[i * width : (i + 1) * width], strict=True))
+            for i in range(t.shape[0])
+        ]
+    return columns_to_rows(
+        {t.name: [x.decode() if isinstance(x, bytes) else x for x in t.data] for t in tensors}
+    )
 
 
 async def v2_infer(request: Request, server: KeelServer) -> Response:
     t0 = time.perf_counter()
     runtime = _oip_runtime(request, server)
-    payload = await read_json(request, server)
-    inputs = payload.get("inputs") if isinstance(payload, dict) else None
-    if not isinstance(inputs, list) or not inputs:
-        raise RequestError(
-            400, "Expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}."
-        )
-    for t in inputs:
-        if not isinstance(t, dict) or "name" not in t or "data" not in t:
-            raise RequestError(400, "Each input needs 'name', 'shape', 'datatype' and 'data'.")
-    if len(inputs) == 1 and inputs[0]["name"] not in runtime.features:
-        # tensor form: one [rows, features] input for an all-numeric model, columns in feature order
-        t = inputs[0]
-        shape = t.get("shape") or []
-        flat = _flatten(t["data"])
-        width = len(runtime.features)
-        if len(shape) != 2 or shape[1] != width or len(flat) != shape[0] * width:
-            raise RequestError(
-                400,
-                f"Input {t['name']!r} is not one of the features {runtime.features}; as a tensor it needs shape [rows, {width}] with features in that order.",
-            )
-        rows = [
-            dict(zip(runtime.features, flat[i * width : (i + 1) * width], strict=True))
-            for i in range(shape[0])
-        ]
-    else:
-        columns = {}
-        for t in inputs:
-            data = _flatten(t["data"])
-            columns[t["name"]] = [x.decode() if isinstance(x, bytes) else x for x in data]
-        rows = columns_to_rows(columns)
+    payload, binary = oip.split_body(
+        await read_body(request, server), request.headers.get(oip.HEADER)
+    )
+    rows = _rows_of(runtime, oip.decode_inputs(payload, binary))
+    wanted = oip.requested_outputs(
+        payload, ["predict", "predict_proba"] if runtime.task == "classification" else ["predict"]
+    )
     name = f"{runtime.resolved.name}@{runtime.resolved.version}"
-    runtime, predictions, ids = await server.predict(
+    runtime, predictions, ids, _ = await server.predict(
         name, rows, key=request.headers.get("x-request-key"), endpoint="v2_infer"
     )
-    outputs: list[dict[str, Any]] = []
-    if runtime.task == "classification":
-        outputs.append(
-            {
-                "name": "predict",
-                "datatype": "BYTES",
-                "shape": [len(predictions)],
-                "data": [str(p.prediction) for p in predictions],
-            }
-        )
-        probs = [x for p in predictions for x in (p.probabilities or [])]
-        outputs.append(
-            {
-                "name": "predict_proba",
-                "datatype": "FP64",
-                "shape": [len(predictions), len(runtime.classes)],
-                "data": probs,
-            }
-        )
-    else:
-        outputs.append(
-            {
-                "name": "predict",
-                "datatype": "FP64",
-                "shape": [len(predictions)],
-                "data": [p.prediction for p in predictions],
-            }
-        )
-    _observe(server, runtime.resolved.name, "v2_infer", t0, runtime.resolved.version, 200)
-    return json_response(
+    produced = {o["name"]: o for o in _oip_outputs(runtime, predictions)}
+    body, header_length = oip.encode_response(
         {
             "model_name": runtime.resolved.name,
             "model_version": str(runtime.resolved.version),
             "id": payload.get("id", ids[0]),
-            "outputs": outputs,
             "parameters": {"prediction_ids": ids},
-        }
+        },
+        [produced[n] for n, _ in wanted],
+        {n for n, binary in wanted if binary},
+    )
+    _observe(server, runtime.resolved.name, "v2_infer", t0, runtime.resolved.version, 200)
+    if header_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
     )
 
 
@@ -401,7 +441,7 @@ async def invocations(request: Request, server: KeelServer) -> Response:
         raise RequestError(
             415, f"Content type {ctype!r} is not accepted; expected application/json or text/csv."
         )
-    runtime, predictions, _ids = await server.predict(
+    runtime, predictions, _ids, _ = await server.predict(
         name, rows, key=request.headers.get("x-request-key"), endpoint="invocations"
     )
     _observe(server, runtime.resolved.name, "invocations", t0, runtime.resolved.version, 200)
@@ -445,6 +485,9 @@ def docs_page(spec: dict[str, Any]) -> str:
         f"</head><body><h1>keel API</h1><p>The OpenAPI document: <a href='/openapi.json'>/openapi.json</a></p><table>{''.join(items)}</table></body></html>"
     )
 
+
+# handlers that count their 200s themselves, with the version that answered
+COUNTS_OWN_SUCCESS = frozenset({"predict", "v2_infer", "invocations"})
 
 ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/models", list_models, ["GET"]),

@@ -24,6 +24,26 @@ class Prediction:
     version: int | None = None  # set when a segment's own version answered the row
 
 
+def typed_classes(classes: list[Any], contract: Contract, target: str | None) -> list[Any]:
+    """The classes with the type of the label: the training report stores them as strings
+    ("0", "True"), so a model of an int or bool target would answer "1" where its caller sent
+    and expects 1. The target's type in the version's contract says what they were; versions
+    registered before and after this reading answer alike."""
+    names = {c.name: c.type for c in contract.columns}
+    kind = names.get(target) if target is not None else None
+    try:
+        if kind == "int":
+            return [int(c) for c in classes]
+        if kind == "float":
+            return [float(c) for c in classes]
+        if kind == "bool":
+            truth = {"true": True, "false": False, "1": True, "0": False}
+            return [c if isinstance(c, bool) else truth[str(c).lower()] for c in classes]
+    except (KeyError, TypeError, ValueError):  # not the label's text: keep what was stored
+        return classes
+    return classes
+
+
 class ModelRuntime:
     """One version in memory: its pipeline, its input contract, its classes."""
 
@@ -39,7 +59,9 @@ class ModelRuntime:
         self.contract = contract
         self.features: list[str] = list(evaluation["features"])
         self.categorical = set(evaluation.get("categorical", []))
-        self.classes: list[str] = list(evaluation.get("classes", []))
+        self.classes: list[Any] = typed_classes(
+            list(evaluation.get("classes", [])), contract, evaluation.get("target")
+        )
         self.task: str = evaluation.get("task", "classification")
         self.target: str | None = evaluation.get("target")
         self.explanations = evaluation.get("explanations") or {}
