@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keel.data import RecordError
-from keel.serve import oip
 from keel.monitor import LabelChecker
+from keel.serve import oip
 from keel.serve.app import (
     KeelServer,
     columns_to_rows,
