@@ -93,6 +93,7 @@ class Loop:
         self.datasets = datasets
         self.policy = policy or LoopPolicy(**settings.loop)
         self.monitor = monitor or Monitor(settings, models, clock=models.db.clock)
+        self._previewed: list[Alert] = []
 
     # ---- the step --------------------------------------------------------------------------
 
@@ -110,12 +111,20 @@ class Loop:
         with lease.held():
             decisions: list[Decision] = []
             status = self.monitor.status(name, now=now)
-            fired = self.monitor.fire(name, status, now=now) if not dry_run else []
+            # a dry run evaluates the rules too (stores and sends nothing): what it says it
+            # would do is what a real step would, alerts it would fire included
+            fired = (
+                self.monitor.preview(name, status, now=now)
+                if dry_run
+                else self.monitor.fire(name, status, now=now)
+            )
+            self._previewed = fired if dry_run else []
             if fired:
                 decisions.append(
                     Decision(
                         "alerts",
-                        f"{len(fired)} alert(s): {', '.join(a.rule for a in fired)}",
+                        f"{'would fire ' if dry_run else ''}{len(fired)} alert(s): "
+                        + ", ".join(a.rule for a in fired),
                         {"alerts": [a.to_dict() for a in fired]},
                         acted=False,
                     )
@@ -440,6 +449,7 @@ class Loop:
         if s.version is None:
             return None
         triggers = self.monitor.alerts.list(name, open_only=True, triggers_only=True)
+        triggers += [a for a in self._previewed if a.trigger]  # a dry run's, never stored
         last = [e for e in self.models.db.events(f"model:{name}") if e["action"] == "loop.retrain"]
         since_last = (now - last[-1]["time"]).total_seconds() if last else float("inf")
         every = self.policy.retrain_every_s

@@ -118,21 +118,9 @@ class AlertStore:
         """Store and send an alert unless it duplicates one (same rule and window) or falls in
         the rule's cool-down. Returns whether it fired."""
         t = tables.alerts
-        cooldown = rule.cooldown_s if rule else 0.0
         with self.db.begin() as conn:
-            same = sa.and_(t.c.model == alert.model, t.c.rule == alert.rule)
-            if alert.window_start is not None:
-                dup = conn.execute(
-                    sa.select(t.c.id).where(same, t.c.window_start == alert.window_start)
-                ).first()
-                if dup:
-                    return False
-            if cooldown > 0:
-                recent = conn.execute(
-                    sa.select(t.c.id).where(same, t.c.time > now - dt.timedelta(seconds=cooldown))
-                ).first()
-                if recent:
-                    return False
+            if self._held_back(conn, alert, rule, now):
+                return False
             alert.time = now
             inserted = conn.execute(
                 t.insert().values(
@@ -150,6 +138,32 @@ class AlertStore:
             alert.id = int(key[0]) if key else None
         self._send(alert)
         return True
+
+    def would_fire(self, alert: Alert, rule: AlertRule | None, now: dt.datetime) -> bool:
+        """Whether `fire` would fire the alert now; stores and sends nothing (a dry run)."""
+        with self.db.engine.connect() as conn:
+            return not self._held_back(conn, alert, rule, now)
+
+    def _held_back(
+        self, conn: sa.Connection, alert: Alert, rule: AlertRule | None, now: dt.datetime
+    ) -> bool:
+        """Whether an alert duplicates a stored one or falls in its rule's cool-down."""
+        t = tables.alerts
+        cooldown = rule.cooldown_s if rule else 0.0
+        same = sa.and_(t.c.model == alert.model, t.c.rule == alert.rule)
+        if alert.window_start is not None:
+            dup = conn.execute(
+                sa.select(t.c.id).where(same, t.c.window_start == alert.window_start)
+            ).first()
+            if dup:
+                return True
+        if cooldown > 0:
+            recent = conn.execute(
+                sa.select(t.c.id).where(same, t.c.time > now - dt.timedelta(seconds=cooldown))
+            ).first()
+            if recent:
+                return True
+        return False
 
     def _send(self, alert: Alert) -> None:
         log.warning("alert %s on %s: %s", alert.rule, alert.model, alert.message)

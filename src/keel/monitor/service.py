@@ -489,6 +489,18 @@ class Monitor:
                     fired.append(alert)
         return fired
 
+    def preview(self, name: str, status: ModelStatus, *, now: dt.datetime) -> list[Alert]:
+        """The alerts `fire` would fire on this status now, without storing or sending any
+        (`keel loop --dry-run`)."""
+        if status.version is None:
+            return []
+        return [
+            alert
+            for rule in self.rules
+            for alert in self._evaluate(rule, status)
+            if self.alerts.would_fire(alert, rule, now)
+        ]
+
     def _evaluate(self, rule: AlertRule, s: ModelStatus) -> list[Alert]:
         min_rows = self.drift_config_for(s.model).min_rows
         complete = [w for w in s.windows if w.complete and w.rows >= min_rows]
