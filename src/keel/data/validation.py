@@ -18,7 +18,13 @@ import numpy as np
 import polars as pl
 
 from keel.data.contract import OTHER, Column, Contract
-from keel.data.datetimes import NAIVE_FORMATS, formatted_datetime, iso_datetime, typed_datetime
+from keel.data.datetimes import (
+    NAIVE_FORMATS,
+    ZONE_PATTERN,
+    formatted_datetime,
+    iso_datetime,
+    typed_datetime,
+)
 from keel.data.pii import FORMAT_PATTERNS
 from keel.data.sources import read_source
 
@@ -266,8 +272,9 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
     typed_exprs: list[pl.Expr] = []
     parse_checks: list[tuple[Column, str]] = []
     markers = list(contract.missing_markers)
+    zoned = _zoned_columns(df, present)
     for col in present:
-        value, parse_failed, issue = _typed(col, schema[col.name], markers)
+        value, parse_failed, issue = _typed(col, schema[col.name], markers, col.name in zoned)
         if issue is not None:
             issues.append(issue)
         typed_exprs.append(value.alias(col.name))
@@ -383,8 +390,21 @@ def _clean_text(expr: pl.Expr, markers: list[str], case: str | None) -> pl.Expr:
     return pl.when(stripped.is_in(markers)).then(None).otherwise(stripped)
 
 
+def _zoned_columns(df: pl.DataFrame, present: list[Column]) -> set[str]:
+    """ISO date-time text columns where some value ends in a zone (one parallel scan)."""
+    names = [
+        c.name
+        for c in present
+        if c.type == "datetime" and not c.datetime_format and df.schema[c.name] == pl.String
+    ]
+    if not names:
+        return set()
+    found = df.select(pl.col(n).str.contains(ZONE_PATTERN).any().alias(n) for n in names).row(0)
+    return {n for n, hit in zip(names, found, strict=True) if hit}
+
+
 def _typed(
-    col: Column, dtype: pl.DataType, markers: list[str]
+    col: Column, dtype: pl.DataType, markers: list[str], zoned: bool = True
 ) -> tuple[pl.Expr, pl.Expr | None, SchemaIssue | None]:
     """The cleaned, typed value of a column, and a mask of values that did not parse."""
     src = pl.col(col.name)
@@ -413,7 +433,7 @@ def _typed(
             else:
                 # ISO 8601 in any of its usual spellings ('T' or ' ', with or without fraction,
                 # with or without a zone): zoned values become UTC
-                value = iso_datetime(text, col.timezone)
+                value = iso_datetime(text, col.timezone, zoned=zoned)
         elif col.type == "int":
             as_float = text.str.replace_all("_", "").cast(pl.Float64, strict=False)
             value = (
