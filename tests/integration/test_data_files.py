@@ -170,3 +170,8 @@ def test_each_repeated_id_names_the_version_that_holds_it(
         (0, f"order_id: expected an id not already in {v2.ref}"),
         (1, f"order_id: expected an id not already in {v1.ref}"),
     ]
+    report = store.check(pl.DataFrame({"order_id": [4, 1, 5]}), contract, name="orders")
+    assert [r for r in report.refusals if r["rule"] == "duplicate_id_across_versions"] == [
+        {"rule": "duplicate_id_across_versions", "column": "order_id", "expected": f"an id not already in {ref}", "rows": 1}
+        for ref in (v3.ref, v2.ref, v1.ref)
+    ]  # fmt: skip

@@ -156,23 +156,27 @@ class ValidationReport:
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
-        """Every rule the contract states and how many rows it refused (0 included)."""
-        counts = {(f.rule, f.column): f.count for f in self.failures}
-        stated = list(self.rules)
-        for f in self.failures:  # rules found without being stated up front (none today)
-            if (f.rule, f.column, f.expected) not in stated and not any(
-                (r, c) == (f.rule, f.column) for r, c, _ in stated
-            ):
-                stated.append((f.rule, f.column, f.expected))
-        return [
+        """Every rule the contract states and how many rows it refused (0 included), then
+        rules found outside the contract (ids repeated from earlier versions, per version)."""
+        counts: dict[tuple[str, str | None], int] = {}
+        for f in self.failures:
+            counts[(f.rule, f.column)] = counts.get((f.rule, f.column), 0) + f.count
+        stated = {(rule, column) for rule, column, _ in self.rules}
+        out = [
             {
                 "rule": rule,
                 "column": column,
                 "expected": expected,
                 "rows": counts.get((rule, column), 0),
             }
-            for rule, column, expected in stated
+            for rule, column, expected in self.rules
         ]
+        out += [
+            {"rule": f.rule, "column": f.column, "expected": f.expected, "rows": f.count}
+            for f in self.failures
+            if (f.rule, f.column) not in stated
+        ]
+        return out
 
     def recount(self) -> None:
         """Recompute `bad_rows` after failures were added (ingest's cross-version check)."""
