@@ -147,3 +147,31 @@ def test_ids_seen_in_an_earlier_version_are_quarantined(
     assert q["source_row"].to_list() == [0, 2]
     assert q["reason"][0] == f"order_id: expected an id not already in {first.ref}"
     assert sorted(store.load(second.ref)["order_id"].to_list()) == ["b1", "b2"]
+
+
+def test_each_repeated_id_names_the_version_that_holds_it(
+    store: DatasetStore, tmp_path: Path
+) -> None:
+    """Ids from two earlier versions are refused with reasons naming each version."""
+    contract = contract_from_dict(
+        {
+            "name": "orders",
+            "max_bad_share": 0.9,
+            "columns": {"order_id": {"type": "int", "role": "id", "unique": True, "unique_across_versions": True}},
+        }
+    )  # fmt: skip
+    v1 = store.ingest(pl.DataFrame({"order_id": [1, 2]}), contract, "orders").version
+    v2 = store.ingest(pl.DataFrame({"order_id": [3, 4]}), contract, "orders").version
+
+    v3 = store.ingest(pl.DataFrame({"order_id": [4, 1, 5]}), contract, "orders").version
+    q = store.quarantine(v3.ref)
+
+    assert q.select("source_row", "reason").rows() == [
+        (0, f"order_id: expected an id not already in {v2.ref}"),
+        (1, f"order_id: expected an id not already in {v1.ref}"),
+    ]
+    report = store.check(pl.DataFrame({"order_id": [4, 1, 5]}), contract, name="orders")
+    assert [r for r in report.refusals if r["rule"] == "duplicate_id_across_versions"] == [
+        {"rule": "duplicate_id_across_versions", "column": "order_id", "expected": f"an id not already in {ref}", "rows": 1}
+        for ref in (v3.ref, v2.ref, v1.ref)
+    ]  # fmt: skip

@@ -18,7 +18,13 @@ import numpy as np
 import polars as pl
 
 from keel.data.contract import OTHER, Column, Contract
-from keel.data.datetimes import NAIVE_FORMATS, formatted_datetime, iso_datetime, typed_datetime
+from keel.data.datetimes import (
+    NAIVE_FORMATS,
+    ZONE_PATTERN,
+    formatted_datetime,
+    iso_datetime,
+    typed_datetime,
+)
 from keel.data.pii import FORMAT_PATTERNS
 from keel.data.sources import read_source
 
@@ -150,23 +156,27 @@ class ValidationReport:
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
-        """Every rule the contract states and how many rows it refused (0 included)."""
-        counts = {(f.rule, f.column): f.count for f in self.failures}
-        stated = list(self.rules)
-        for f in self.failures:  # rules found without being stated up front (none today)
-            if (f.rule, f.column, f.expected) not in stated and not any(
-                (r, c) == (f.rule, f.column) for r, c, _ in stated
-            ):
-                stated.append((f.rule, f.column, f.expected))
-        return [
+        """Every rule the contract states and how many rows it refused (0 included), then
+        rules found outside the contract (ids repeated from earlier versions, per version)."""
+        counts: dict[tuple[str, str | None], int] = {}
+        for f in self.failures:
+            counts[(f.rule, f.column)] = counts.get((f.rule, f.column), 0) + f.count
+        stated = {(rule, column) for rule, column, _ in self.rules}
+        out = [
             {
                 "rule": rule,
                 "column": column,
                 "expected": expected,
                 "rows": counts.get((rule, column), 0),
             }
-            for rule, column, expected in stated
+            for rule, column, expected in self.rules
         ]
+        out += [
+            {"rule": f.rule, "column": f.column, "expected": f.expected, "rows": f.count}
+            for f in self.failures
+            if (f.rule, f.column) not in stated
+        ]
+        return out
 
     def recount(self) -> None:
         """Recompute `bad_rows` after failures were added (ingest's cross-version check)."""
@@ -266,8 +276,9 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
     typed_exprs: list[pl.Expr] = []
     parse_checks: list[tuple[Column, str]] = []
     markers = list(contract.missing_markers)
+    zoned = _zoned_columns(df, present)
     for col in present:
-        value, parse_failed, issue = _typed(col, schema[col.name], markers)
+        value, parse_failed, issue = _typed(col, schema[col.name], markers, col.name in zoned)
         if issue is not None:
             issues.append(issue)
         typed_exprs.append(value.alias(col.name))
@@ -383,8 +394,21 @@ def _clean_text(expr: pl.Expr, markers: list[str], case: str | None) -> pl.Expr:
     return pl.when(stripped.is_in(markers)).then(None).otherwise(stripped)
 
 
+def _zoned_columns(df: pl.DataFrame, present: list[Column]) -> set[str]:
+    """ISO date-time text columns where some value ends in a zone (one parallel scan)."""
+    names = [
+        c.name
+        for c in present
+        if c.type == "datetime" and not c.datetime_format and df.schema[c.name] == pl.String
+    ]
+    if not names:
+        return set()
+    found = df.select(pl.col(n).str.contains(ZONE_PATTERN).any().alias(n) for n in names).row(0)
+    return {n for n, hit in zip(names, found, strict=True) if hit}
+
+
 def _typed(
-    col: Column, dtype: pl.DataType, markers: list[str]
+    col: Column, dtype: pl.DataType, markers: list[str], zoned: bool = True
 ) -> tuple[pl.Expr, pl.Expr | None, SchemaIssue | None]:
     """The cleaned, typed value of a column, and a mask of values that did not parse."""
     src = pl.col(col.name)
@@ -413,7 +437,7 @@ def _typed(
             else:
                 # ISO 8601 in any of its usual spellings ('T' or ' ', with or without fraction,
                 # with or without a zone): zoned values become UTC
-                value = iso_datetime(text, col.timezone)
+                value = iso_datetime(text, col.timezone, zoned=zoned)
         elif col.type == "int":
             as_float = text.str.replace_all("_", "").cast(pl.Float64, strict=False)
             value = (

@@ -466,9 +466,12 @@ def _quarantine_frame(
 ) -> pl.DataFrame:
     """The refused rows as they arrived (as text), with where they were and why."""
     rows, rules, columns = first
-    reasons: dict[tuple[str, str | None], str] = {}
+    # per row: one rule on one column can have several reasons (ids repeated from different
+    # earlier versions), so each row gets the reason of the failure that holds it
+    reasons: dict[tuple[int, str, str | None], str] = {}
     for f in report.failures:
-        reasons.setdefault((f.rule, f.column), f.expected)
+        for r in f.rows.tolist():
+            reasons.setdefault((r, f.rule, f.column), f.expected)
     refused = (
         raw.select(pl.all().cast(pl.String)).gather(rows)
         if len(rows)
@@ -485,8 +488,8 @@ def _quarantine_frame(
         pl.Series(
             "reason",
             [
-                f"{c or 'row'}: expected {reasons[(r, c)]}"
-                for r, c in zip(rules, columns, strict=True)
+                f"{c or 'row'}: expected {reasons[(row, r, c)]}"
+                for row, r, c in zip(rows.tolist(), rules, columns, strict=True)
             ],
             dtype=pl.String,
         ),

