@@ -164,7 +164,7 @@ def print_train_result(result: TrainResult) -> None:
         for g in c.gates:
             verdict = "pass" if g.passed else "FAIL"
             console.print(
-                f"{c.spec.label}: {verdict} {g.describe()}, threshold {g.op} {g.threshold:g}",
+                f"{c.spec.label}: {verdict} {g.describe()}",  # the gate's name holds its threshold
                 soft_wrap=True,
                 markup=False,
             )

@@ -120,7 +120,9 @@ def test_min_group_rows_and_given_bands_from_the_spec(
         mroz / "lr.yaml", "lr", min_group_rows=20, fairness={"age": {"bands": [30, 40, 50]}}
     )
 
-    code, out, _ = run(capsys, "train", "--data", "mroz", "--spec", str(spec))
+    code, out, _ = run(
+        capsys, "train", "--data", "mroz", "--spec", str(spec), "--card", str(mroz / "card.md")
+    )
 
     assert code == 0
     assert "lr: segments of 'kidslt6' not judged: 2 (" in out
@@ -131,6 +133,12 @@ def test_min_group_rows_and_given_bands_from_the_spec(
     assert "min over 2 judged segments of 'kidslt6'" in out
     assert "pipeline p99 ms" in out
     assert "not the HTTP serving path" in out
+    card = (mroz / "card.md").read_text()
+    assert "| 2 | 3 | 1 | 1 .. 1 | no: 3 rows < 20 |" in card  # shown, with its size, not judged
+    assert "Segments under 20 holdout rows, or with one class only, are not judged" in card
+    assert "age is numeric: grouped into the bands given in the spec, cut at 30, 40, 50." in card
+    assert "| segments.min.roc_auc >= 0.6 | 0." in card
+    assert "(95 % interval 0." in card
 
 
 def test_progress_on_a_terminal_has_a_row_per_candidate() -> None:
