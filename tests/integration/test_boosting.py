@@ -131,8 +131,12 @@ def test_loaded_boosters_predict_explain_and_have_cards(trained: Any) -> None:
         served = np.array([p.probabilities for p in runtime.predict(rows)])
         library = pipeline.predict_proba(x)
 
+        one_by_one = np.array([runtime.predict([r])[0].probabilities for r in rows])
+
         assert runtime.tree_path is tree_path
+        assert runtime.tree_max_rows == (8 if tree_path else None)
         assert np.abs(served - library).max() <= 1e-6
+        assert np.abs(one_by_one - library).max() <= 1e-6
         assert [p.prediction for p in runtime.predict(rows[:3])] == [
             ["home", "works"][i] for i in library[:3].argmax(axis=1)
         ]
@@ -196,9 +200,16 @@ def test_keel_serve_answers_equal_the_library(trained: Any) -> None:
                 to_pandas(frame, features, contract)
             )
 
+            singles = [
+                client.post("/v1/models/inlf/predict", json={"rows": [r]}).json() for r in rows[:5]
+            ]
+
             assert answer["version"] == version
             assert answer["classes"] == ["home", "works"]
             assert np.abs(np.array(answer["probabilities"]) - library).max() <= 1e-6
+            assert [s["version"] for s in singles] == [version] * 5
+            single_probabilities = np.array([s["probabilities"][0] for s in singles])
+            assert np.abs(single_probabilities - library[:5]).max() <= 1e-6
         explained = client.post("/v1/models/inlf/explain", json={"rows": rows[:1]})
         assert explained.status_code == 200, explained.text
         assert len(explained.json()["values"][0]) == len(features)
