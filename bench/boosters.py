@@ -70,9 +70,11 @@ def main() -> None:
         entry: dict[str, Any] = {}
         for rows in args.rows:
             batch = x[:rows]
-            entry[f"library_{rows}"] = per_call(lambda b=batch: model.predict_proba(b), args.calls)
+            entry[f"library_{rows}"] = per_call(
+                lambda b=batch, m=model: m.predict_proba(b), args.calls
+            )
             if trees is not None:
-                entry[f"keel_{rows}"] = per_call(lambda b=batch: trees(b), args.calls)
+                entry[f"keel_{rows}"] = per_call(lambda b=batch, t=trees: t(b), args.calls)
                 entry[f"ratio_{rows}"] = round(
                     entry[f"library_{rows}"]["median_ms"] / entry[f"keel_{rows}"]["median_ms"], 2
                 )
