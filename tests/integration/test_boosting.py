@@ -4,6 +4,7 @@ own formats, load, serve (equal to the library), explain, card; a failing spec l
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -237,3 +238,75 @@ def test_integer_classes_are_encoded_for_xgboost_and_decoded_back(tmp_path: Path
         "2",
     }
     db.dispose()
+
+
+def _double(x: Any) -> Any:
+    return x
+
+
+def test_types_trusted_by_the_setting_are_recorded_and_required_on_load(tmp_path: Path) -> None:
+    """A type trusted through trusted_types is in the version's lineage and audit event, and a
+    store without that setting refuses to load the version."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    from keel.store import UnsafeArtifactError
+
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    art = ArtifactStore(str(tmp_path / "art"))
+    name = f"{__name__}._double"
+    trusting = ModelStore(db, art, trusted_types=(name,))
+    contract = infer_contract(pl.DataFrame({"a": [1.0, 2.0], "y": [0, 1]}), name="c", target="y")
+    model = FunctionTransformer(func=_double).fit(np.zeros((2, 1)))
+
+    version = trusting.register("custom", model, contract=contract, spec={}, evaluation={})
+
+    assert version.lineage["extra_trusted_types"] == [name]
+    assert version.trusted_types == [name]
+    assert trusting.audit("custom")[-1]["details"]["extra_trusted_types"] == [name]
+    assert trusting.load("custom@1")[1].func is _double
+    with pytest.raises(
+        UnsafeArtifactError, match=r"needs types keel does not trust: \['.*_double'\]"
+    ):
+        ModelStore(db, art).load("custom@1")
+    db.dispose()
+
+
+def test_keel_train_shows_the_failed_candidate_and_exits_by_what_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`keel train` names the failed spec with its error; it exits 0 when another registered,
+    1 when nothing could be."""
+    from keel.cli import main
+
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KEEL_SECRET_KEY", "k")
+    monkeypatch.setenv("COLUMNS", "200")
+    db = Database(f"sqlite:///{tmp_path / 'home' / 'keel.db'}")
+    ds = DatasetStore(db, ArtifactStore(str(tmp_path / "home" / "artifacts")), b"k")
+    frame = mroz_frame()
+    ds.ingest(frame, infer_contract(frame, name="mroz", target="inlf"), "mroz")
+    db.dispose()
+    good, broken = tmp_path / "lgbm.yaml", tmp_path / "broken.yaml"
+    good.write_text("estimator: lightgbm.LGBMClassifier\nparams: {n_estimators: 10, verbose: -1}\n")
+    broken.write_text("estimator: xgboost.XGBClassifier\nparams: {max_depth: deep}\n")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("train", "-d", "mroz", "-s", str(good), "-s", str(broken), "-r", "inlf")
+    only_broken = run("train", "-d", "mroz", "-s", str(broken), "-r", "inlf", "--json")
+
+    assert code == 0
+    assert "broken (xgboost.XGBClassifier) failed at fit:" in " ".join(err.split())
+    assert "failed broken" in out
+    assert only_broken[0] == 1
+    report = json.loads(only_broken[1])
+    assert report["candidates"] == []
+    assert report["failed"][0]["name"] == "broken"
+    assert report["failed"][0]["stage"] == "fit"
