@@ -310,3 +310,32 @@ def test_keel_train_shows_the_failed_candidate_and_exits_by_what_registered(
     assert report["candidates"] == []
     assert report["failed"][0]["name"] == "broken"
     assert report["failed"][0]["stage"] == "fit"
+
+
+def test_unstorable_estimator_fails_before_its_fit(tmp_path: Path) -> None:
+    """An estimator skops would refuse (XGBoost's random forest wrapper, outside the native
+    table) fails at the check before the fit, naming the type; the other spec registers."""
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    art = ArtifactStore(str(tmp_path / "art"))
+    ds, ms = DatasetStore(db, art, b"k"), ModelStore(db, art)
+    frame = mroz_frame()
+    ref = ds.ingest(frame, infer_contract(frame, name="mroz", target="inlf"), "mroz").version.ref
+    specs = [
+        spec_from_dict({"name": "rf", "estimator": "xgboost.XGBRFClassifier"}),
+        spec_from_dict({"name": "bad-params", "estimator": "lightgbm.LGBMClassifier", "params": {"n_estimators": 3, "verbose": -1, "no_such": {"a": [1]}}}),
+        spec_from_dict({"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression"}),
+    ]  # fmt: skip
+
+    result = train(specs, ref, datasets=ds, models=ms, register="m")
+
+    failed = {f.name: f for f in result.failed}
+    assert failed["rf"].stage == "check"
+    assert (
+        "needs types keel does not trust: ['xgboost.sklearn.XGBRFClassifier']" in failed["rf"].error
+    )
+    assert [c.spec.label for c in result.candidates] == [
+        "bad-params",
+        "lr",
+    ] or "bad-params" in failed
+    assert ms.get("m@latest").spec["estimator"] == "sklearn.linear_model.LogisticRegression"
+    db.dispose()
