@@ -275,3 +275,27 @@ def test_lightgbm_manifest_with_foreign_attributes_is_refused() -> None:
 
     with pytest.raises(UnsafeArtifactError, match=r"holds LightGBM attributes other than"):
         load_model(_container(members, manifest))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("split_indices", 999, "feature index out of range"),
+        ("left_children", 10**6, "child index outside its node range"),
+    ],
+)
+def test_crafted_xgboost_tree_is_refused_although_xgboost_loads_it(
+    xgb_parts: Any, field: str, value: int, message: str
+) -> None:
+    """XGBoost's loader accepts a tree whose indices point outside it; keel's check refuses it
+    before anything predicts with it."""
+    members, manifest = xgb_parts
+    booster = xgboost.XGBClassifier()
+    booster.load_model(bytearray(members["model.ubj"]))
+    model = json.loads(bytes(booster.get_booster().save_raw(raw_format="json")))
+    model["learner"]["gradient_booster"]["model"]["trees"][0][field][0] = value
+    members = {**members, "model.ubj": json.dumps(model).encode()}
+    manifest = {**manifest, "members": _digests(members)}
+
+    with pytest.raises(UnsafeArtifactError, match=message):
+        load_model(_container(members, manifest))
