@@ -4,6 +4,7 @@ own formats, load, serve (equal to the library), explain, card; a failing spec l
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -131,8 +132,12 @@ def test_loaded_boosters_predict_explain_and_have_cards(trained: Any) -> None:
         served = np.array([p.probabilities for p in runtime.predict(rows)])
         library = pipeline.predict_proba(x)
 
+        one_by_one = np.array([runtime.predict([r])[0].probabilities for r in rows])
+
         assert runtime.tree_path is tree_path
+        assert runtime.tree_max_rows == (8 if tree_path else None)
         assert np.abs(served - library).max() <= 1e-6
+        assert np.abs(one_by_one - library).max() <= 1e-6
         assert [p.prediction for p in runtime.predict(rows[:3])] == [
             ["home", "works"][i] for i in library[:3].argmax(axis=1)
         ]
@@ -196,9 +201,16 @@ def test_keel_serve_answers_equal_the_library(trained: Any) -> None:
                 to_pandas(frame, features, contract)
             )
 
+            singles = [
+                client.post("/v1/models/inlf/predict", json={"rows": [r]}).json() for r in rows[:5]
+            ]
+
             assert answer["version"] == version
             assert answer["classes"] == ["home", "works"]
             assert np.abs(np.array(answer["probabilities"]) - library).max() <= 1e-6
+            assert [s["version"] for s in singles] == [version] * 5
+            single_probabilities = np.array([s["probabilities"][0] for s in singles])
+            assert np.abs(single_probabilities - library[:5]).max() <= 1e-6
         explained = client.post("/v1/models/inlf/explain", json={"rows": rows[:1]})
         assert explained.status_code == 200, explained.text
         assert len(explained.json()["values"][0]) == len(features)
@@ -225,4 +237,105 @@ def test_integer_classes_are_encoded_for_xgboost_and_decoded_back(tmp_path: Path
         "1",
         "2",
     }
+    db.dispose()
+
+
+def _double(x: Any) -> Any:
+    return x
+
+
+def test_types_trusted_by_the_setting_are_recorded_and_required_on_load(tmp_path: Path) -> None:
+    """A type trusted through trusted_types is in the version's lineage and audit event, and a
+    store without that setting refuses to load the version."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    from keel.store import UnsafeArtifactError
+
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    art = ArtifactStore(str(tmp_path / "art"))
+    name = f"{__name__}._double"
+    trusting = ModelStore(db, art, trusted_types=(name,))
+    contract = infer_contract(pl.DataFrame({"a": [1.0, 2.0], "y": [0, 1]}), name="c", target="y")
+    model = FunctionTransformer(func=_double).fit(np.zeros((2, 1)))
+
+    version = trusting.register("custom", model, contract=contract, spec={}, evaluation={})
+
+    assert version.lineage["extra_trusted_types"] == [name]
+    assert version.trusted_types == [name]
+    assert trusting.audit("custom")[-1]["details"]["extra_trusted_types"] == [name]
+    assert trusting.load("custom@1")[1].func is _double
+    with pytest.raises(
+        UnsafeArtifactError, match=r"needs types keel does not trust: \['.*_double'\]"
+    ):
+        ModelStore(db, art).load("custom@1")
+    db.dispose()
+
+
+def test_keel_train_shows_the_failed_candidate_and_exits_by_what_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`keel train` names the failed spec with its error; it exits 0 when another registered,
+    1 when nothing could be."""
+    from keel.cli import main
+
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KEEL_SECRET_KEY", "k")
+    monkeypatch.setenv("COLUMNS", "200")
+    db = Database(f"sqlite:///{tmp_path / 'home' / 'keel.db'}")
+    ds = DatasetStore(db, ArtifactStore(str(tmp_path / "home" / "artifacts")), b"k")
+    frame = mroz_frame()
+    ds.ingest(frame, infer_contract(frame, name="mroz", target="inlf"), "mroz")
+    db.dispose()
+    good, broken = tmp_path / "lgbm.yaml", tmp_path / "broken.yaml"
+    good.write_text("estimator: lightgbm.LGBMClassifier\nparams: {n_estimators: 10, verbose: -1}\n")
+    broken.write_text("estimator: xgboost.XGBClassifier\nparams: {max_depth: deep}\n")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("train", "-d", "mroz", "-s", str(good), "-s", str(broken), "-r", "inlf")
+    only_broken = run("train", "-d", "mroz", "-s", str(broken), "-r", "inlf", "--json")
+
+    assert code == 0
+    assert "broken (xgboost.XGBClassifier) failed at fit:" in " ".join(err.split())
+    assert "failed broken" in out
+    assert only_broken[0] == 1
+    report = json.loads(only_broken[1])
+    assert report["candidates"] == []
+    assert report["failed"][0]["name"] == "broken"
+    assert report["failed"][0]["stage"] == "fit"
+
+
+def test_unstorable_estimator_fails_before_its_fit(tmp_path: Path) -> None:
+    """An estimator skops would refuse (XGBoost's random forest wrapper, outside the native
+    table) fails at the check before the fit, naming the type; a fit error fails at the fit;
+    the remaining spec registers."""
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    art = ArtifactStore(str(tmp_path / "art"))
+    ds, ms = DatasetStore(db, art, b"k"), ModelStore(db, art)
+    frame = mroz_frame()
+    ref = ds.ingest(frame, infer_contract(frame, name="mroz", target="inlf"), "mroz").version.ref
+    specs = [
+        spec_from_dict({"name": "rf", "estimator": "xgboost.XGBRFClassifier"}),
+        spec_from_dict({"name": "bad-params", "estimator": "lightgbm.LGBMClassifier", "params": {"n_estimators": 3, "verbose": -1, "no_such": {"a": [1]}}}),
+        spec_from_dict({"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression"}),
+    ]  # fmt: skip
+
+    result = train(specs, ref, datasets=ds, models=ms, register="m")
+
+    failed = {f.name: f for f in result.failed}
+    assert failed["rf"].stage == "check"
+    assert (
+        "needs types keel does not trust: ['xgboost.sklearn.XGBRFClassifier']" in failed["rf"].error
+    )
+    assert failed["bad-params"].stage == "fit"
+    assert "Unknown type of parameter:no_such" in failed["bad-params"].error
+    assert [c.spec.label for c in result.candidates] == ["lr"]
+    assert ms.get("m@latest").spec["estimator"] == "sklearn.linear_model.LogisticRegression"
     db.dispose()

@@ -62,7 +62,7 @@ def show_cmd(
     console.print(
         f"[bold]{v.ref}[/]  created {v.created_at.isoformat()}  aliases: {', '.join(v.aliases) or '-'}"
     )
-    console.print(f"  artifact  {v.artifact_uri}  ({v.artifact_size} bytes, skops)")
+    console.print(f"  artifact  {v.artifact_uri}  ({v.artifact_size} bytes, {v.format})")
     console.print(f"  sha256    {v.artifact_sha256}")
     console.print(f"  trusted   {', '.join(v.trusted_types) or 'nothing beyond skops defaults'}")
     console.print(

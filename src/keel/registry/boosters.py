@@ -138,13 +138,20 @@ _LGBM_ATTRIBUTES: dict[bool, tuple[str, ...]] = {
         "_n_features_in",
         "_objective",
         "_best_iteration",
+        "_fitted_with_feature_names",
         "_classes",
         "_n_classes",
     ),
-    False: ("_n_features", "_n_features_in", "_objective", "_best_iteration"),
+    False: (
+        "_n_features",
+        "_n_features_in",
+        "_objective",
+        "_best_iteration",
+        "_fitted_with_feature_names",
+    ),
 }
 """The sklearn wrapper's fitted attributes LightGBM has no loader for: ints, the objective's
-name, and the class labels (ints or strings). Nothing else is set from a manifest."""
+name, a flag, and the class labels (ints or strings). Nothing else is set from a manifest."""
 
 
 def load_booster(raw: bytes, meta: dict[str, Any]) -> Any:
@@ -191,6 +198,8 @@ def _restore_lightgbm(model: Any, raw: bytes, meta: dict[str, Any], entry: Boost
     for key in ("_n_features", "_n_features_in", "_best_iteration"):
         if not isinstance(attrs[key], int) or isinstance(attrs[key], bool) or attrs[key] < 0:
             _refuse(f"holds LightGBM attribute {key} = {attrs[key]!r}; expected a count")
+    if not isinstance(attrs["_fitted_with_feature_names"], bool):
+        _refuse("holds a LightGBM feature-names flag that is not true or false")
     if not isinstance(attrs["_objective"], str):
         _refuse("holds a LightGBM objective that is not a name")
     booster = lightgbm.Booster(model_str=raw.decode("utf-8"))
@@ -213,7 +222,6 @@ def _restore_lightgbm(model: Any, raw: bytes, meta: dict[str, Any], entry: Boost
     model._Booster = booster
     model._best_score = {}
     model._evals_result = {}
-    model._fitted_with_feature_names = False
     model.fitted_ = True
     check_lightgbm_trees(booster, attrs["_n_features"])
 

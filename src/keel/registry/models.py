@@ -1,6 +1,7 @@
 """The model registry: immutable model versions and movable aliases, every move audited.
 
-A model version is an artifact (skops, hash-checked on every load) with its contract, spec,
+A model version is an artifact (skops, or a container holding a booster in its library's own
+format; hash-checked on every load) with its contract, spec,
 lineage, evaluation and card. An alias (`production`, `staging`, `shadow`, `canary`) names one
 version; moving it is one transaction that also writes the audit log. Moves are optimistic: a
 move that expected the alias at version A fails with a ConflictError if another process moved

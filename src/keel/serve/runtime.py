@@ -12,7 +12,7 @@ from keel.data import Contract, RecordChecker
 from keel.monitor import ProfileSpec
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.fastpath import compile_forward
-from keel.serve.trees import compile_trees, tree_tolerance
+from keel.serve.trees import compile_trees, tree_max_rows, tree_tolerance
 
 
 @dataclass
@@ -79,6 +79,8 @@ class ModelRuntime:
         self.segment = segs[0].name if segs else None
         # (forward, estimator, batch tree evaluator or None), once proven equal at load
         self._fast: tuple[Any, Any, Any] | None = None
+        # the largest batch the tree evaluator answers (None: any); larger go to the estimator
+        self.tree_max_rows: int | None = None
 
     @classmethod
     def load(cls, models: ModelStore, resolved: ResolvedVersion) -> ModelRuntime:
@@ -114,7 +116,7 @@ class ModelRuntime:
         if self._fast is not None:
             forward, model, trees = self._fast
             x = forward(rows)
-            if trees is not None:
+            if trees is not None and (self.tree_max_rows is None or len(x) <= self.tree_max_rows):
                 return trees(x)  # type: ignore[no-any-return]
             return np.asarray(model.predict_proba(x) if self._proba else model.predict(x))
         x = self.frame(rows)
@@ -174,6 +176,7 @@ class ModelRuntime:
             same = False
         if same:
             self._fast = (forward, model, trees)
+            self.tree_max_rows = tree_max_rows(model)
 
     @property
     def fast_path(self) -> bool:

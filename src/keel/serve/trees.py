@@ -288,6 +288,18 @@ def tree_tolerance(model: Any) -> float:
     return 1e-6 if type(model).__name__ in _BOOSTERS else 0.0
 
 
+BOOSTER_MAX_ROWS = 8
+"""The largest batch keel's evaluator answers for a booster; larger ones go to the library.
+Measured (docs/benchmarks.md, bench/boosters.py): XGBoost's and LightGBM's predictors pay
+~1-3 ms per call but little per row, the evaluator the other way round; at 1-8 rows keel is
+1.6-3x faster, from 16-32 rows the library is."""
+
+
+def tree_max_rows(model: Any) -> int | None:
+    """The largest batch the evaluator should answer for this model (None: any size)."""
+    return BOOSTER_MAX_ROWS if type(model).__name__ in _BOOSTERS else None
+
+
 def compile_trees(model: Any) -> Predict | None:
     """A batch predict (probabilities for classifiers) for a scikit-learn forest, single tree
     or histogram gradient boosting, or an XGBoost / LightGBM booster; None for anything else."""

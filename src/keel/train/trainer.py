@@ -77,7 +77,8 @@ class FailedCandidate:
 
     name: str
     estimator: str
-    stage: str  # "prepare", "check", "fit", "evaluate", "explain", "profile" or "register"
+    stage: str  # "prepare", "check" (before the fit), "fit", "evaluate", "explain", "profile"
+    # or "register"
     error: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -424,6 +425,11 @@ def train(
 
         try:
             prep = prepare(frame, contract, spec)
+            stage[0] = "check"  # bad params, or a model the registry could not store
+            estimator = spec.make_estimator()
+            check_storable(
+                build_pipeline(prep.contract, prep.features, estimator), trusted_types=trusted
+            )
             candidates.append(
                 fit_and_evaluate(
                     spec, prep, production=production, step=track, trusted_types=trusted

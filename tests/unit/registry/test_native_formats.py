@@ -253,3 +253,49 @@ def test_trusted_types_setting_is_read_from_the_environment(
     monkeypatch.setenv("KEEL_TRUSTED_TYPES", '["mypkg.models.MyEstimator"]')
 
     assert load_settings().trusted_types == ("mypkg.models.MyEstimator",)
+
+
+def test_lightgbm_fitted_on_a_frame_keeps_its_feature_names() -> None:
+    """A bare LightGBM model fitted on a DataFrame answers a DataFrame after loading."""
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame, Y)
+
+    loaded = load_model(dump_model(model)[0])
+
+    assert list(loaded.feature_names_in_) == list(frame.columns)
+    assert np.array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+
+
+def test_lightgbm_manifest_with_foreign_attributes_is_refused() -> None:
+    """LightGBM attributes outside the reviewed few are refused, not set on the wrapper."""
+    members, manifest = _parts(lightgbm.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, Y))
+    manifest["meta"]["attributes"]["_Booster"] = "anything"
+
+    with pytest.raises(UnsafeArtifactError, match=r"holds LightGBM attributes other than"):
+        load_model(_container(members, manifest))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("split_indices", 999, "feature index out of range"),
+        ("left_children", 10**6, "child index outside its node range"),
+    ],
+)
+def test_crafted_xgboost_tree_is_refused_although_xgboost_loads_it(
+    xgb_parts: Any, field: str, value: int, message: str
+) -> None:
+    """XGBoost's loader accepts a tree whose indices point outside it; keel's check refuses it
+    before anything predicts with it."""
+    members, manifest = xgb_parts
+    booster = xgboost.XGBClassifier()
+    booster.load_model(bytearray(members["model.ubj"]))
+    model = json.loads(bytes(booster.get_booster().save_raw(raw_format="json")))
+    model["learner"]["gradient_booster"]["model"]["trees"][0][field][0] = value
+    members = {**members, "model.ubj": json.dumps(model).encode()}
+    manifest = {**manifest, "members": _digests(members)}
+
+    with pytest.raises(UnsafeArtifactError, match=message):
+        load_model(_container(members, manifest))
