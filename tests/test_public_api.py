@@ -40,8 +40,9 @@ def test_registry_exports() -> None:
     import keel.registry
 
     assert sorted(keel.registry.__all__) == [
-        "ALIASES", "AliasState", "ModelStore", "ModelVersion", "REVIEWED_TYPES",
-        "ResolvedVersion", "check_model_contents", "dump_model", "load_model",
+        "ALIASES", "AliasState", "ModelStore", "ModelVersion", "OnnxClassifier", "OnnxModel",
+        "REVIEWED_TYPES", "ResolvedVersion", "check_model_contents", "dump_model", "load_model",
+        "load_onnx",
     ]  # fmt: skip
 
 

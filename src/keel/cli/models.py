@@ -62,7 +62,9 @@ def show_cmd(
     console.print(
         f"[bold]{v.ref}[/]  created {v.created_at.isoformat()}  aliases: {', '.join(v.aliases) or '-'}"
     )
-    console.print(f"  artifact  {v.artifact_uri}  ({v.artifact_size} bytes, skops)")
+    console.print(
+        f"  artifact  {v.artifact_uri}  ({v.artifact_size} bytes, {v.to_dict()['format']})"
+    )
     console.print(f"  sha256    {v.artifact_sha256}")
     console.print(f"  trusted   {', '.join(v.trusted_types) or 'nothing beyond skops defaults'}")
     console.print(
@@ -201,6 +203,47 @@ def export_cmd(
         return
     console.print(
         f"Wrote {output} ({report['bytes']} bytes); parity on {report['rows']} holdout rows: largest |Δp| = {report['parity_max_abs_diff']:.2e}"
+    )
+
+
+@app.command("import")
+def import_cmd(
+    model: Path = typer.Argument(..., help="The .onnx file (one self-contained graph)."),
+    contract: Path = typer.Option(..., "--contract", help="contract.yaml of the model's input."),
+    name: str = typer.Option(..., "--name", help="Model name to register the version under."),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset version to evaluate on (metrics, gates, drift reference)."
+    ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="YAML with gates (and split, target, features); needs --data."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Register an ONNX graph trained elsewhere; it is served through onnxruntime."""
+    from keel.train.onnx_import import import_onnx
+
+    v = import_onnx(
+        model,
+        contract_path=contract,
+        name=name,
+        models=open_models(),
+        datasets=open_datasets(),
+        data=data,
+        spec_path=spec,
+        actor="cli",
+    )
+    if as_json:
+        print_json(v.to_dict())
+        return
+    ev = v.evaluation
+    shown = "  ".join(
+        f"{m} {e['value']:.4f}"
+        for m, e in ev.get("metrics", {}).items()
+        if e.get("value") is not None
+    )
+    console.print(
+        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev['task']}, inputs {ev['features']}); "
+        + (f"holdout {shown}" if ev.get("evaluated") else "not evaluated (no --data)")
     )
 
 

@@ -62,7 +62,7 @@ class ModelVersion:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         out["aliases"] = list(self.aliases)
-        out["format"] = FORMAT
+        out["format"] = self.lineage.get("format", FORMAT)  # "onnx" for imported graphs
         out["sha256"] = self.artifact_sha256  # the name scripts look for
         return out
 

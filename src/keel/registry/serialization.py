@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 import numpy as np
 import skops.io as sio
 
+from keel.registry.onnx_model import FORMAT as ONNX_FORMAT
+from keel.registry.onnx_model import is_onnx, load_onnx
 from keel.store import UnsafeArtifactError
 
 FORMAT = "skops"
@@ -37,6 +39,8 @@ def dump_model(model: Any) -> tuple[bytes, list[str]]:
     Raises:
         UnsafeArtifactError: the model needs a type outside the reviewed list.
     """
+    if getattr(model, "format", None) == ONNX_FORMAT:
+        return model.data, []  # the .onnx file itself (keel.registry.onnx_model)
     data = sio.dumps(model)
     needed = sorted(sio.get_untrusted_types(data=data))
     _refuse_unreviewed(needed, "Saving")
@@ -44,11 +48,13 @@ def dump_model(model: Any) -> tuple[bytes, list[str]]:
 
 
 def load_model(data: bytes) -> Any:
-    """Load skops bytes, trusting only the reviewed types, then check every tree's indices.
+    """Load skops bytes (or an ONNX model: `keel.registry.onnx_model`), trusting only the reviewed types, then check every tree's indices.
 
     Raises:
         UnsafeArtifactError: an untrusted type, or tree contents out of range.
     """
+    if is_onnx(data):
+        return load_onnx(data)
     needed = sorted(sio.get_untrusted_types(data=data))
     _refuse_unreviewed(needed, "Loading")
     try:
