@@ -228,8 +228,10 @@ def _column(s: pd.Series, gi: GraphInput) -> np.ndarray:
 def _describe(o: Any) -> str:
     t = o.type
     if t.HasField("tensor_type"):
-        dims = [d.dim_value if d.HasField("dim_value") else "?" for d in t.tensor_type.shape.dim]
-        return f"{_TYPE_NAMES.get(t.tensor_type.elem_type, t.tensor_type.elem_type)}{dims}"
+        dims = [
+            str(d.dim_value) if d.HasField("dim_value") else "N" for d in t.tensor_type.shape.dim
+        ]
+        return f"{_TYPE_NAMES.get(t.tensor_type.elem_type, t.tensor_type.elem_type)}[{', '.join(dims)}]"
     return "sequence" if t.HasField("sequence_type") else "other"
 
 
