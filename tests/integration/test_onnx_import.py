@@ -88,6 +88,7 @@ def _serve(home: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "KEEL_HOME": str(home), "KEEL_POLL_INTERVAL_S": "0.2"}
     env["KEEL_OPEN_PREDICT"] = "true"
+    env["KEEL_TOKENS"] = '{"adm": ["admin", "predict", "feedback"]}'
     proc = subprocess.Popen(
         [sys.executable, "-m", "keel", "serve", name, "--port", str(port)],
         env=env,
@@ -193,6 +194,33 @@ def test_imported_onnx_graphs_are_served_promoted_and_rolled_back(
         explain = httpx.post(f"{url}/v1/models/bc/explain", json={"rows": rows[:1]}, timeout=30)
         assert explain.status_code == 400
         assert "not available for bc@1: it is an imported ONNX graph" in explain.json()["error"]
+
+        # the version imported without --data: production only by force; monitored, no drift
+        code, _, err = run(capsys, "models", "promote", "bc", "3", "--to", "production")
+        assert code == 1
+        assert "has no dataset version to re-check its gates on" in err
+        promoted = run(
+            capsys,
+            "models",
+            "promote",
+            "bc",
+            "3",
+            "--to",
+            "production",
+            "--force",
+            "--reason",
+            "byo",
+        )
+        assert promoted[0] == 0
+        assert _predict_until(url, rows, 3)["probabilities"] == first["probabilities"]
+        headers = {"Authorization": "Bearer adm"}
+        assert httpx.post(f"{url}/v1/admin/flush", headers=headers, timeout=30).status_code == 200
+        code, out, err = run(capsys, "monitor", "status", "bc", "--json")
+        assert code == 0, err
+        status = json.loads(out)
+        assert status["version"] == 3
+        assert sum(w["rows"] for w in status["windows"]) == len(rows)
+        assert all(w["drifted"] == [] for w in status["windows"])
     finally:
         proc.send_signal(signal.SIGINT)
         try:

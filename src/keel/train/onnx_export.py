@@ -41,6 +41,9 @@ def export_onnx(
     contract = models.contract(version.ref)
     ev = version.evaluation
     features, categorical = ev["features"], set(ev.get("categorical", []))
+    if getattr(pipeline, "format", None) == "onnx":
+        msg = f"{version.ref} is an imported ONNX graph already; its artifact is the .onnx file (sha256 {version.artifact_sha256}). Copy it from {version.artifact_uri}."
+        raise ConfigError(msg)
     data = pipeline_to_onnx(pipeline, features, categorical, label=version.ref)
     rows = _holdout(version, models, datasets, max_rows)
     x = to_pandas(rows, features, contract)
