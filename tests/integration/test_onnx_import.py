@@ -269,3 +269,49 @@ def test_import_names_the_graph_input_that_fits_no_column(
     assert "ONNX inputs ['radius', 'texture'] are not columns of contract" in err
     assert "'mean radius'" in err
     assert run(capsys, "models", "list", "--json")[1].strip() == "[]"
+
+
+def test_regression_graph_imports_with_evaluation_and_refuses_gates_without_data(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A regressor exported by keel (HistGradientBoosting, double output) imports by column name
+    on the diabetes data with holdout metrics and its gate; gates without --data are refused."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KEEL_SECRET_KEY", "k")
+    data = load_diabetes(as_frame=True)
+    x = data.data.astype(np.float32).astype(np.float64).rename(columns={"s1": "total-chol"})
+    x.assign(progression=data.target.to_numpy()).to_csv(tmp_path / "d.csv", index=False)
+    features = list(x.columns)
+    columns: dict[str, Any] = {f: {"type": "float"} for f in features}
+    pipe = build_pipeline(
+        contract_from_dict({"name": "c", "columns": columns}),
+        features,
+        HistGradientBoostingRegressor(max_iter=30),
+    ).fit(x, data.target.to_numpy())
+    (tmp_path / "r.onnx").write_bytes(pipeline_to_onnx(pipe, features, set()))
+    (tmp_path / "gates.yaml").write_text("gates: ['holdout.r2 >= 0.2']\n")
+    assert run(capsys, "data", "infer", "d.csv", "-o", "c.yaml", "--target", "progression")[0] == 0
+    assert run(capsys, "data", "ingest", "d.csv", "-c", "c.yaml", "-n", "d")[0] == 0
+
+    refused = run(
+        capsys, "models", "import", "r.onnx", "--contract", "c.yaml", "--name", "r",
+        "--spec", "gates.yaml",
+    )  # fmt: skip
+    code, out, err = run(
+        capsys, "models", "import", "r.onnx", "--contract", "c.yaml", "--name", "r",
+        "--data", "d", "--spec", "gates.yaml", "--json",
+    )  # fmt: skip
+
+    assert refused[0] == 1
+    assert "has gates ['holdout.r2 >= 0.2'] but no --data to judge them on" in refused[2]
+    assert code == 0, err
+    ev = json.loads(out)["evaluation"]
+    assert ev["task"] == "regression"
+    assert ev["features"] == features
+    assert ev["metrics"]["r2"]["value"] >= 0.2
+    assert ev["gates"] == [{**ev["gates"][0], "name": "holdout.r2 >= 0.2", "passed": True}]
+    assert ev["reference"]["columns"]["total-chol"]["kind"] != "categorical"
