@@ -11,8 +11,10 @@ to ~1e-15; the link (logistic, softmax, exp) is applied with standard ONNX opera
 Probabilities leave as float32 (what skl2onnx declares for classifiers); a regressor's value
 leaves as double, so a large target (house prices) keeps its parity.
 
-Categorical splits (a set-membership test) have no TreeEnsemble node mode; a model with them
-is refused with a message saying so.
+Categorical splits are refused with a message saying so: scikit-learn 1.9 runs categorical
+features through its own OrdinalEncoder and moves them first before the trees, which this
+converter does not translate (the opset-5 node's BRANCH_MEMBER mode could express the splits
+themselves).
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ def check_hgb(model: Any) -> None:
     ):
         idx = [] if cats is None else np.flatnonzero(np.asarray(cats)).tolist()
         msg = (
-            f"{name} uses categorical splits (feature indices {idx}); ONNX TreeEnsemble nodes "
-            "have no set-membership test, so it cannot be exported. Train it without "
-            "categorical_features (keel's pipeline one-hot encodes categories) to export it."
+            f"{name} uses categorical splits (feature indices {idx}); keel's converter does not "
+            "translate the ordinal encoding and column reordering scikit-learn applies to them, "
+            "so it cannot be exported. Train it without categorical_features (keel's pipeline "
+            "one-hot encodes categories) to export it."
         )
         raise ValueError(msg)
     link = type(model._loss.link).__name__
