@@ -169,6 +169,8 @@ def test_imported_onnx_graphs_are_served_promoted_and_rolled_back(
     assert bare["evaluation"]["gates"] == []
     assert "reference" not in bare["evaluation"]
     assert bare["evaluation"]["classes"] == ["0", "1"]
+    assert run(capsys, "models", "card", "bc@3", "-o", "card.html")[0] == 0
+    assert "Not evaluated" in (tmp_path / "card.html").read_text()
 
     assert run(capsys, "models", "promote", "bc", "1", "--to", "production")[0] == 0
     proc, url = _serve(home, "bc")

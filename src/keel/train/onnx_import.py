@@ -141,22 +141,13 @@ def import_onnx(
                 "It was not registered."
             )
             raise GateFailedError(msg)
-    card = (
-        render_card_markdown(
-            name,
-            None,
-            spec.to_dict(),
-            {k: v for k, v in report.items() if k != "gates"},
-            report["gates"],
-            dataset,
-        )
-        if report["evaluated"]
-        else (
-            f"# {name}\n\nAn ONNX graph imported from `{model_path.name}` (sha256 "
-            f"{lineage['onnx_sha256']}), a {task} model of {len(features)} features: "
-            f"{', '.join(features)}.\n\n**Not evaluated**: it was imported without a dataset "
-            "version, so it has no holdout metrics, no gates and no reference profile for drift.\n"
-        )
+    card = render_card_markdown(
+        name,
+        None,
+        spec.to_dict(),
+        {k: v for k, v in report.items() if k != "gates"},
+        report["gates"],
+        dataset,
     )
     return models.register(
         name,
