@@ -127,7 +127,8 @@ def test_imported_onnx_graphs_are_served_promoted_and_rolled_back(
 ) -> None:
     """Two graphs made outside keel (one tensor input; inputs named after spaced and hyphenated
     columns) import with evaluation and gates, serve onnxruntime's exact answers, promote and
-    roll back; a third without --data registers as not evaluated."""
+    roll back, and answer as a canary; a third without --data registers as not evaluated and
+    is monitored without drift."""
     home = tmp_path / "home"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KEEL_HOME", str(home))
@@ -223,6 +224,11 @@ def test_imported_onnx_graphs_are_served_promoted_and_rolled_back(
         assert status["version"] == 3
         assert sum(w["rows"] for w in status["windows"]) == len(rows)
         assert all(w["drifted"] == [] for w in status["windows"])
+
+        # a canary taking all traffic answers with its own graph
+        canary = run(capsys, "models", "promote", "bc", "2", "--to", "canary", "--weight", "1")
+        assert canary[0] == 0, canary[2]
+        assert _predict_until(url, rows, 2)["probabilities"] == second["probabilities"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
