@@ -41,9 +41,9 @@ def test_registry_exports() -> None:
 
     assert sorted(keel.registry.__all__) == [
         "ALIASES", "AliasState", "ArtifactFormat", "BOOSTER_CLASSES", "FORMATS", "ModelStore",
-        "ModelVersion", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
+        "ModelVersion", "OnnxClassifier", "OnnxModel", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
         "check_model_contents",
-        "check_storable", "dump_model", "load_container", "load_model", "save_model",
+        "check_storable", "dump_model", "load_container", "load_model", "load_onnx", "save_model",
     ]  # fmt: skip
 
 

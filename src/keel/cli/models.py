@@ -204,6 +204,47 @@ def export_cmd(
     )
 
 
+@app.command("import")
+def import_cmd(
+    model: Path = typer.Argument(..., help="The .onnx file (one self-contained graph)."),
+    contract: Path = typer.Option(..., "--contract", help="contract.yaml of the model's input."),
+    name: str = typer.Option(..., "--name", help="Model name to register the version under."),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset version to evaluate on (metrics, gates, drift reference)."
+    ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="YAML with gates (and split, target, features); needs --data."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Register an ONNX graph trained elsewhere; it is served through onnxruntime."""
+    from keel.train.onnx_import import import_onnx
+
+    v = import_onnx(
+        model,
+        contract_path=contract,
+        name=name,
+        models=open_models(),
+        datasets=open_datasets(),
+        data=data,
+        spec_path=spec,
+        actor="cli",
+    )
+    if as_json:
+        print_json(v.to_dict())
+        return
+    ev = v.evaluation
+    shown = "  ".join(
+        f"{m} {e['value']:.4f}"
+        for m, e in ev.get("metrics", {}).items()
+        if e.get("value") is not None
+    )
+    console.print(
+        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev['task']}, inputs {ev['features']}); "
+        + (f"holdout {shown}" if ev.get("evaluated") else "not evaluated (no --data)")
+    )
+
+
 def audit_cmd(
     name: str | None = typer.Argument(None, help="A model name, or nothing for all."),
     as_json: bool = JSON_OPTION,

@@ -216,14 +216,17 @@ class Loop:
                 base = sum(prev_live) / len(prev_live)
                 evidence["baseline"] = "previous version's live windows"
             else:
-                base = self.models.get(f"{name}@{previous}").evaluation["metrics"][metric]["value"]
+                held = self.models.get(f"{name}@{previous}").evaluation.get("metrics", {})
+                base = (held.get(metric) or {}).get("value")
                 evidence["baseline"] = "previous version's holdout"
-            drop = (current - base) if lower_better else (base - current)
-            evidence.update(live=current, previous_live=base, drop=drop)
-            if drop >= self.policy.rollback_drop:
-                reasons.append(
-                    f"live {metric} {current:.4f} is {drop:.4f} below the previous version's {base:.4f}"
-                )
+            # an ONNX graph imported without data has no holdout figure to compare with
+            if base is not None:
+                drop = (current - base) if lower_better else (base - current)
+                evidence.update(live=current, previous_live=base, drop=drop)
+                if drop >= self.policy.rollback_drop:
+                    reasons.append(
+                        f"live {metric} {current:.4f} is {drop:.4f} below the previous version's {base:.4f}"
+                    )
         est_now = [
             w.estimated.get(metric)
             for w in after

@@ -2,6 +2,7 @@
 
 from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
 from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion, ResolvedVersion
+from keel.registry.onnx_model import OnnxClassifier, OnnxModel, load_onnx
 from keel.registry.serialization import (
     FORMATS,
     REVIEWED_TYPES,
@@ -24,6 +25,8 @@ __all__ = [
     "ArtifactFormat",
     "ModelStore",
     "ModelVersion",
+    "OnnxClassifier",
+    "OnnxModel",
     "ResolvedVersion",
     "SavedModel",
     "booster_trees",
@@ -32,5 +35,6 @@ __all__ = [
     "dump_model",
     "load_container",
     "load_model",
+    "load_onnx",
     "save_model",
 ]

@@ -30,6 +30,8 @@ import numpy as np
 import skops.io as sio
 
 from keel.registry import boosters
+from keel.registry.onnx_model import FORMAT as ONNX_FORMAT
+from keel.registry.onnx_model import load_onnx
 from keel.store import UnsafeArtifactError
 
 FORMAT = "skops"
@@ -330,8 +332,27 @@ def _booster_format(library: str) -> ArtifactFormat:
     return ArtifactFormat(library, claims, dump, load)
 
 
+def _onnx_format() -> ArtifactFormat:
+    """An ONNX graph trained elsewhere (`keel models import`): the .onnx file as one member,
+    checked by onnx.checker and onnxruntime when loaded (`keel.registry.onnx_model`)."""
+
+    def claims(model: Any) -> bool:
+        return getattr(model, "format", None) == ONNX_FORMAT
+
+    def dump(model: Any, _extra: frozenset[str]) -> Dumped:
+        return Dumped({"model.onnx": model.data}, {}, [])
+
+    def load(members: dict[str, bytes], _meta: dict[str, Any], _extra: frozenset[str]) -> Any:
+        if set(members) != {"model.onnx"}:
+            _bad_container(f"of format 'onnx' holds {sorted(members)}; expected ['model.onnx']")
+        return load_onnx(members["model.onnx"])
+
+    return ArtifactFormat(ONNX_FORMAT, claims, dump, load)
+
+
 FORMATS: dict[str, ArtifactFormat] = {
-    name: _booster_format(name) for name in ("xgboost", "lightgbm", "catboost")
+    **{name: _booster_format(name) for name in ("xgboost", "lightgbm", "catboost")},
+    ONNX_FORMAT: _onnx_format(),
 }
 """Container formats by name. Add one entry to store another kind of model; a plain skops
 file (FORMAT) is what every model no entry claims becomes."""

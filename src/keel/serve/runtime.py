@@ -11,6 +11,7 @@ import pandas as pd
 from keel.data import Contract, RecordChecker
 from keel.monitor import ProfileSpec
 from keel.registry import ModelStore, ResolvedVersion
+from keel.serve.errors import RequestError
 from keel.serve.fastpath import compile_forward
 from keel.serve.trees import compile_trees, tree_max_rows, tree_tolerance
 
@@ -191,6 +192,14 @@ class ModelRuntime:
         """SHAP values per input feature, against the background rows stored at training."""
         from keel.train.explain import shap_values
 
+        if getattr(self.pipeline, "format", None) == "onnx" or not self.explanations.get(
+            "background"
+        ):
+            msg = (
+                f"Explanations are not available for {self.ref}: it is an imported ONNX graph, "
+                "and keel computes SHAP values only for the models it trains. Use /predict."
+            )
+            raise RequestError(400, msg)
         bg = pd.DataFrame(self.explanations["background"])[self.features]
         values, base, features = shap_values(self.pipeline, bg, self.frame(rows), self.features)
         return {

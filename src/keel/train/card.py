@@ -18,6 +18,19 @@ def card_sections(
 ) -> list[Section]:
     task = report["task"]
     title = f"{name}" + (f" version {version}" if version is not None else " (candidate)")
+    if report.get("evaluated") is False:  # an ONNX graph imported without data
+        return [
+            (
+                title,
+                [
+                    f"An imported ONNX graph: {task} of `{report.get('target')}` from "
+                    f"{len(report['features'])} features ({', '.join(report['features'])}).",
+                    "Not evaluated: it was imported without a dataset version, so it has no "
+                    "holdout metrics, no gates and no reference profile for drift.",
+                ],
+                None,
+            )
+        ]
     sections: list[Section] = [
         (
             title,
