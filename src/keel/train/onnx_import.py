@@ -31,12 +31,11 @@ from keel.train.gates import check_gates
 from keel.train.metrics import score
 from keel.train.reference import reference_profile
 from keel.train.runtime import runtime_profile
+from keel.train.segments import fairness_section, segment_report
 from keel.train.spec import TrainSpec, spec_from_dict
 from keel.train.trainer import (
     Prepared,
-    _fairness,
     _outputs,
-    _segments,
     _vs_production,
     code_revision,
     prepare,
@@ -306,8 +305,26 @@ def _evaluate(
         "train_metrics": score(prep.task, ytr, out_tr),
         "overfit": {},
         "fit_warnings": [],
-        "segments": _segments(prep, yte, out_te, spec.seed),
-        "fairness": _fairness(prep, yte, out_te),
+        "segments": segment_report(
+            prep.frame,
+            prep.contract,
+            prep.test_idx,
+            prep.task,
+            yte,
+            out_te,
+            min_group_rows=spec.min_group_rows,
+            seed=spec.seed,
+        ),
+        "fairness": fairness_section(
+            prep.frame,
+            prep.contract,
+            prep.test_idx,
+            prep.task,
+            yte,
+            out_te,
+            bands=spec.fairness,
+            min_group_rows=spec.min_group_rows,
+        ),
         "explanations": {},  # SHAP needs the model's own structure; /explain answers 400
         "note": "an imported ONNX graph: no SHAP explanations, no overfit gap (trained elsewhere)",
         "runtime": runtime_profile(
