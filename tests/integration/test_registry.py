@@ -297,3 +297,35 @@ def test_two_os_processes_moving_one_alias(
 
     assert sorted([out.get(timeout=5), out.get(timeout=5)]) == ["conflict", "won"]
     assert models.get("m@production").version in (2, 3)
+
+
+def _loop_a_node(data: bytes) -> bytes:
+    """A HistGradientBoosting file whose second inner node is its own left child: every index
+    stays in range, but a descent through that node never ends."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    done = False
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            raw = src.read(name)
+            if name.endswith(".npy") and not done:
+                arr = np.load(io.BytesIO(raw), allow_pickle=False)
+                if arr.dtype.names and "is_leaf" in arr.dtype.names:
+                    inner = np.flatnonzero(~arr["is_leaf"].astype(bool))
+                    if len(inner) > 1:
+                        arr = arr.copy()
+                        arr["left"][inner[1]] = inner[1]
+                        buf = io.BytesIO()
+                        np.save(buf, arr, allow_pickle=False)
+                        raw, done = buf.getvalue(), True
+            dst.writestr(name, raw)
+    assert done, "no tree with two inner nodes to tamper with"
+    return out.getvalue()
+
+
+def test_crafted_cyclic_tree_is_refused() -> None:
+    """A tree whose children form a cycle (indices in range) is refused, not loaded to spin."""
+    data, _ = dump_model(HistGradientBoostingClassifier(max_iter=3).fit(X, Y))
+
+    with pytest.raises(UnsafeArtifactError, match=r"do not form a tree"):
+        load_model(_loop_a_node(data))

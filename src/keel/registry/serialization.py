@@ -403,6 +403,7 @@ def _check_tree_predictor(pred: Any, n_features: int | None) -> None:
         idx = nodes[field][inner].astype(np.int64)
         if ((idx <= 0) | (idx >= n)).any():
             _fail(f"a child index outside 1..{n - 1}")
+    _check_is_tree(inner, nodes["left"].astype(np.int64), nodes["right"].astype(np.int64))
     if n_features is None:
         _fail("no owning estimator that says how many features it takes")
     feat = nodes["feature_idx"][inner].astype(np.int64)
@@ -430,10 +431,41 @@ def _check_tree(tree: Any, _n_features: int | None) -> None:
     for idx in (left[inner], right[inner]):
         if ((idx <= 0) | (idx >= n)).any():
             _fail(f"a child index outside 1..{n - 1}")
+    _check_is_tree(inner, left, right)
     if ((feature[inner] < 0) | (feature[inner] >= int(tree.n_features))).any():
         _fail("a feature index out of range")
     if np.asarray(tree.value).shape[0] != n:
         _fail("values for a different number of nodes")
+
+
+MAX_TREE_DEPTH = 2048
+"""Deeper trees are refused: scikit-learn grows nothing near this, and a descent (the library's
+or keel's batch evaluator, one step a level) must end."""
+
+
+def _check_is_tree(inner: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    """The nodes form one tree: every node but the root is the child of exactly one node, and
+    every node is reached from the root within MAX_TREE_DEPTH levels. Indices in range are not
+    enough: children that point back up (a cycle) make every descent spin forever.
+
+    Child indices are known to lie in 1..n-1 here.
+    """
+    n = len(inner)
+    children = np.concatenate([left[inner], right[inner]])
+    if children.size != n - 1 or np.unique(children).size != n - 1:
+        _fail("nodes that do not form a tree (a node with two parents, or one no node leads to)")
+    # Each non-root node has one parent and the root none, so what the root reaches holds no
+    # cycle and this walk ends; it must reach every node, within the depth bound.
+    frontier, reached, depth = np.zeros(1, dtype=np.int64), 1, 0
+    while frontier.size:
+        frontier = frontier[inner[frontier]]
+        frontier = np.concatenate([left[frontier], right[frontier]])
+        reached += frontier.size
+        depth += 1
+        if depth > MAX_TREE_DEPTH:
+            _fail(f"a depth over {MAX_TREE_DEPTH}")
+    if reached != n:
+        _fail(f"{n - reached} nodes the root does not reach (a cycle among them)")
 
 
 _CHECKERS: dict[str, Callable[[Any, int | None], None]] = {
