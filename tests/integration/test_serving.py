@@ -346,6 +346,10 @@ def test_a_segment_can_have_a_version_of_its_own(server: Server) -> None:
             for v, alias in ((1, "production"), (2, "production:west"))
         }
         bad = c.post("/v1/models/fraud/predict", json={"rows": [north, {**west, "amount": "x"}]})
+        skip = c.post(
+            "/v1/models/fraud/predict",
+            json={"rows": [north, {**west, "amount": "x"}, west], "on_error": "skip"},
+        ).json()
         c.delete("/v1/models/fraud/aliases/production:west", headers=admin)
         refused = c.post("/v1/models/fraud/aliases/prod-west", json={"version": 2}, headers=admin)
 
@@ -355,6 +359,9 @@ def test_a_segment_can_have_a_version_of_its_own(server: Server) -> None:
     assert alone[1]["probabilities"][0] != alone[2]["probabilities"][0]
     assert bad.status_code == 422
     assert bad.json()["details"][0]["row"] == 1
+    assert skip["versions"] == [1, None, 2]
+    assert skip["probabilities"][2] == alone[2]["probabilities"][0]
+    assert [(e["row"], e["field"]) for e in skip["errors"]] == [(1, "amount")]
     assert refused.status_code == 400
 
 
