@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from serving_fixtures import ADMIN, ROW, Server, start_server, stop_server
 
@@ -121,3 +122,28 @@ def test_hostile_logged_values_show_as_text_and_never_run(
     assert SENSITIVE in cells
     assert SEGMENT in cells
     page.close()
+
+
+def test_dashboard_pages_send_the_security_headers(hostile: tuple[Server, str]) -> None:
+    """Every dashboard response forbids inline script, framing, sniffing and the referrer."""
+    server, pid = hostile
+    paths = [
+        "/ui",
+        "/ui/data",
+        "/ui/models/fraud",
+        "/ui/models/fraud/versions/1",
+        "/ui/models/nope",
+        "/ui/static/dashboard.js",
+        f"/ui/api/models/fraud/predictions/{pid}",
+    ]
+    for path in paths:
+        headers = httpx.get(server.url + path).headers
+        csp = headers["content-security-policy"]
+        assert "script-src 'self'" in csp, path
+        assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";")[0], path
+        assert "frame-ancestors 'none'" in csp, path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "no-referrer", path
+    card = httpx.get(server.url + "/ui/models/fraud/versions/1/card").headers
+    assert "default-src 'none'" in card["content-security-policy"]
+    assert "frame-ancestors 'self'" in card["content-security-policy"]

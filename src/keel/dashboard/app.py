@@ -16,11 +16,13 @@ from typing import Any
 
 import orjson
 from markupsafe import Markup, escape
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.data import DatasetStore
 from keel.monitor import Monitor
@@ -52,6 +54,44 @@ iframe{width:100%;height:70vh;border:1px solid #e3e6ea}
 _SCRIPT = "dashboard.js"
 """The dashboard's own script (token box, admin forms, prediction explorer, charts): pages run
 no inline script, and it puts every server value into the page as text."""
+
+
+# No inline script (dashboard.js does it all), nothing loaded from elsewhere, never framed.
+# 'unsafe-eval' because Vega compiles its expressions and field accessors with Function();
+# it lets no injected markup run, only code that is already a script call eval.
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+CARD_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+"""The model card: static HTML, no script at all, framed only by the version page."""
+
+
+class SecurityHeadersMiddleware:
+    """Adds the Content-Security-Policy (unless the response set its own), nosniff and
+    no-referrer to every dashboard response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 @cache
@@ -104,8 +144,12 @@ class Dashboard:
             Route("/api/models/{name}/canary", self.canary, methods=["POST"]),
         ]
         # pages with a year of charts and the bundled scripts are text: gzip cuts them ~5x
-        gzip = [Middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)]
-        return [Route("/ui", self.models_page), Mount("/ui", routes=pages, middleware=gzip)]
+        secure = [Middleware(SecurityHeadersMiddleware)]
+        gzip = [*secure, Middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)]
+        return [
+            Route("/ui", self.models_page, middleware=secure),
+            Mount("/ui", routes=pages, middleware=gzip),
+        ]
 
     # ---- pages ----------------------------------------------------------------------------
 
@@ -303,7 +347,7 @@ class Dashboard:
         text = render_card_html(
             name, v.version, v.spec, v.evaluation, v.evaluation.get("gates", []), dataset
         )
-        return HTMLResponse(text)
+        return HTMLResponse(text, headers={"Content-Security-Policy": CARD_CSP})
 
     async def prediction(self, request: Request) -> Response:
         name, pid = request.path_params["name"], request.path_params["pid"]
