@@ -189,7 +189,8 @@ def test_a_rollback_from_the_page_moves_the_alias_and_is_audited(
     models = httpx.get(f"{server.url}/v1/models").json()
     fraud = next(m for m in models["models"] if m["name"] == "fraud")
     assert fraud["versions"]["production"] == 1
-    page.reload()
+    # a fresh page: the page reloads itself after a change, and a reload of ours would race it
+    page, _ = _open(browser, server.url + "/ui/models/fraud")
     first = page.locator("#timeline tbody tr").first.inner_text()
     assert "dashboard" in first
     assert "alias.rollback" in first
@@ -232,7 +233,8 @@ def test_a_canary_set_from_the_page_takes_its_weight_and_is_audited(
     page.wait_for_selector("#message.ok")
     assert "25%" in page.inner_text("#message")
     assert _versions(server)["canary"] == 2
-    page.reload()
+    # a fresh page: the page reloads itself after a change, and a reload of ours would race it
+    page, _ = _open(browser, server.url + "/ui/models/fraud")
     first = page.locator("#timeline tbody tr").first.inner_text()
     assert "dashboard" in first
     assert "try the boosted trees on a quarter" in first

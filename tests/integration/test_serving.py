@@ -781,3 +781,36 @@ def test_labels_keep_their_type_in_every_protocol(server: Server) -> None:
     assert mlflow["predictions"] == ours["predictions"]
     assert predict["datatype"] == "INT64"
     assert predict["data"] == ours["predictions"]
+
+
+def test_logged_sensitive_columns_are_checked_by_the_contract(server: Server, home: Path) -> None:
+    """A sensitive column sent for the log meets the contract like a feature, else 422 naming it."""
+    hostile = "<img src=x onerror=alert(1)>"
+    with server.client(ADMIN) as c:
+        bad = [
+            c.post("/v1/models/fraud/predict", json={"rows": [{**ROW, "customer_sex": value}]})
+            for value in (hostile, {"x": hostile}, [hostile])
+        ]
+        nested_feature = c.post(
+            "/v1/models/fraud/predict", json={"rows": [{**ROW, "device": {"x": 1}}]}
+        )
+        ok = c.post(
+            "/v1/models/fraud/predict",
+            json={"rows": [{**ROW, "customer_sex": "F", "customer_age": 40}]},
+        )
+        c.post("/v1/admin/flush", json={})
+
+    assert [r.status_code for r in bad] == [422, 422, 422]
+    assert [r.json()["details"][0]["field"] for r in bad] == ["customer_sex"] * 3
+    assert [r.json()["details"][0]["rule"] for r in bad] == ["category", "type", "type"]
+    assert "field 'customer_sex'" in bad[1].json()["error"]
+    assert nested_feature.status_code == 422
+    assert nested_feature.json()["details"][0]["field"] == "device"
+    logged = ParquetAppender(str(home / "artifacts"), "predictions", schema=PREDICTION_SCHEMA).read(
+        "fraud"
+    )
+    assert not logged["features"].str.contains("onerror").any()
+    pid = ok.json()["prediction_ids"][0]
+    row = logged.filter(pl.col("prediction_id") == pid)
+    assert '"customer_sex":"F"' in row["features"][0]
+    assert '"customer_age":40' in row["features"][0]

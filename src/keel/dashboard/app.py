@@ -9,16 +9,20 @@ lands in the audit log (actor `dashboard`).
 from __future__ import annotations
 
 import asyncio
-import html
 import re
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import orjson
+from markupsafe import Markup, escape
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.data import DatasetStore
 from keel.monitor import Monitor
@@ -48,35 +52,65 @@ nav a{color:#1d2430;text-decoration:none;font-weight:600}nav .token{margin-left:
 iframe{width:100%;height:70vh;border:1px solid #e3e6ea}
 """
 
-_CLIENT = """
-function keelToken(){ return sessionStorage.getItem('keelToken') || ''; }
-function keelSaveToken(v){ sessionStorage.setItem('keelToken', v); }
-async function keelAdmin(path, body){
-  const reason = prompt('Reason for this change (it goes to the audit log):');
-  const msg = document.getElementById('message');
-  if(!reason){ msg.textContent = 'Cancelled: a reason is required.'; msg.className='error'; return; }
-  body.reason = reason;
-  const r = await fetch(path, {method:'POST', headers:{'Content-Type':'application/json',
-      'Authorization':'Bearer ' + keelToken()}, body: JSON.stringify(body)});
-  const data = await r.json();
-  msg.textContent = r.ok ? data.message : ('Refused (' + r.status + '): ' + data.error);
-  msg.className = r.ok ? 'ok' : 'error';
-  if(r.ok){ setTimeout(() => location.reload(), 600); }
-}
-"""
+_SCRIPT = "dashboard.js"
+"""The dashboard's own script (token box, admin forms, prediction explorer, charts): pages run
+no inline script, and it puts every server value into the page as text."""
+
+
+# No inline script (dashboard.js does it all), nothing loaded from elsewhere, never framed.
+# 'unsafe-eval' because Vega compiles its expressions and field accessors with Function();
+# it lets no injected markup run, only code that is already a script call eval.
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+CARD_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+"""The model card: static HTML, no script at all, framed only by the version page."""
+
+
+class SecurityHeadersMiddleware:
+    """Adds the Content-Security-Policy (unless the response set its own), nosniff and
+    no-referrer to every dashboard response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@cache
+def _own_script() -> str:
+    return (resources.files("keel.dashboard") / "static" / _SCRIPT).read_text(encoding="utf-8")
 
 
 def _nav() -> str:
     return (
         "<nav><a href='/ui'>Models</a><a href='/ui/data'>Data</a>"
-        "<span class='token'>admin token <input id='token' type='password' size='14' "
-        "onchange='keelSaveToken(this.value)'></span></nav><div id='message'></div>"
-        "<script>document.getElementById('token').value = keelToken();</script>"
+        "<span class='token'>admin token <input id='token' type='password' size='14'>"
+        "</span></nav><div id='message'></div>"
     )
 
 
 def _page(title: str, body: str, charts: dict[str, dict[str, Any]] | None = None) -> HTMLResponse:
-    body = f"<script>{_CLIENT}</script>{_nav()}{body}"
+    """A dashboard page; `body` is HTML whose every interpolated value was escaped."""
+    body = f"<script src='/ui/static/{_SCRIPT}'></script>{_nav()}{body}"
     return HTMLResponse(page(title, body, charts or {}, inline=False, style=_STYLE))
 
 
@@ -111,17 +145,21 @@ class Dashboard:
             Route("/api/models/{name}/canary", self.canary, methods=["POST"]),
         ]
         # pages with a year of charts and the bundled scripts are text: gzip cuts them ~5x
-        gzip = [Middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)]
-        return [Route("/ui", self.models_page), Mount("/ui", routes=pages, middleware=gzip)]
+        secure = [Middleware(SecurityHeadersMiddleware)]
+        gzip = [*secure, Middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)]
+        return [
+            Route("/ui", self.models_page, middleware=secure),
+            Mount("/ui", routes=pages, middleware=gzip),
+        ]
 
     # ---- pages ----------------------------------------------------------------------------
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["file"]
-        if name not in SCRIPTS:
+        if name not in (*SCRIPTS, _SCRIPT):
             return Response("not found", status_code=404)
         return Response(
-            script(name),
+            _own_script() if name == _SCRIPT else script(name),
             media_type="text/javascript",
             headers={"Cache-Control": "public, max-age=86400"},
         )
@@ -150,14 +188,14 @@ class Dashboard:
             alerts = len(self.monitor.alerts.list(name, open_only=True))
             rows.append(
                 [
-                    f"<a href='/ui/models/{html.escape(name)}'>{html.escape(name)}</a>",
+                    Markup("<a href='/ui/models/{}'>{}</a>").format(name, name),
                     len(versions),
                     traffic,
                     rate,
                     "" if p50 is None else f"{p50:g}",
                     "" if p99 is None else f"{p99:g}",
                     f"{last.error_rate:.2%}" if last else "",
-                    f"<span class='alert'>{alerts}</span>" if alerts else "0",
+                    Markup("<span class='alert'>{}</span>").format(alerts) if alerts else "0",
                 ]
             )
         body = "<h1>Models</h1>" + _raw_table(
@@ -181,7 +219,7 @@ class Dashboard:
             return await asyncio.to_thread(self._model_page, name)
         except KeelError as exc:
             return HTMLResponse(
-                f"<h1>Not found</h1><p>{html.escape(str(exc))}</p>", status_code=404
+                Markup("<h1>Not found</h1><p>{}</p>").format(str(exc)), status_code=404
             )
 
     def _model_page(self, name: str) -> HTMLResponse:
@@ -203,27 +241,33 @@ class Dashboard:
             year = (
                 "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
             )
-        options = "".join(f"<option value='{v.version}'>v{v.version}</option>" for v in versions)
-        e = html.escape(name)
+        options = "".join(
+            Markup("<option value='{}'>v{}</option>").format(v.version, v.version) for v in versions
+        )
+        e = escape(name)
+        # the forms carry their action and model as data: dashboard.js posts them
         actions = (
             "<div class='actions'>"
-            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/promote', {{version: +this.version.value}})\">"
+            f"<form data-admin='promote' data-model='{e}'>"
             f"promote <select name='version'>{options}</select> to production <button id='promote'>promote</button></form>"
-            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/rollback', {{}})\">"
+            f"<form data-admin='rollback' data-model='{e}'>"
             "<button id='rollback'>roll back production</button></form>"
-            f"<form onsubmit=\"event.preventDefault(); keelAdmin('/ui/api/models/{e}/canary', {{version: +this.version.value, weight: +this.weight.value}})\">"
+            f"<form data-admin='canary' data-model='{e}'>"
             f"canary <select name='version'>{options}</select> weight <input name='weight' size='4' value='0.1'> <button id='canary'>set</button></form>"
             "</div>"
         )
         body = (
             f"<h1>{e}</h1><p>"
             + "".join(
-                f"<span class='pill'>{html.escape(a)} v{s.version}</span>"
+                Markup("<span class='pill'>{} v{}</span>").format(a, s.version)
                 for a, s in sorted(aliases.items())
             )
             + " versions: "
             + " ".join(
-                f"<a href='/ui/models/{e}/versions/{v.version}'>v{v.version}</a>" for v in versions
+                Markup("<a href='/ui/models/{}/versions/{}'>v{}</a>").format(
+                    name, v.version, v.version
+                )
+                for v in versions
             )
             + "</p>"
             + actions
@@ -239,17 +283,17 @@ class Dashboard:
         body += shadow_and_alerts_html(status)
         timeline = [
             [
-                e_["time"][:16],
-                html.escape(e_["actor"]),
-                html.escape(e_["action"]),
-                html.escape(e_.get("alias") or "")
+                str(e_["time"])[:16],
+                e_["actor"],
+                e_["action"],
+                (e_.get("alias") or "")
                 + (
                     f" ({(e_.get('details') or {})['weight']:.0%})"
                     if (e_.get("details") or {}).get("weight")
                     else ""
                 ),
                 "" if e_.get("version") is None else f"v{e_['version']}",
-                html.escape(e_.get("reason") or ""),
+                e_.get("reason") or "",
                 _numbers(e_.get("details") or {}),
             ]
             for e_ in reversed(audit)
@@ -267,29 +311,27 @@ class Dashboard:
             v = await asyncio.to_thread(self.models.get, f"{name}@{version}")
         except KeelError as exc:
             return HTMLResponse(
-                f"<h1>Not found</h1><p>{html.escape(str(exc))}</p>", status_code=404
+                Markup("<h1>Not found</h1><p>{}</p>").format(str(exc)), status_code=404
             )
-        e = html.escape(name)
         lineage = v.lineage or {}
-        body = (
-            f"<h1>{e} v{v.version}</h1>"
-            f"<p>Trained on <a href='/ui/data'>{html.escape(str(v.dataset_version))}</a> from "
-            f"{html.escape(str(lineage.get('source_uri', '')))} (sha256 {html.escape(str(lineage.get('source_sha256', ''))[:12])}); "
-            f"code {html.escape(str(lineage.get('code_revision') or 'unknown'))[:12]}.</p>"
+        body = Markup(
+            "<h1>{} v{}</h1>"
+            "<p>Trained on <a href='/ui/data'>{}</a> from {} (sha256 {}); code {}.</p>"
             "<h2>Prediction explorer</h2>"
-            "<form id='explore' onsubmit='event.preventDefault(); keelExplore(this.pid.value)'>"
+            "<form id='explore' data-model='{}'>"
             "prediction id <input name='pid' size='36'> <button>look up</button></form>"
             "<div id='explained'></div>"
-            f"<h2>Model card</h2><iframe id='card' src='/ui/models/{e}/versions/{v.version}/card'></iframe>"
-            "<script>async function keelExplore(pid){"
-            f"const r = await fetch('/ui/api/models/{e}/predictions/' + encodeURIComponent(pid));"
-            "const d = await r.json(); const out = document.getElementById('explained');"
-            "if(!r.ok){ out.innerHTML = '<p class=error>' + d.error + '</p>'; return; }"
-            "let rows = Object.entries(d.features).map(([k, v]) => '<tr><td>' + k + '</td><td>' + v + '</td><td>' + "
-            "(d.shap[k] === undefined ? '' : d.shap[k].toFixed(4)) + '</td></tr>').join('');"
-            "out.innerHTML = '<p>version ' + d.version + ', ' + d.role + ', at ' + d.time + ': prediction <b>' + d.prediction + "
-            "'</b></p><table><thead><tr><th>input (as logged)</th><th>value</th><th>SHAP</th></tr></thead><tbody>' + rows + '</tbody></table>';}"
-            "</script>"
+            "<h2>Model card</h2><iframe id='card' src='/ui/models/{}/versions/{}/card'></iframe>"
+        ).format(
+            name,
+            v.version,
+            str(v.dataset_version),
+            str(lineage.get("source_uri", "")),
+            str(lineage.get("source_sha256", ""))[:12],
+            str(lineage.get("code_revision") or "unknown")[:12],
+            name,
+            name,
+            v.version,
         )
         return _page(f"keel: {name} v{v.version}", body)
 
@@ -307,7 +349,7 @@ class Dashboard:
         text = render_card_html(
             name, v.version, v.spec, v.evaluation, v.evaluation.get("gates", []), dataset
         )
-        return HTMLResponse(text)
+        return HTMLResponse(text, headers={"Content-Security-Policy": CARD_CSP})
 
     async def prediction(self, request: Request) -> Response:
         name, pid = request.path_params["name"], request.path_params["pid"]
@@ -381,16 +423,14 @@ class Dashboard:
             for v in self.datasets.versions(name):
                 rows.append(
                     [
-                        html.escape(v.ref),
+                        v.ref,
                         v.created_at.strftime("%Y-%m-%d %H:%M"),
                         v.rows_in,
                         v.rows_versioned,
                         v.rows_quarantined,
-                        html.escape(
-                            ", ".join(f"{k} {n}" for k, n in sorted(v.quarantine_by_rule.items()))
-                        ),
-                        html.escape(", ".join(v.parents)),
-                        html.escape(v.source_uri),
+                        ", ".join(f"{k} {n}" for k, n in sorted(v.quarantine_by_rule.items())),
+                        ", ".join(v.parents),
+                        v.source_uri,
                     ]
                 )
         body = "<h1>Data</h1>" + _raw_table(
@@ -507,14 +547,14 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _raw_table(headers: list[str], rows: list[list[Any]], table_id: str | None = None) -> str:
-    """A table whose cells are already HTML (escaped by the caller)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    """A table; every cell is escaped unless it is `Markup` (HTML built with escaped values)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     tid = f" id='{table_id}'" if table_id else ""
     return f"<table{tid}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _numbers(details: dict[str, Any]) -> str:
+def _numbers(details: dict[str, Any]) -> Markup | str:
     keep = {
         k: v
         for k, v in details.items()
@@ -523,7 +563,7 @@ def _numbers(details: dict[str, Any]) -> str:
     if not keep:
         return ""
     text = orjson.dumps(keep, default=str, option=orjson.OPT_INDENT_2).decode()
-    return f"<details><summary>numbers</summary><pre>{html.escape(text[:4000])}</pre></details>"
+    return Markup("<details><summary>numbers</summary><pre>{}</pre></details>").format(text[:4000])
 
 
 def _cap_windows(spec: dict[str, Any], limit: int) -> dict[str, Any]:

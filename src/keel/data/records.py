@@ -19,6 +19,10 @@ from keel.data.contract import OTHER, Column, Contract
 from keel.data.datetimes import parse_record_datetime
 from keel.data.pii import FORMAT_PATTERNS
 
+MAX_TEXT_CHARS = 1000
+"""The longest text a record's cell may hold: logged values end up in the prediction log and on
+the dashboard, and no feature or attribute of a person needs more."""
+
 
 @dataclass(frozen=True)
 class RecordError:
@@ -59,11 +63,16 @@ class RecordChecker:
     Args:
         contract: the contract.
         columns: the names to check; other fields in a record are ignored.
+        optional: those of `columns` a record may leave out (they are then left out of the
+            cleaned record too); when given, they are checked like the others.
     """
 
-    def __init__(self, contract: Contract, columns: Sequence[str]) -> None:
+    def __init__(
+        self, contract: Contract, columns: Sequence[str], *, optional: Sequence[str] = ()
+    ) -> None:
         self.contract = contract
         self.columns = [contract.column(c) for c in columns]
+        self._optional = set(optional)
         self._markers = set(contract.missing_markers)
         self._cats = {c.name: set(c.categories) for c in self.columns if c.categories is not None}
         self._formats = {
@@ -83,6 +92,8 @@ class RecordChecker:
             ok = True
             for col in self.columns:
                 if col.name not in row:
+                    if col.name in self._optional:
+                        continue
                     if col.nullable:
                         out[col.name] = None
                         continue
@@ -108,6 +119,8 @@ class RecordChecker:
         return clean, errors
 
     def _cell(self, col: Column, value: Any) -> tuple[Any, tuple[str, str] | None]:
+        if isinstance(value, dict | list):
+            return None, ("type", f"a single value ({col.type}), not a nested object or list")
         if isinstance(value, str):
             # the order of validate's text cleaning: trim, fold case, then missing markers
             value = value.strip()
@@ -161,6 +174,8 @@ class RecordChecker:
                 return None, ("range", f"a date-time between {_bound(lo)} and {_bound(hi)}")
             return parsed, None
         text = str(value)
+        if len(text) > MAX_TEXT_CHARS:
+            return None, ("length", f"text of at most {MAX_TEXT_CHARS:,} characters")
         if col.case == "lower":
             text = text.lower()
         elif col.case == "upper":

@@ -45,27 +45,31 @@ def page(
     """A whole HTML page; `charts` maps element ids in `body` to Vega-Lite specs. Each chart's
     view is kept in `window.keelViews[id]` (tests, and people in the console, read its data).
 
-    With `inline=False` the scripts are linked from `/ui/static/` (the dashboard serves them).
+    With `inline=False` the scripts are linked from `/ui/static/` (the dashboard serves them)
+    and the page runs no inline script: the specs are a JSON data block, `#keel-charts`, that
+    the dashboard's own script embeds (its pages forbid inline scripts).
     """
     if inline:
         scripts = "".join(f"<script>{script(s)}</script>" for s in SCRIPTS)
+        embeds = "window.keelViews = window.keelViews || {};" + "".join(
+            f"vegaEmbed({_json('#' + cid)}, {_json(spec)}, {{actions:false}})"
+            f".then(r => {{ window.keelViews[{_json(cid)}] = r.view; }});"
+            for cid, spec in charts.items()
+        )
+        tail = f"<script>{embeds}</script>"
     else:
         scripts = "".join(f'<script src="/ui/static/{s}"></script>' for s in SCRIPTS)
-    embeds = "window.keelViews = window.keelViews || {};" + "".join(
-        f"vegaEmbed({orjson.dumps('#' + cid).decode()}, {_json(spec)}, {{actions:false}})"
-        f".then(r => {{ window.keelViews[{orjson.dumps(cid).decode()}] = r.view; }});"
-        for cid, spec in charts.items()
-    )
+        tail = f'<script type="application/json" id="keel-charts">{_json(charts)}</script>'
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><link rel="icon" href="data:,">'
-        f"<style>{_STYLE}{style}</style>{scripts}</head><body>{body}"
-        f"<script>{embeds}</script></body></html>"
+        f"<style>{_STYLE}{style}</style>{scripts}</head><body>{body}{tail}</body></html>"
     )
 
 
-def _json(spec: dict[str, Any]) -> str:
-    # "</" inside inlined JSON would end the script element
-    return orjson.dumps(spec, option=orjson.OPT_SERIALIZE_NUMPY).decode().replace("</", "<\\/")
+def _json(value: Any) -> str:
+    # no "<" at all inside a script element: "</script" would end it and "<!--" change how
+    # it is parsed; "\u003c" is the same character to JSON and JavaScript
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode().replace("<", "\\u003c")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

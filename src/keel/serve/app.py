@@ -327,13 +327,8 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
         ids = prediction_ids(len(clean), now)
-        logged = clean
-        if runtime.logged_extra:
-            logged = [
-                {**c, **{k: r.get(k) for k in runtime.logged_extra if k in r}}
-                for c, r in zip(clean, rows, strict=True)
-            ]
-        self._record(runtime, role, clean, predictions, ids, latency_ms, now, logged)
+        # clean rows hold the checked sensitive attributes too (runtime.checker): log them
+        self._record(runtime, role, clean, predictions, ids, latency_ms, now)
         for shadow_role, shadow in served.runtimes.items():
             if shadow_role == "shadow":
                 self._later(self._shadow(shadow, served.batchers[shadow_role], clean, ids, now))
@@ -426,12 +421,8 @@ class KeelServer:
             for i, p, c in zip(idx, predictions, clean, strict=True):
                 out[i] = Prediction(p.prediction, p.probabilities, rt.resolved.version)
                 in_order[i] = c
-            logged = [
-                {**c, **{k: rows[i].get(k) for k in rt.logged_extra if k in rows[i]}}
-                for i, c in zip(idx, clean, strict=True)
-            ]
             group_ids = [all_ids[i] for i in idx]
-            self._record(rt, "production", clean, predictions, group_ids, latency_ms, now, logged)
+            self._record(rt, "production", clean, predictions, group_ids, latency_ms, now)
         answered = [i for i, c in enumerate(in_order) if c is not None]
         ids = [all_ids[i] for i in answered]
         if "shadow" in served.runtimes:  # the shadow hears every row, whichever answered it

@@ -66,7 +66,6 @@ class ModelRuntime:
         self.task: str = evaluation.get("task", "classification")
         self.target: str | None = evaluation.get("target")
         self.explanations = evaluation.get("explanations") or {}
-        self.checker = RecordChecker(contract, self.features)
         self.profile_spec = ProfileSpec.from_evaluation(evaluation)
         # sensitive attributes a request carries are logged beside the inputs (fairness per
         # group, and retraining with fairness gates, need them); never those with an
@@ -76,6 +75,11 @@ class ModelRuntime:
             for c in contract.with_role("sensitive")
             if c.anonymize is None and c.name not in self.features
         ]
+        # every logged value is checked by the contract first (type, categories, length, no
+        # nested JSON): the log feeds the dashboard. The sensitive ones may be left out.
+        self.checker = RecordChecker(
+            contract, [*self.features, *self.logged_extra], optional=self.logged_extra
+        )
         segs = contract.with_role("segment")
         self.segment = segs[0].name if segs else None
         # (forward, estimator, batch tree evaluator or None), once proven equal at load
