@@ -48,8 +48,10 @@ def build_registry(home: Path) -> None:
         frame, name="tx", id="transaction_id", timestamp="ts", target="is_fraud", segment="region",
         sensitive=["customer_sex", "customer_age"], pii=["customer_name", "email", "card_number"], ignore=["label_available_at"],
     )  # fmt: skip
-    # inferred contracts keep unseen categories; these tests pin a refused one (region 'mars')
-    contract = with_column(contract, replace(contract.column("region"), unseen="refuse"))
+    # inferred contracts keep unseen categories; these tests pin refused ones (region 'mars',
+    # a customer_sex that is not one of the seen values)
+    for name in ("region", "customer_sex"):
+        contract = with_column(contract, replace(contract.column(name), unseen="refuse"))
     ref = ds.ingest(frame, contract, "tx").version.ref
     specs = [
         spec_from_dict(

@@ -47,3 +47,4 @@ def test_history_and_rollback_read_only_their_own_model(models: ModelStore) -> N
     with pytest.raises(ModelNotFoundError, match=r"no earlier production version"):
         models.rollback("m")
     assert models.get("m2@production").version == 2
+    assert {e["subject"] for e in models.db.events(prefix="model:m_")} == {"model:m_x"}

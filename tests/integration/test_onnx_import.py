@@ -179,7 +179,7 @@ def test_imported_onnx_graphs_are_served_promoted_and_rolled_back(
         sample = x.iloc[::37]
         rows = [{k: float(v) for k, v in r.items()} for r in sample.to_dict(orient="records")]
         first = _predict_until(url, rows, 1)
-        assert first["classes"] == ["0", "1"]
+        assert first["classes"] == [0, 1]  # an int target: labels keep their type
         assert (
             np.abs(np.asarray(first["probabilities"]) - _ort_proba(graphs[0], sample)).max() < 1e-6
         )

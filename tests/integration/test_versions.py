@@ -190,7 +190,7 @@ def test_audit_log_records_ingest(store: DatasetStore, good_csv: Path) -> None:
     """Every new version is an audit event with its counts."""
     v = store.ingest(good_csv, CONTRACT, "people", actor="alice").version
 
-    events = store.db.events("dataset:")
+    events = store.db.events(prefix="dataset:")
 
     assert [(e["actor"], e["action"], e["subject"]) for e in events] == [
         ("alice", "dataset.ingest", f"dataset:{v.ref}")

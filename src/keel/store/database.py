@@ -97,16 +97,21 @@ class Database:
             )
         )
 
-    def events(self, subject: str | None = None) -> list[dict[str, Any]]:
-        """Audit events, oldest first, optionally only those about exactly one subject.
+    def events(
+        self, subject: str | None = None, *, prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Audit events, oldest first: about exactly one subject, or whose subject starts with
+        `prefix` (`"dataset:"`), or all.
 
-        The subject is matched whole (never as a LIKE pattern): `model:m` does not see the
-        events of `model:m2` or `model:m_x`.
+        A subject is matched whole: `model:m` never sees the events of `model:m2` or `model:m_x`.
+        A prefix is matched literally (`%` and `_` are not wildcards).
         """
         t = tables.audit_events
         query = sa.select(t).order_by(t.c.id)
         if subject:
             query = query.where(t.c.subject == subject)
+        if prefix:
+            query = query.where(t.c.subject.startswith(prefix, autoescape=True))
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [{**row, "time": as_utc(row["time"])} for row in rows]
