@@ -146,7 +146,7 @@ def test_unknown_format_is_refused_with_the_known_ones(xgb_parts: Any) -> None:
 
     assert str(exc.value) == (
         "The model container names the format 'pickle'; expected one of "
-        "['catboost', 'lightgbm', 'xgboost']; it was refused."
+        "['catboost', 'lightgbm', 'onnx', 'xgboost']; it was refused."
     )
 
 

@@ -137,7 +137,9 @@ class TestDatabase:
 
         assert [e["action"] for e in events] == ["a.one", "a.two"]
         assert events[1]["time"] == dt.datetime(2026, 1, 1, 0, 0, 5, tzinfo=dt.UTC)
-        assert [e["action"] for e in db.events("y:")] == ["a.two"]
+        assert [e["action"] for e in db.events(prefix="y:")] == ["a.two"]
+        assert [e["action"] for e in db.events("y:1")] == ["a.two"]
+        assert db.events("y:") == []  # a subject is matched whole
         db.dispose()
 
     def test_bad_url_is_a_config_error(self) -> None:
