@@ -1,6 +1,6 @@
 """The whole lifecycle on public real data keel did not generate, as a new user runs it.
 
-infer -> ingest with injected faults -> train with gates (XGBoost, LightGBM; scikit-learn's own are covered elsewhere) ->
+infer -> ingest with injected faults -> train with gates (scikit-learn, XGBoost, LightGBM) ->
 register -> serve -> predictions of the training rows -> feedback with the labels as they
 appear in the raw file -> drift -> `keel loop --once --dry-run`.
 
@@ -169,7 +169,7 @@ def test_lifecycle_on_real_data(real: RealSet, env: dict[str, str], tmp_path: Pa
         got = sorted(int(r) for r in bad.filter(pl.col("rule") == rule)["source_row"].to_list())
         assert got == sorted(rows), rule
 
-    # train: XGBoost and LightGBM, with gates; register the passing ones
+    # train: scikit-learn's booster, XGBoost and LightGBM, with gates; register the passing ones
     spec_files = []
     for label, spec in SPECS.items():
         path = tmp_path / f"{label}.yaml"
