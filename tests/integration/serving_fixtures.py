@@ -98,6 +98,7 @@ def start_server(
     env = {
         **os.environ,
         "KEEL_HOME": str(home),
+        "KEEL_OPEN_PREDICT": "true",
         "KEEL_TOKENS": f'{{"{ADMIN}": ["admin", "predict", "feedback"], "{FEEDER}": ["feedback"]}}',
         "KEEL_POLL_INTERVAL_S": "0.2",
         "KEEL_FLUSH_INTERVAL_S": str(flush_interval_s),

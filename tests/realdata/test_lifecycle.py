@@ -114,6 +114,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "KEEL_HOME": str(tmp_path / "home"),
         "KEEL_SECRET_KEY": "realdata",
         "COLUMNS": "200",
+        "KEEL_OPEN_PREDICT": "true",
         "KEEL_TOKENS": json.dumps({ADMIN: ["admin", "predict", "feedback", "view"]}),
     }
 

@@ -453,7 +453,7 @@ class Dashboard:
     def _admin(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else ""
-        scopes = self.settings.tokens.get(token) if token else None
+        scopes = self.settings.scopes_for(token) if token else None
         if scopes is None:
             return _json(
                 {"error": "This action needs an admin token: enter it at the top of the page."}, 401

@@ -508,7 +508,7 @@ class KeelServer:
         self.authorize_header(request.headers.get("authorization"), scope)
 
     def authorize_header(self, header: str | None, scope: str) -> None:
-        if scope in ("predict", "explain") and self.settings.open_predict:
+        if scope in ("predict", "explain") and self.settings.predict_is_open:
             return
         header = header or ""
         token = header[7:] if header.lower().startswith("bearer ") else None
@@ -517,7 +517,7 @@ class KeelServer:
                 401,
                 f"This call needs a token with the {scope!r} scope: send 'Authorization: Bearer TOKEN'.",
             )
-        scopes = self.settings.tokens.get(token)
+        scopes = self.settings.scopes_for(token)
         if scopes is None:
             raise AuthError(401, "The token is not one this server knows; check KEEL_TOKENS.")
         if scope not in scopes and not (scope == "explain" and "predict" in scopes):

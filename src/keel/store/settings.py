@@ -6,6 +6,7 @@ Precedence, highest first: arguments given to `Settings(...)`, environment varia
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import secrets
@@ -75,11 +76,13 @@ class Settings(BaseSettings):
     """Strings that mean 'no value' in text sources, unless a contract lists its own."""
 
     tokens: dict[str, list[str]] = Field(default_factory=dict)
-    """API tokens and their scopes (`predict`, `feedback`, `admin`), e.g.
-    `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback"]}'`. Admin calls always need one."""
+    """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`), e.g.
+    `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback", "view"]}'`. Admin calls always
+    need one."""
 
-    open_predict: bool = True
-    """Whether predict and explain calls may come without a token."""
+    open_predict: bool | None = None
+    """Whether predict and explain calls may come without a token. Unset: open when no tokens
+    are configured, closed as soon as `tokens` is set (set it to true to keep predict open)."""
 
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body the server reads; larger ones get 413."""
@@ -198,6 +201,23 @@ class Settings(BaseSettings):
     def resolved_artifacts(self) -> str:
         """The artifact root, with the local default filled in."""
         return self.artifacts or str(self.home / "artifacts")
+
+    @property
+    def predict_is_open(self) -> bool:
+        """Whether predict and explain answer without a token (see `open_predict`)."""
+        if self.open_predict is None:
+            return not self.tokens
+        return self.open_predict
+
+    def scopes_for(self, token: str) -> frozenset[str] | None:
+        """The scopes of `token`, or None for a token this server does not know. Every known
+        token is compared in constant time (`hmac.compare_digest`), so timing tells nothing."""
+        found: frozenset[str] | None = None
+        given = token.encode()
+        for known, scopes in self.tokens.items():
+            if hmac.compare_digest(known.encode(), given):
+                found = frozenset(scopes)
+        return found
 
     def resolved_secret_key(self) -> bytes:
         """The pseudonymization key; made and stored in the home folder on first use."""
