@@ -28,20 +28,17 @@ from keel.store import ConfigError, GateFailedError, ModelNotFoundError, SourceE
 from keel.train.card import render_card_markdown
 from keel.train.features import default_features
 from keel.train.gates import check_gates
-from keel.train.metrics import score
-from keel.train.reference import reference_profile
 from keel.train.runtime import runtime_profile
-from keel.train.segments import fairness_section, segment_report
 from keel.train.spec import TrainSpec, spec_from_dict
 from keel.train.trainer import (
     Prepared,
     _outputs,
     _vs_production,
     code_revision,
+    evaluate_outputs,
     prepare,
 )
 
-_N_BOOT = 200
 ESTIMATOR = "onnx"
 
 
@@ -287,44 +284,14 @@ def _evaluate(
     model: OnnxModel, prep: Prepared, spec: TrainSpec, models: ModelStore, name: str
 ) -> dict[str, Any]:
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
-    ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
     out_tr = _outputs(model, xtr, prep.task)
     out_te = _outputs(model, xte, prep.task)
-    holdout = score(prep.task, yte, out_te, n_boot=_N_BOOT, seed=spec.seed)
+    # the graph was trained elsewhere: the "training" rows are not its training rows, so no
+    # overfit gap is claimed
     report: dict[str, Any] = {
-        "classes": [str(c) for c in prep.classes],
         "evaluated": True,
-        "split": {
-            "method": prep.split_method,
-            "train_rows": len(prep.train_idx),
-            "holdout_rows": len(prep.test_idx),
-        },
-        "metrics": holdout,
-        # the graph was trained elsewhere: these are the other rows of the data, not its
-        # training rows, so no overfit gap is claimed
-        "train_metrics": score(prep.task, ytr, out_tr),
-        "overfit": {},
+        **evaluate_outputs(prep, spec, out_tr, out_te, overfit=False),
         "fit_warnings": [],
-        "segments": segment_report(
-            prep.frame,
-            prep.contract,
-            prep.test_idx,
-            prep.task,
-            yte,
-            out_te,
-            min_group_rows=spec.min_group_rows,
-            seed=spec.seed,
-        ),
-        "fairness": fairness_section(
-            prep.frame,
-            prep.contract,
-            prep.test_idx,
-            prep.task,
-            yte,
-            out_te,
-            bands=spec.fairness,
-            min_group_rows=spec.min_group_rows,
-        ),
         "explanations": {},  # SHAP needs the model's own structure; /explain answers 400
         "note": "an imported ONNX graph: no SHAP explanations, no overfit gap (trained elsewhere)",
         "runtime": runtime_profile(
@@ -333,11 +300,12 @@ def _evaluate(
             size_bytes=len(model.data),
             cpu_hour_usd=float(spec.cost.get("cpu_hour_usd", 0.05)),
         ),
-        "reference": reference_profile(xtr, prep.features, prep.categorical, out_tr, out_te),
     }
     try:
         prod_version, prod_model = models.load(f"{name}@production")
     except ModelNotFoundError:
         return report
-    report["vs_production"] = _vs_production(prep, (prod_model, prod_version.evaluation), holdout)
+    report["vs_production"] = _vs_production(
+        prep, (prod_model, prod_version.evaluation), report["metrics"]
+    )
     return report

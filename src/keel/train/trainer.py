@@ -229,7 +229,7 @@ def fit_and_evaluate(
     pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
     storage = check_storable(pipeline, trusted_types=trusted_types)
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
-    ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
+    ytr = prep.y[prep.train_idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipeline.fit(xtr, ytr)
@@ -240,54 +240,17 @@ def fit_and_evaluate(
     )
     step(f"{spec.label}: evaluate")
     out_te, out_tr = _outputs(pipeline, xte, prep.task), _outputs(pipeline, xtr, prep.task)
-    holdout = score(prep.task, yte, out_te, n_boot=_N_BOOT, seed=spec.seed)
-    train_m = score(prep.task, ytr, out_tr)
-    overfit = {}
-    for m, entry in holdout.items():
-        tv, hv = train_m[m]["value"], entry["value"]
-        if tv is not None and hv is not None:
-            overfit[m] = round(-better(m, hv, tv), 6)  # train better than holdout -> positive gap
     report: dict[str, Any] = {
         "task": prep.task,
         "estimator": spec.estimator,
         "params": spec.params,
         "target": prep.target,
-        "classes": [str(c) for c in prep.classes],
         "features": prep.features,
         "categorical": prep.categorical,
-        "split": {
-            "method": prep.split_method,
-            "train_rows": len(prep.train_idx),
-            "holdout_rows": len(prep.test_idx),
-        },
-        "metrics": holdout,
-        "train_metrics": train_m,
-        "overfit": overfit,
+        **evaluate_outputs(prep, spec, out_tr, out_te),
         "fit_warnings": fit_warnings,
         "artifact_format": storage,
     }
-    if prep.task == "classification" and out_te.shape[1] == 2:
-        report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
-    report["segments"] = segment_report(
-        prep.frame,
-        prep.contract,
-        prep.test_idx,
-        prep.task,
-        yte,
-        out_te,
-        min_group_rows=spec.min_group_rows,
-        seed=spec.seed,
-    )
-    report["fairness"] = fairness_section(
-        prep.frame,
-        prep.contract,
-        prep.test_idx,
-        prep.task,
-        yte,
-        out_te,
-        bands=spec.fairness,
-        min_group_rows=spec.min_group_rows,
-    )
     step(f"{spec.label}: explain")
     report["explanations"] = global_importance(
         pipeline, xte.reset_index(drop=True), prep.features, seed=spec.seed
@@ -299,14 +262,52 @@ def fit_and_evaluate(
         size_bytes=size,
         cpu_hour_usd=float(spec.cost.get("cpu_hour_usd", 0.05)),
     )
-    report["reference"] = reference_profile(
-        xtr, prep.features, prep.categorical, out_tr, np.asarray(out_te)
-    )
     if production is not None:
-        report["vs_production"] = _vs_production(prep, production, holdout)
+        report["vs_production"] = _vs_production(prep, production, report["metrics"])
     candidate = Candidate(spec, pipeline, report)
     candidate.gates = check_gates(spec.gates, report)
     return candidate
+
+
+def evaluate_outputs(
+    prep: Prepared, spec: TrainSpec, out_tr: np.ndarray, out_te: np.ndarray, *, overfit: bool = True
+) -> dict[str, Any]:
+    """What a model's outputs on the training and holdout rows say: holdout metrics with
+    intervals, training metrics and the overfit gap, calibration, segments, fairness and the
+    reference profile for drift. The same for a model keel fitted and one trained elsewhere
+    (an imported ONNX graph passes `overfit=False`: its training rows are not these)."""
+    xtr = prep.x.iloc[prep.train_idx]
+    ytr, yte = prep.y[prep.train_idx], prep.y[prep.test_idx]
+    holdout = score(prep.task, yte, out_te, n_boot=_N_BOOT, seed=spec.seed)
+    train_m = score(prep.task, ytr, out_tr)
+    gap = {}
+    if overfit:
+        for m, entry in holdout.items():
+            tv, hv = train_m[m]["value"], entry["value"]
+            if tv is not None and hv is not None:
+                gap[m] = round(-better(m, hv, tv), 6)  # train better than holdout -> positive gap
+    report: dict[str, Any] = {
+        "classes": [str(c) for c in prep.classes],
+        "split": {
+            "method": prep.split_method,
+            "train_rows": len(prep.train_idx),
+            "holdout_rows": len(prep.test_idx),
+        },
+        "metrics": holdout,
+        "train_metrics": train_m,
+        "overfit": gap,
+    }
+    if prep.task == "classification" and out_te.shape[1] == 2:
+        report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
+    common = (prep.frame, prep.contract, prep.test_idx, prep.task, yte, out_te)
+    report["segments"] = segment_report(*common, min_group_rows=spec.min_group_rows, seed=spec.seed)
+    report["fairness"] = fairness_section(
+        *common, bands=spec.fairness, min_group_rows=spec.min_group_rows
+    )
+    report["reference"] = reference_profile(
+        xtr, prep.features, prep.categorical, out_tr, np.asarray(out_te)
+    )
+    return report
 
 
 def _vs_production(
