@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import shap
 from sklearn.pipeline import Pipeline
 
 from keel.train.features import source_feature
@@ -33,6 +32,10 @@ def shap_values(
     names = list(prep.get_feature_names_out())
     bg = np.asarray(prep.transform(background), dtype=float)
     xt = np.asarray(prep.transform(rows), dtype=float)
+    # imported here: shap (with numba and its friends) costs about a second at import, and
+    # every `keel` command that touches the registry would pay it
+    import shap
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kind = explainer_kind(model)
