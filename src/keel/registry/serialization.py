@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
-import skops.io as sio
 
 from keel.registry import boosters
 from keel.registry.onnx_model import FORMAT as ONNX_FORMAT
@@ -230,6 +229,8 @@ def load_container(data: bytes, *, trusted_types: Iterable[str] = ()) -> Any:
 
 
 def _skops_dump(model: Any, extra: frozenset[str]) -> tuple[bytes, list[str]]:
+    import skops.io as sio  # see _skops_load
+
     data = sio.dumps(model)
     needed = sorted(sio.get_untrusted_types(data=data))
     _refuse_unreviewed(needed, "Saving", extra)
@@ -238,6 +239,10 @@ def _skops_dump(model: Any, extra: frozenset[str]) -> tuple[bytes, list[str]]:
 
 def _skops_load(data: bytes, extra: frozenset[str]) -> Any:
     """Load skops bytes, trusting only the reviewed types, then check every tree's indices."""
+    # imported here: skops walks every scikit-learn estimator at import (several seconds), which
+    # every `keel` command touching the registry paid even when it loads no model
+    import skops.io as sio
+
     try:
         needed = sorted(sio.get_untrusted_types(data=data))
     except Exception as exc:  # skops raises many kinds on a malformed file
