@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
@@ -89,6 +90,7 @@ MAX_FORM_BYTES = 16_384
 """The login and logout forms hold a token, a CSRF token and a path: a bigger body is refused."""
 
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
+_STATUS_TEXT = "The dashboard has no such page, or it does not take this method here."
 
 
 class DashboardGuard:
@@ -132,6 +134,13 @@ class DashboardGuard:
                 "database (KEEL_DATABASE_URL) and the server's log.",
             )
             response.headers["Retry-After"] = "5"
+            await response(scope, receive, send_with_headers)
+        except HTTPException as exc:  # no route here (404), a method not allowed (405)
+            if started:
+                raise
+            response = self._failure(scope, exc.status_code, exc.detail, _STATUS_TEXT)
+            if exc.headers:
+                response.headers.update(exc.headers)
             await response(scope, receive, send_with_headers)
         except Exception:
             if started:

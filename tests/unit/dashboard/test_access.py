@@ -434,3 +434,36 @@ class TestHeadersAndFailures:
             assert "SELECT" not in r.text
             assert "127.0.0.1" not in r.text
             assert str(world.settings.home) not in r.text
+
+    def test_unknown_paths_and_methods_are_pages_with_the_headers(self, world: World) -> None:
+        """No such page: a 404 page; a GET-only page posted to: 405; both with the CSP."""
+        with world.client(tokens=None) as client:
+            missing = client.get("/ui/models/fraud/versions/x")
+            method = client.post("/ui/data")
+
+        assert missing.status_code == 404
+        assert method.status_code == 405
+        for r in (missing, method):
+            assert "<h1>" in r.text
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+    def test_a_bug_is_a_500_with_an_error_id_and_no_internals(
+        self, world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An unexpected exception: a 500 page naming an error id that is in the log; the
+        exception's text (SQL, a path) is not in the page."""
+
+        def broken() -> list[str]:
+            msg = "SELECT secret FROM /home/keel/keel.db"
+            raise RuntimeError(msg)
+
+        monkeypatch.setattr(world.models, "names", broken)
+        with world.client(tokens=None) as client:
+            r = client.get("/ui")
+
+        error_id = re.search(r"error id ([0-9a-f]{12})", r.text)
+        assert r.status_code == 500
+        assert error_id is not None
+        assert "SELECT" not in r.text
+        assert "/home/keel" not in r.text
+        assert error_id.group(1) in caplog.text
