@@ -4,8 +4,8 @@ token (API clients of /ui/api); and the CSRF token every state-changing request 
 The session cookie is HttpOnly (page script never sees it), SameSite=Strict, Secure over https,
 and scoped to /ui. It holds no token: only an HMAC of the token the person logged in with, the
 CSRF token and the time of login, signed with a key derived from the server's secret key. Each
-request looks the token up again among `settings.tokens`, so removing a token (or a scope) ends
-its sessions at the next restart of the settings; a session also ends after `SESSION_MAX_AGE_S`.
+request looks the token up again among `settings.tokens`, so removing a token (or a scope) and
+restarting ends its sessions; a session also ends after `SESSION_MAX_AGE_S`.
 
 With no tokens configured (a laptop) the dashboard is open for viewing, as `keel serve` is;
 actions still need a token with the `admin` scope, which then no one has.
