@@ -17,6 +17,8 @@ import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import cache
+from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -323,9 +325,7 @@ class Dashboard:
     async def static(self, request: Request) -> Response:
         name = request.path_params["file"]
         if name in OWN_STATIC:
-            from importlib import resources
-
-            text = (resources.files("keel.dashboard") / "static" / name).read_text("utf-8")
+            text = _own_static(name)
         elif name in STATIC:
             text = script(name)
         else:
@@ -699,6 +699,11 @@ class Dashboard:
             return f"{name}@{version} takes {weight:.0%} of traffic as canary."
 
         return await self._act(request, act)
+
+
+@cache
+def _own_static(name: str) -> str:
+    return (resources.files("keel.dashboard") / "static" / name).read_text("utf-8")
 
 
 def _refusal(viewer: Viewer, needed: str) -> tuple[int, str]:

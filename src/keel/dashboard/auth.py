@@ -192,8 +192,7 @@ def safe_next(path: str | None) -> str:
     """Where to go after logging in: a dashboard path on this server, never elsewhere."""
     if (
         not path
-        or not path.startswith("/ui")
-        or path.startswith("//")
+        or not (path == "/ui" or path.startswith(("/ui/", "/ui?")))
         or any(c in path for c in "\\\r\n\t")
         or "//" in path
     ):

@@ -236,6 +236,8 @@ class TestLogin:
             ("/ui//evil.example", "/ui"),
             ("/ui\\@evil.example", "/ui"),
             ("/elsewhere", "/ui"),
+            ("/uix", "/ui"),
+            ("/ui?x=1", "/ui?x=1"),
             (None, "/ui"),
         ],
     )
