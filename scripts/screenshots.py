@@ -36,7 +36,7 @@ def main() -> None:
     try:
         for _ in range(100):
             try:
-                if httpx.get(f"{url}/ui", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/ui/login", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
@@ -58,6 +58,13 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # the demo configures tokens: log in with its token (the session is a cookie)
+            from keel.demo._story import TOKEN
+
+            page.goto(url + "/ui/login")
+            page.fill("input[name=token]", TOKEN)
+            page.click("#login button")
+            page.wait_for_url(url + "/ui")
             for name, path in pages.items():
                 page.goto(url + path)
                 page.wait_for_load_state("networkidle")

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_fixtures import ADMIN, Server, build_registry, start_server, stop_server
+from serving_fixtures import ADMIN, FEEDER, Server, build_registry, start_server, stop_server
 
 from keel.data.simulate import TransactionSimulator
 from keel.demo.replay import Replay
@@ -27,6 +27,9 @@ ARGS = [
 ]  # fmt: skip
 DAYS = 3
 FEATURES = 6  # region, merchant_category, amount, device, distance_km, recent_tx_24h
+VIEWER = "view-token"
+TOKENS = f'{{"{ADMIN}": ["admin", "predict", "feedback"], "{FEEDER}": ["feedback"], "{VIEWER}": ["view"]}}'
+BEARER = {"Authorization": f"Bearer {ADMIN}"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, l
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     home = tmp_path_factory.mktemp("ui")
     build_registry(home)
-    server = start_server(home, env={"KEEL_WINDOW_S": "86400"})
+    server = start_server(home, env={"KEEL_WINDOW_S": "86400", "KEEL_TOKENS": TOKENS})
     ids: list[str] = []
     with Client(server.url, token=ADMIN) as client:
         replay = Replay(
@@ -63,6 +66,32 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def _login(browser: Any, server: Server, token: str) -> Any:
+    """A browser context logged in through the form (the session is an HttpOnly cookie)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/ui/login")
+    page.fill("input[name=token]", token)
+    page.click("#login button")
+    page.wait_for_url(server.url + "/ui")
+    page.close()
+    return context
+
+
+@pytest.fixture(scope="module")
+def admin(served: tuple[Server, list[str]], browser: Any) -> Iterator[Any]:
+    context = _login(browser, served[0], ADMIN)
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def viewer(served: tuple[Server, list[str]], browser: Any) -> Iterator[Any]:
+    context = _login(browser, served[0], VIEWER)
+    yield context
+    context.close()
+
+
 def _monitored(server: Server, read: Any) -> Any:
     """What the monitor says of the served home (its own connection, closed after)."""
     settings = Settings(home=server.home, window_s=86400, secret_key="k")
@@ -73,8 +102,8 @@ def _monitored(server: Server, read: Any) -> Any:
         models.db.dispose()
 
 
-def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
-    page = browser.new_page()
+def _open(context: Any, url: str) -> tuple[Any, list[str]]:
+    page = context.new_page()
     problems: list[str] = []
     page.on(
         "console",
@@ -90,18 +119,19 @@ def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
     return page, problems
 
 
-def test_every_page_loads_clean(served: tuple[Server, list[str]], browser: Any) -> None:
+def test_every_page_loads_clean(served: tuple[Server, list[str]], viewer: Any) -> None:
+    """Every page, for a person logged in with the view scope: no failed request, no error."""
     server, _ = served
     for path in ("/ui", "/ui/data", "/ui/models/fraud", "/ui/models/fraud/versions/1"):
-        page, problems = _open(browser, server.url + path)
+        page, problems = _open(viewer, server.url + path)
         assert problems == [], (path, problems)
         assert page.title().startswith("keel")
         page.close()
 
 
-def test_charts_hold_the_expected_points(served: tuple[Server, list[str]], browser: Any) -> None:
+def test_charts_hold_the_expected_points(served: tuple[Server, list[str]], viewer: Any) -> None:
     server, _ = served
-    page, problems = _open(browser, server.url + "/ui/models/fraud")
+    page, problems = _open(viewer, server.url + "/ui/models/fraud")
     page.wait_for_function("window.keelViews.heat && window.keelViews.perf")
     cells = page.evaluate("window.keelViews.heat.data('cells').length")
     points = page.evaluate("window.keelViews.perf.data('points').map(p => p.series)")
@@ -111,11 +141,11 @@ def test_charts_hold_the_expected_points(served: tuple[Server, list[str]], brows
 
 
 def test_performance_per_segment_with_coverage(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], viewer: Any
 ) -> None:
     server, _ = served
     status = _monitored(server, lambda m: m.status("fraud"))
-    page, problems = _open(browser, server.url + "/ui/models/fraud")
+    page, problems = _open(viewer, server.url + "/ui/models/fraud")
     page.wait_for_function("window.keelViews.segments")
     rows = page.locator("h2:has-text('Performance per segment') ~ table").first
     texts = rows.locator("tbody tr").all_inner_texts()
@@ -132,12 +162,12 @@ def test_performance_per_segment_with_coverage(
 
 
 def test_models_page_shows_traffic_and_latency(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], viewer: Any
 ) -> None:
     server, _ = served
     last = _monitored(server, lambda m: m.latest("fraud"))
     assert last is not None
-    page, _ = _open(browser, server.url + "/ui")
+    page, _ = _open(viewer, server.url + "/ui")
     cells = page.locator("table tbody tr").first.locator("td").all_inner_texts()
     assert cells[0] == "fraud"
     assert "production v1" in cells[2]
@@ -146,51 +176,51 @@ def test_models_page_shows_traffic_and_latency(
 
 
 def test_promotion_through_the_api_appears_on_the_timeline(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], viewer: Any
 ) -> None:
     server, _ = served
     r = httpx.post(
         f"{server.url}/v1/models/fraud/aliases/production",
         json={"version": 2, "reason": "promoted by the API in a test"},
-        headers={"Authorization": f"Bearer {ADMIN}"},
+        headers=BEARER,
     )
     assert r.status_code == 200
-    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    page, _ = _open(viewer, server.url + "/ui/models/fraud")
     first = page.locator("#timeline tbody tr").first.inner_text()
     assert "alias.set" in first
     assert "v2" in first
     assert "promoted by the API in a test" in first
 
 
-def test_a_viewer_without_the_admin_token_changes_nothing(
-    served: tuple[Server, list[str]], browser: Any
+def test_a_viewer_without_the_admin_scope_changes_nothing(
+    served: tuple[Server, list[str]], viewer: Any
 ) -> None:
+    """Logged in with `view` only: the page's rollback is refused (403) and nothing moves."""
     server, _ = served
-    before = httpx.get(f"{server.url}/v1/models").json()
-    page, _ = _open(browser, server.url + "/ui/models/fraud")
-    page.on("dialog", lambda d: d.accept("a viewer tries"))
-    page.evaluate("sessionStorage.removeItem('keelToken')")
+    before = httpx.get(f"{server.url}/v1/models", headers=BEARER).json()
+    page, _ = _open(viewer, server.url + "/ui/models/fraud")
+    page.fill("form:has(#rollback) input[name=reason]", "a viewer tries")
     page.click("#rollback")
     page.wait_for_selector("#message.error")
-    assert "Refused (401)" in page.inner_text("#message")
-    assert httpx.get(f"{server.url}/v1/models").json() == before
+    assert page.inner_text("#message") == (
+        "Refused (403): The token has the scopes ['view']; this needs 'admin'."
+    )
+    assert httpx.get(f"{server.url}/v1/models", headers=BEARER).json() == before
 
 
 def test_a_rollback_from_the_page_moves_the_alias_and_is_audited(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], admin: Any
 ) -> None:
     server, _ = served
-    page, _ = _open(browser, server.url + "/ui/models/fraud")
-    page.fill("#token", ADMIN)
-    page.dispatch_event("#token", "change")
-    page.on("dialog", lambda d: d.accept("the new version misbehaves"))
+    page, _ = _open(admin, server.url + "/ui/models/fraud")
+    page.fill("form:has(#rollback) input[name=reason]", "the new version misbehaves")
     page.click("#rollback")
     page.wait_for_selector("#message.ok")
-    models = httpx.get(f"{server.url}/v1/models").json()
+    models = httpx.get(f"{server.url}/v1/models", headers=BEARER).json()
     fraud = next(m for m in models["models"] if m["name"] == "fraud")
     assert fraud["versions"]["production"] == 1
     # a fresh page: the page reloads itself after a change, and a reload of ours would race it
-    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    page, _ = _open(admin, server.url + "/ui/models/fraud")
     first = page.locator("#timeline tbody tr").first.inner_text()
     assert "dashboard" in first
     assert "alias.rollback" in first
@@ -198,10 +228,10 @@ def test_a_rollback_from_the_page_moves_the_alias_and_is_audited(
 
 
 def test_prediction_explorer_shows_inputs_and_shap(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], viewer: Any
 ) -> None:
     server, ids = served
-    page, problems = _open(browser, server.url + "/ui/models/fraud/versions/1")
+    page, problems = _open(viewer, server.url + "/ui/models/fraud/versions/1")
     page.fill("#explore input[name=pid]", ids[0])
     page.click("#explore button")
     page.wait_for_selector("#explained table")
@@ -214,16 +244,14 @@ def test_prediction_explorer_shows_inputs_and_shap(
 
 
 def test_a_canary_set_from_the_page_takes_its_weight_and_is_audited(
-    served: tuple[Server, list[str]], browser: Any
+    served: tuple[Server, list[str]], admin: Any
 ) -> None:
     server, _ = served
-    page, problems = _open(browser, server.url + "/ui/models/fraud")
-    page.fill("#token", ADMIN)
-    page.dispatch_event("#token", "change")
-    page.on("dialog", lambda d: d.accept("try the boosted trees on a quarter"))
+    page, problems = _open(admin, server.url + "/ui/models/fraud")
     canary = page.locator("form:has(#canary)")
     canary.locator("select[name=version]").select_option("2")
     canary.locator("input[name=weight]").fill("2.5")
+    canary.locator("input[name=reason]").fill("try the boosted trees on a quarter")
     page.click("#canary")
     page.wait_for_selector("#message.error")
     assert "'weight' is 2.5" in page.inner_text("#message")
@@ -234,7 +262,7 @@ def test_a_canary_set_from_the_page_takes_its_weight_and_is_audited(
     assert "25%" in page.inner_text("#message")
     assert _versions(server)["canary"] == 2
     # a fresh page: the page reloads itself after a change, and a reload of ours would race it
-    page, _ = _open(browser, server.url + "/ui/models/fraud")
+    page, _ = _open(admin, server.url + "/ui/models/fraud")
     first = page.locator("#timeline tbody tr").first.inner_text()
     assert "dashboard" in first
     assert "try the boosted trees on a quarter" in first
@@ -243,6 +271,20 @@ def test_a_canary_set_from_the_page_takes_its_weight_and_is_audited(
     assert [p for p in problems if "400" not in p] == []  # only the refused weight
 
 
+def test_logging_out_ends_the_session(served: tuple[Server, list[str]], browser: Any) -> None:
+    """The log out button (a form with the CSRF token) clears the cookie: the next page asks
+    for a login again."""
+    server, _ = served
+    context = _login(browser, server, VIEWER)
+    page, _ = _open(context, server.url + "/ui/data")
+    page.click("#logout")
+    page.wait_for_url(server.url + "/ui/login")
+    page.goto(server.url + "/ui/data")
+    assert page.url == server.url + "/ui/login?next=%2Fui%2Fdata"
+    assert [c["name"] for c in context.cookies()] == ["keel_login"]
+    context.close()
+
+
 def _versions(server: Server) -> dict[str, int]:
-    models = httpx.get(f"{server.url}/v1/models").json()
+    models = httpx.get(f"{server.url}/v1/models", headers=BEARER).json()
     return next(m for m in models["models"] if m["name"] == "fraud")["versions"]  # type: ignore[no-any-return]

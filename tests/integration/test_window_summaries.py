@@ -3,15 +3,18 @@ would compute, is judged again when the window's profiles change, and days merge
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from starlette.applications import Starlette
 
 from keel.data import DatasetStore, infer_contract
 from keel.monitor import Monitor
@@ -185,7 +188,7 @@ def test_windows_under_a_models_min_rows_say_too_few_rows(world: Any) -> None:
     data = status.to_dict()
     report = monitor_report_html(status, [], window_s=3600)
     dashboard = Dashboard(strict, models, DatasetStore(models.db, models.artifacts, b"k"))
-    page = bytes(dashboard._model_page("m").body).decode()
+    page = asyncio.run(_get(Starlette(routes=dashboard.routes()), "/ui/models/m"))
 
     assert {w["judged"] for w in data["windows"]} == {False}
     assert {w["note"] for w in data["windows"]} == {"too few rows to judge (200 < 500)"}
@@ -197,3 +200,13 @@ def test_windows_under_a_models_min_rows_say_too_few_rows(world: Any) -> None:
     default = Monitor(settings, models).status("m", now=now)
     assert all(w.judged and w.note is None for w in default.windows)
     assert any(w.drifted for w in default.windows)
+
+
+async def _get(app: Starlette, path: str) -> str:
+    """A dashboard page's HTML, from the app in process (no tokens: the dashboard is open)."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        r = await client.get(path)
+        r.raise_for_status()
+        return r.text

@@ -310,13 +310,15 @@ def run_demo(
         )
         story = _story(home, store, sim, traffic_per_day, last_day, keep_serving, port)
 
+    from keel.demo._story import TOKEN
+
     elapsed = time.perf_counter() - t0
     console.print(
         Panel.fit(
             f"done in {elapsed:.1f} s. Stores in {home}\n"
             + (f"Report (one file, no server): {story['report_html']}\n" if story else "")
             + f"Dashboard: KEEL_CONFIG={home}/keel.toml keel ui, then http://127.0.0.1:8080/ui "
-            "(or keel demo --keep-serving)\n"
+            f"and log in with the token {TOKEN} (or keel demo --keep-serving)\n"
             f"Try: KEEL_CONFIG={home}/keel.toml keel monitor status fraud   |   keel alerts list   |   "
             f"keel data quarantine {v.ref} -o bad.csv",
             border_style="green",

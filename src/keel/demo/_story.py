@@ -80,7 +80,7 @@ def story_settings(home: Path) -> Settings:
         alert_rules=ALERT_RULES,
         loop=LOOP_POLICY,
         alert_file=str(home / "alerts.jsonl"),
-        tokens={TOKEN: ["admin", "predict", "feedback"]},
+        tokens={TOKEN: ["admin", "predict", "feedback", "view"]},
         replay_time=True,
     )
 
@@ -118,7 +118,7 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
         **os.environ,
         "KEEL_HOME": str(home),
         "KEEL_SECRET_KEY": "demo-secret-key-not-for-production",
-        "KEEL_TOKENS": f'{{"{TOKEN}": ["admin", "predict", "feedback"]}}',
+        "KEEL_TOKENS": f'{{"{TOKEN}": ["admin", "predict", "feedback", "view"]}}',
         "KEEL_REPLAY_TIME": "true",
         "KEEL_WINDOW_S": "86400",
         "KEEL_POLL_INTERVAL_S": "0.2",
@@ -269,7 +269,8 @@ def run_story(
         prod = models.aliases("fraud")["production"].version
         if keep_serving:
             console.print(
-                f"[bold]serving[/] at {url} (dashboard to come at {url}/ui); Ctrl-C to stop"
+                f"[bold]serving[/] at {url}; dashboard at {url}/ui (log in with the token "
+                f"{TOKEN}); Ctrl-C to stop"
             )
             try:
                 while server.poll() is None:

@@ -1,89 +1,124 @@
-"""HTML pages with charts: one file, every script inlined, openable with no server or network.
+"""HTML reports with charts: one file, every script inlined, openable with no server or network.
 
-Charts are Vega-Lite specifications rendered by the bundled vega, vega-lite and vega-embed
-(`static/`, BSD-3-Clause); the same specs serve the dashboard.
+Pages are Jinja2 templates (`templates/`, autoescaped); charts are Vega-Lite specifications
+drawn by the bundled vega, vega-lite and vega-embed (`static/`, BSD-3-Clause) and by
+`static/charts.js`, which reads the specs from a JSON data block. The same specs, templates and
+script serve the dashboard.
 """
 
 from __future__ import annotations
 
-import html
+import base64
+import hashlib
 import itertools
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
+import jinja2
 import orjson
+from markupsafe import Markup
 
 from keel.monitor.drift import DriftReport
 
 SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#1d2430;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
-table{border-collapse:collapse;font-size:.9rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e3e6ea;text-align:left}
-th{background:#f5f7f9}.drifted{color:#b42318;font-weight:600}.ok{color:#067647}.muted{color:#667085}
-.chart{margin:1rem 0}
-"""
+"""The vendored Vega scripts, in the order a page loads them."""
+STATIC = (*SCRIPTS, "charts.js", "report.css")
+"""Every file of `static/` a page may load (the dashboard serves these at /ui/static)."""
 
 
 @cache
 def script(name: str) -> str:
-    """One bundled script's text."""
+    """One bundled static file's text (a script or the style sheet)."""
+    if name not in STATIC:
+        msg = f"No bundled file {name!r}; expected one of {', '.join(STATIC)}."
+        raise KeyError(msg)
     return (resources.files("keel.monitor") / "static" / name).read_text(encoding="utf-8")
 
 
-def page(
-    title: str,
-    body: str,
-    charts: dict[str, dict[str, Any]],
-    *,
-    inline: bool = True,
-    style: str = "",
-) -> str:
-    """A whole HTML page; `charts` maps element ids in `body` to Vega-Lite specs. Each chart's
-    view is kept in `window.keelViews[id]` (tests, and people in the console, read its data).
+def _dumps(value: Any, **_kwargs: Any) -> str:
+    # the `tojson` filter's serializer: orjson knows NumPy numbers and datetimes; Jinja then
+    # replaces <, >, & and ' by their \u escapes, so no "</script" or "<!--" can end the block
+    return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
-    With `inline=False` the scripts are linked from `/ui/static/` (the dashboard serves them)
-    and the page runs no inline script: the specs are a JSON data block, `#keel-charts`, that
-    the dashboard's own script embeds (its pages forbid inline scripts).
-    """
-    if inline:
-        scripts = "".join(f"<script>{script(s)}</script>" for s in SCRIPTS)
-        embeds = "window.keelViews = window.keelViews || {};" + "".join(
-            f"vegaEmbed({_json('#' + cid)}, {_json(spec)}, {{actions:false}})"
-            f".then(r => {{ window.keelViews[{_json(cid)}] = r.view; }});"
-            for cid, spec in charts.items()
+
+def _cell(value: Any) -> Any:
+    """A table cell: booleans as drifted / stable, floats to four places, anything else as
+    text (autoescaped: a cell is never markup)."""
+    if isinstance(value, bool):
+        return (
+            Markup('<span class="drifted">drifted</span>')
+            if value
+            else Markup('<span class="ok">stable</span>')
         )
-        tail = f"<script>{embeds}</script>"
-    else:
-        scripts = "".join(f'<script src="/ui/static/{s}"></script>' for s in SCRIPTS)
-        tail = f'<script type="application/json" id="keel-charts">{_json(charts)}</script>'
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><link rel="icon" href="data:,">'
-        f"<style>{_STYLE}{style}</style>{scripts}</head><body>{body}{tail}</body></html>"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+    return "" if value is None else str(value)  # str() of Markup is plain text again
+
+
+def environment(*packages: str) -> jinja2.Environment:
+    """A Jinja2 environment that autoescapes every template, with the templates of `packages`
+    first and this package's (`sections.html`, `page.html`) after them, `tojson` by orjson and
+    the `cell` filter. Undefined names are errors, not empty strings."""
+    loaders = [jinja2.PackageLoader(p, "templates") for p in (*packages, "keel.monitor")]
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
+    env.policies["json.dumps_function"] = _dumps
+    env.policies["json.dumps_kwargs"] = {}
+    env.filters["cell"] = _cell
+    return env
 
 
-def _json(value: Any) -> str:
-    # no "<" at all inside a script element: "</script" would end it and "<!--" change how
-    # it is parsed; "\u003c" is the same character to JSON and JavaScript
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode().replace("<", "\\u003c")
+@cache
+def _environment() -> jinja2.Environment:
+    return environment()
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _trusted(name: str, end: str) -> Markup:
+    """A bundled file to inline as it is: ours, not data; refused if it could end its element."""
+    text = script(name)
+    if end in text.lower():  # pragma: no cover - a vendored file that would break the page
+        msg = f"The bundled {name} contains {end!r}; it cannot be inlined."
+        raise ValueError(msg)
+    return Markup(text)
 
 
-def _cell(v: Any) -> str:
-    if isinstance(v, bool):
-        return '<span class="drifted">drifted</span>' if v else '<span class="ok">stable</span>'
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
-    return "" if v is None else html.escape(str(v))
+def _sha256(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+
+def _offline_page(template: str, title: str, charts: dict[str, Any], **context: Any) -> str:
+    """A one-file page: the scripts inlined and allowed by hash in its own CSP, nothing else."""
+    scripts = [_trusted(s, "</script") for s in SCRIPTS]
+    charts_js = _trusted("charts.js", "</script")
+    # 'unsafe-eval': Vega compiles its expressions and field accessors with Function(); the
+    # hashes let only these exact scripts run (no injected inline script could)
+    csp = (
+        "default-src 'none'; script-src "
+        + " ".join(_sha256(s) for s in [*scripts, charts_js])
+        + " 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return (
+        _environment()
+        .get_template(template)
+        .render(
+            title=title,
+            csp=csp,
+            style=_trusted("report.css", "</style"),
+            scripts=scripts,
+            charts_js=charts_js,
+            charts=charts,
+            **context,
+        )
+    )
 
 
 def drift_bar_spec(report: DriftReport) -> dict[str, Any]:
@@ -140,21 +175,16 @@ def drift_report_html(report: DriftReport, *, title: str = "Drift report") -> st
         (c.name, c.kind, c.method, c.statistic, c.threshold, c.test, c.p_value, c.psi, c.drifted)
         for c in report.columns
     ]
-    summary = (
-        f"<p>{len(report.drifted_columns)} of {len(report.columns)} columns drifted "
-        f"({report.mode} statistics): {html.escape(', '.join(report.drifted_columns) or 'none')}.</p>"
+    return _offline_page(
+        "drift_report.html",
+        title,
+        {"bars": drift_bar_spec(report)},
+        rows=rows,
+        columns=len(report.columns),
+        drifted=list(report.drifted_columns),
+        mode=report.mode,
+        multivariate=report.multivariate,
     )
-    if report.multivariate:
-        m = report.multivariate
-        summary += (
-            f"<p>Domain classifier: ROC AUC {m['auc']:.3f} (lower bound {m['auc_lower']:.3f}); "
-            f"{'the two sets can be told apart' if m['drifted'] else 'the two sets cannot be told apart'}.</p>"
-        )
-    body = f"<h1>{html.escape(title)}</h1>{summary}<div class='chart' id='bars'></div>" + table(
-        ["column", "kind", "method", "statistic", "threshold", "test", "p-value", "PSI", "verdict"],
-        rows,
-    )
-    return page(title, body, {"bars": drift_bar_spec(report)})
 
 
 def drift_heatmap_spec(
@@ -349,148 +379,108 @@ def segment_performance_spec(status: Any) -> dict[str, Any]:
     }
 
 
-def segments_section(status: Any) -> tuple[str, dict[str, Any] | None]:
-    """Per segment: live metric with its interval and label coverage, estimated, training; and
-    the per-segment chart's spec (its data named `segment_points`), None when no window has
-    enough labels. ("", None) for a model without segments."""
+def segments_section(status: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Per segment: live metric with its interval and label coverage, estimated, training (the
+    table for `sections.html`'s `segments`); and the per-segment chart's spec (its data named
+    `segment_points`), None when no window has enough labels. (None, None) for a model
+    without segments."""
     if not status.segments:
-        return "", None
+        return None, None
     m = status.metric
     spec = segment_performance_spec(status)
     spec["data"]["name"] = "segment_points"
     chart = spec if spec["data"]["values"] else None
-    html_ = (
-        "<h2>Performance per segment</h2>"
-        "<p class='muted'>Over the lookback; live from labelled predictions (95% bootstrap "
-        "interval), estimated from the score histograms before labels, training from the "
-        "holdout.</p>"
-        + table(
+    table = {
+        "headers": [
+            "segment",
+            "predictions",
+            "labels",
+            "coverage",
+            f"live {m}",
+            "95% low",
+            "95% high",
+            f"estimated {m}",
+            f"training {m}",
+        ],
+        "rows": [
             [
-                "segment",
-                "predictions",
-                "labels",
-                "coverage",
-                f"live {m}",
-                "95% low",
-                "95% high",
-                f"estimated {m}",
-                f"training {m}",
-            ],
-            [
-                [
-                    s["segment"],
-                    s["rows"],
-                    s["labels"],
-                    f"{s['coverage']:.0%}",
-                    s["live"],
-                    s["low"],
-                    s["high"],
-                    s["estimated"],
-                    s["training"],
-                ]
-                for s in status.segments
-            ],
-        )
-        + (
-            "<div class='chart' id='segments' style='width:100%'></div>"
-            if chart is not None
-            else "<p class='muted'>No window has enough labels per segment for a chart yet.</p>"
-        )
-    )
-    return html_, chart
+                s["segment"],
+                s["rows"],
+                s["labels"],
+                f"{s['coverage']:.0%}",
+                s["live"],
+                s["low"],
+                s["high"],
+                s["estimated"],
+                s["training"],
+            ]
+            for s in status.segments
+        ],
+        "chart": chart is not None,
+    }
+    return table, chart
 
 
-def unjudged_html(windows: Sequence[Any], *, limit: int = 50) -> str:
-    """The windows with too few rows to judge, each with its note (the newest `limit`): a
-    window not judged is not a window without drift."""
+def unjudged(windows: Sequence[Any], *, limit: int = 50) -> dict[str, Any] | None:
+    """The windows with too few rows to judge, each with its note (the newest `limit`), for
+    `sections.html`'s `unjudged`: a window not judged is not a window without drift."""
     rows = [
         [w.start.strftime("%Y-%m-%d %H:%M"), w.version, w.rows, w.note]
         for w in windows
         if not getattr(w, "judged", True)
     ]
     if not rows:
-        return ""
-    shown = rows[-limit:]
-    more = f" (the newest {len(shown)} shown)" if len(rows) > len(shown) else ""
-    return (
-        f"<h2>Windows not judged</h2><p id='unjudged'>{len(rows)} windows had too few rows to "
-        f"judge drift{more}; they are neither stable nor drifted.</p>"
-        + table(["window", "version", "rows", "verdict"], shown)
-    )
+        return None
+    return {"total": len(rows), "rows": rows[-limit:]}
 
 
-def shadow_and_alerts_html(status: Any) -> str:
-    """The shadow comparison (when a shadow answered) and the open alerts, as tables."""
-    body = ""
-    if status.shadow and status.shadow.get("requests"):
-        s = status.shadow
-        body += "<h2>Shadow against production</h2>" + table(
-            ["shadow", "requests", "agreement", "labels", "difference", "95% low", "95% high"],
-            [
-                [
-                    s[k]
-                    for k in (
-                        "shadow_version",
-                        "requests",
-                        "agreement",
-                        "labels",
-                        "difference",
-                        "low",
-                        "high",
-                    )
-                ]
-            ],
-        )
-    return (
-        body
-        + "<h2>Open alerts</h2>"
-        + table(
-            ["time", "rule", "severity", "message"],
-            [
-                [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
-                for a in status.alerts
-            ],
-        )
-    )
+def shadow_row(status: Any) -> list[Any] | None:
+    """The shadow comparison as one table row, when a shadow answered."""
+    s = status.shadow
+    if not s or not s.get("requests"):
+        return None
+    keys = ("shadow_version", "requests", "agreement", "labels", "difference", "low", "high")
+    return [s[k] for k in keys]
 
 
-def monitor_report_html(
-    status: Any, audit: list[dict[str, Any]], *, inline: bool = True, window_s: int = 3600
-) -> str:
+def alert_rows(status: Any) -> list[list[Any]]:
+    """The open alerts: time, rule, severity, message."""
+    return [
+        [a.time.strftime("%Y-%m-%d %H:%M") if a.time else "", a.rule, a.severity, a.message]
+        for a in status.alerts
+    ]
+
+
+def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, window_s: int = 3600) -> str:
     """The monitoring report of one model: the same charts as the dashboard's model page."""
     title = f"keel monitoring report: {status.model}"
     if status.version is None:
-        return page(
-            title, f"<h1>{html.escape(title)}</h1><p>No production version.</p>", {}, inline=inline
-        )
+        return _offline_page("monitor_report.html", title, {}, version=None)
     windows = status.windows
-    drifted = sum(1 for w in windows if w.drifted)
-    unjudged = sum(1 for w in windows if not getattr(w, "judged", True))
-    body = (
-        f"<h1>{html.escape(title)}</h1>"
-        f"<p>Production version {status.version} ({html.escape(status.task)}); "
-        f"{len(windows)} windows, {sum(w.rows for w in windows)} predictions, "
-        f"{drifted} windows with drifted features, "
-        f"{unjudged} with too few rows to judge; {len(status.alerts)} open alerts.</p>"
-        "<h2>Drift</h2><div class='chart' id='heat' style='width:100%'></div>"
-        + unjudged_html(windows)
-    )
     charts = {
-        "heat": drift_heatmap_spec(status.windows, window_s=window_s),
+        "heat": drift_heatmap_spec(windows, window_s=window_s),
         "perf": performance_spec(status),
     }
     if status.year:
-        body += "<h2>Drift over the year</h2><div class='chart' id='year' style='width:100%'></div>"
         charts["year"] = year_heatmap_spec(status.year, window_s)
-    body += "<h2>Performance</h2><div class='chart' id='perf' style='width:100%'></div>"
-    section, spec = segments_section(status)
-    body += section
+    segments, spec = segments_section(status)
     if spec is not None:
         charts["segments"] = spec
-    body += shadow_and_alerts_html(status)
-    body += "<h2>Audit timeline</h2>" + table(
-        ["time", "actor", "action", "alias", "version", "reason"],
-        [
+    return _offline_page(
+        "monitor_report.html",
+        title,
+        charts,
+        version=status.version,
+        task=status.task,
+        windows=len(windows),
+        predictions=sum(w.rows for w in windows),
+        drifted=sum(1 for w in windows if w.drifted),
+        unjudged=unjudged(windows),
+        year=bool(status.year),
+        segments=segments,
+        shadow=shadow_row(status),
+        alerts=alert_rows(status),
+        audit=[
             [
                 e["time"][:16],
                 e["actor"],
@@ -502,4 +492,3 @@ def monitor_report_html(
             for e in audit
         ],
     )
-    return page(title, body, charts, inline=inline)

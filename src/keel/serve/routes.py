@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import html
 import time
+from functools import cache
 from typing import Any
 
+import jinja2
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -473,17 +474,25 @@ def _mlflow_rows(payload: Any) -> list[Any]:
 
 
 def docs_page(spec: dict[str, Any]) -> str:
-    items = []
-    for path, methods in spec["paths"].items():
-        for method, op in methods.items():
-            items.append(
-                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td><td>{html.escape(op.get('summary', ''))}</td></tr>"
-            )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>keel API</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}td{padding:.2rem .6rem;border-bottom:1px solid #eee}</style>"
-        f"</head><body><h1>keel API</h1><p>The OpenAPI document: <a href='/openapi.json'>/openapi.json</a></p><table>{''.join(items)}</table></body></html>"
+    """/docs: every operation of the OpenAPI document, from `templates/docs.html`."""
+    operations = [
+        (method.upper(), path, op.get("summary", ""))
+        for path, methods in spec["paths"].items()
+        for method, op in methods.items()
+    ]
+    return _docs_template().render(operations=operations)
+
+
+@cache
+def _docs_template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("keel.serve", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
+    return env.get_template("docs.html")
 
 
 # handlers that count their 200s themselves, with the version that answered

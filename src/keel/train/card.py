@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import html
+from functools import cache
 from typing import Any
+
+import jinja2
 
 Section = tuple[str, list[str], list[list[str]] | None]  # title, paragraphs, table (header first)
 
@@ -231,23 +233,17 @@ def render_card_html(
     gates: list[dict[str, Any]],
     dataset: dict[str, Any],
 ) -> str:
-    body: list[str] = []
-    for i, (title, paragraphs, table) in enumerate(
-        card_sections(name, version, spec, report, gates, dataset)
-    ):
-        tag = "h1" if i == 0 else "h2"
-        body.append(f"<{tag}>{html.escape(title)}</{tag}>")
-        body += [f"<p>{html.escape(p)}</p>" for p in paragraphs]
-        if table:
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in table[1:]
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
-        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}"
-        "th{background:#f3f3f3}h2{margin-top:2rem;border-bottom:1px solid #ddd}"
+    """The card as one HTML page (`templates/card.html`, autoescaped; no script)."""
+    sections = card_sections(name, version, spec, report, gates, dataset)
+    return _environment().get_template("card.html").render(name=name, sections=sections)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("keel.train", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} model card</title><style>{style}</style></head><body>{''.join(body)}</body></html>"

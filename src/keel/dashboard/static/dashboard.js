@@ -1,37 +1,49 @@
 // The dashboard's own script (served at /ui/static/dashboard.js; pages allow no inline script).
-// Every value from the server goes into the page as text (textContent), never as HTML: logged
-// inputs are whatever a client sent, within the contract.
+// Every value from the server goes into the page as text (textContent, DOM nodes), never as
+// HTML: logged inputs are whatever a client sent, within the contract. The login token is not
+// here: the server keeps the session in an HttpOnly cookie. Actions send the page's CSRF token.
 "use strict";
-
-function keelToken() { return sessionStorage.getItem("keelToken") || ""; }
-function keelSaveToken(v) { sessionStorage.setItem("keelToken", v); }
 
 function keelElement(tag, text, className) {
   const e = document.createElement(tag);
-  if (text !== undefined) { e.textContent = String(text); }
+  if (text !== undefined && text !== null) { e.textContent = String(text); }
   if (className) { e.className = className; }
   return e;
 }
 
-async function keelAdmin(path, body) {
-  const reason = prompt("Reason for this change (it goes to the audit log):");
+function keelCsrf() {
+  const meta = document.querySelector("meta[name='keel-csrf']");
+  return meta ? meta.content : "";
+}
+
+function keelSay(text, ok) {
   const msg = document.getElementById("message");
-  if (!reason) { msg.textContent = "Cancelled: a reason is required."; msg.className = "error"; return; }
-  body.reason = reason;
+  msg.textContent = text;
+  msg.className = ok ? "ok" : "error";
+}
+
+async function keelJson(response) {
+  try { return await response.json(); } catch (e) { return { error: response.statusText }; }
+}
+
+async function keelAdmin(path, body) {
   const r = await fetch(path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + keelToken() },
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": keelCsrf() },
     body: JSON.stringify(body),
   });
-  const data = await r.json();
-  msg.textContent = r.ok ? data.message : ("Refused (" + r.status + "): " + data.error);
-  msg.className = r.ok ? "ok" : "error";
+  const data = await keelJson(r);
+  keelSay(r.ok ? data.message : ("Refused (" + r.status + "): " + data.error), r.ok);
   if (r.ok) { setTimeout(() => location.reload(), 600); }
 }
 
 async function keelExplore(model, pid) {
-  const r = await fetch("/ui/api/models/" + encodeURIComponent(model) + "/predictions/" + encodeURIComponent(pid));
-  const d = await r.json();
+  const r = await fetch(
+    "/ui/api/models/" + encodeURIComponent(model) + "/predictions/" + encodeURIComponent(pid),
+    { credentials: "same-origin" },
+  );
+  const d = await keelJson(r);
   const out = document.getElementById("explained");
   out.replaceChildren();
   if (!r.ok) { out.append(keelElement("p", d.error, "error")); return; }
@@ -53,26 +65,11 @@ async function keelExplore(model, pid) {
   out.append(summary, table);
 }
 
-function keelCharts() {
-  // the specs come as a JSON data block (not executed); vegaEmbed draws each in its element
-  window.keelViews = window.keelViews || {};
-  const block = document.getElementById("keel-charts");
-  if (!block) { return; }
-  for (const [id, spec] of Object.entries(JSON.parse(block.textContent))) {
-    vegaEmbed("#" + CSS.escape(id), spec, { actions: false }).then(r => { window.keelViews[id] = r.view; });
-  }
-}
-
 document.addEventListener("DOMContentLoaded", () => {
-  const token = document.getElementById("token");
-  if (token) {
-    token.value = keelToken();
-    token.addEventListener("change", () => keelSaveToken(token.value));
-  }
   for (const form of document.querySelectorAll("form[data-admin]")) {
     form.addEventListener("submit", ev => {
       ev.preventDefault();
-      const body = {};
+      const body = { reason: form.elements.reason.value };
       if (form.elements.version) { body.version = +form.elements.version.value; }
       if (form.elements.weight) { body.weight = +form.elements.weight.value; }
       keelAdmin("/ui/api/models/" + encodeURIComponent(form.dataset.model) + "/" + form.dataset.admin, body);
@@ -85,5 +82,4 @@ document.addEventListener("DOMContentLoaded", () => {
       keelExplore(explore.dataset.model, explore.elements.pid.value);
     });
   }
-  keelCharts();
 });
