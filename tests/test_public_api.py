@@ -54,8 +54,8 @@ def test_train_exports() -> None:
     assert sorted(keel.train.__all__) == [
         "Candidate", "FailedCandidate", "GateResult", "PromotionRefusedError", "Split",
         "TrainResult", "TrainSpec", "check_gates", "load_spec",
-        "pareto_front", "parse_gate", "promote", "recommend", "render_card_html", "rollback",
-        "render_card_markdown", "spec_from_dict", "train",
+        "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
+        "render_card_markdown", "rollback", "spec_from_dict", "train",
     ]  # fmt: skip
 
 
