@@ -26,8 +26,8 @@ def exposure_warnings(host: str, settings: Settings) -> list[str]:
 
     >>> exposure_warnings("127.0.0.1", Settings(tokens={}))
     []
-    >>> exposure_warnings("0.0.0.0", Settings(tokens={}))[0][:58]
-    'keel listens on 0.0.0.0, which is not loopback, with no t'
+    >>> exposure_warnings("0.0.0.0", Settings(tokens={}))[0][:60]
+    'keel listens on 0.0.0.0, which is not loopback, with no tokens'
     """
     if is_loopback(host):
         return []
