@@ -26,7 +26,7 @@ def exposure_warnings(host: str, settings: Settings) -> list[str]:
 
     >>> exposure_warnings("127.0.0.1", Settings(tokens={}))
     []
-    >>> exposure_warnings("0.0.0.0", Settings(tokens={}))[0][:60]
+    >>> exposure_warnings("0.0.0.0", Settings(tokens={}))[0][:62]
     'keel listens on 0.0.0.0, which is not loopback, with no tokens'
     """
     if is_loopback(host):
