@@ -182,7 +182,7 @@ def test_a_reason_that_is_not_text_never_reaches_the_database(
     assert ms.history("m") == []
 
 
-def test_verify_runs_after_the_gates_and_before_the_move(
+def test_verify_runs_before_the_gates_and_the_move(
     stores: tuple[DatasetStore, ModelStore, Trained],
 ) -> None:
     """A verify hook that refuses stops the move (promote and rollback); one that accepts sees

@@ -269,10 +269,13 @@ def _verifier(server: KeelServer) -> Callable[[str, str, int], None]:
         try:
             ModelRuntime.load(server.models, server.models.resolve(ref))
         except KeelError as exc:
+            # the store's own paths are no business of a caller: shown relative to the store
+            why = str(exc).replace(str(server.models.artifacts.root).rstrip("/") + "/", "")
+            why = why.rstrip(".") + "."
             raise RequestError(
                 422,
-                f"This server cannot serve {ref}: {exc}. Nothing was moved: {stays}.",
-                {"version": version, "alias": alias, "error": str(exc)},
+                f"This server cannot serve {ref}: {why} Nothing was moved: {stays}.",
+                {"version": version, "alias": alias, "error": why},
             ) from exc
         except Exception as exc:  # any failure to load is a refusal, never a move
             log.exception("loading %s to check a move of %s failed", ref, alias)

@@ -6,8 +6,9 @@ production version first (or, when there is none yet, reads the gates it passed 
 trained); `force` skips that and needs a reason, and the audit event records `forced`. The
 canary alias takes a weight in (0, 1]; every move checks that the version exists. `rollback`
 moves production back through the same checks and the same audit. Both take a `verify`
-callback that runs after the checks and before the move: a server passes one that loads the
-version the way it would serve it, so a version it would refuse never becomes an alias.
+callback that runs after the argument checks, before the gates and the move: a server passes
+one that loads the version the way it would serve it, so a version it would refuse never
+becomes an alias.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def promote(
         raise ConfigError(msg)
     candidate = models.get(f"{name}@{version}")
     current = models.aliases(name).get(to)
+    if verify is not None:  # a version that would not be served is not worth gating
+        verify(name, to, version)
     checked: dict[str, Any] = {}
     if to == "production" and not force and (current is None or current.version != version):
         if current is None:
@@ -82,8 +85,6 @@ def promote(
             checked = _recheck(
                 name, candidate.version, current.version, models=models, datasets=datasets
             )
-    if verify is not None:
-        verify(name, to, version)
     state = models.set_alias(
         name,
         to,
