@@ -297,7 +297,8 @@ async def _follow_now(server: KeelServer, name: str, alias: str, version: int) -
     if not _serving(alias):
         return
     runtime = server.served[name].runtimes.get(alias)
-    if runtime is None or runtime.resolved.version != version:
+    swapped = runtime is not None and runtime.resolved.version == version
+    if not swapped and (name, version) in server._refused:  # not someone else's later move
         keeps = runtime.ref if runtime else "nothing"
         raise RequestError(
             503,
