@@ -8,6 +8,7 @@ from keel.registry.models import (
     ModelVersion,
     ResolvedVersion,
     check_alias,
+    check_model_name,
     check_move,
     check_reason,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "booster_trees",
     "check_alias",
     "check_model_contents",
+    "check_model_name",
     "check_move",
     "check_reason",
     "check_storable",

@@ -98,10 +98,14 @@ class AliasState:
     revision: int
 
 
-def _check_model_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
+def check_model_name(name: Any) -> str:
+    """`name` if it is a model name keel allows (letters, digits, '_', '.', '-'), else
+    ConfigError. Every registered model has such a name, so a call naming anything else (a
+    NUL byte that PostgreSQL would refuse, an '@') is refused before the database sees it."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name):
         msg = f"Model name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'fraud'."
         raise ConfigError(msg)
+    return name
 
 
 class ModelStore:
@@ -145,7 +149,7 @@ class ModelStore:
         are recorded in the version's lineage (`artifact_format`, `extra_trusted_types`) and in
         the audit event of the registration.
         """
-        _check_model_name(name)
+        check_model_name(name)
         saved = save_model(model, trusted_types=self.trusted_types)
         trusted = saved.trusted
         lineage = {
@@ -540,6 +544,9 @@ def check_reason(reason: Any) -> str | None:
     """`reason` if it is text (or None) of at most MAX_REASON_CHARS, else ConfigError."""
     if reason is not None and not isinstance(reason, str):
         msg = f"Field 'reason' is {reason!r} ({type(reason).__name__}); expected text saying why, e.g. 'beats production on May data'."
+        raise ConfigError(msg)
+    if reason is not None and "\x00" in reason:
+        msg = "Field 'reason' holds a NUL character; expected text without one."
         raise ConfigError(msg)
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         msg = f"Field 'reason' has {len(reason)} characters; expected at most {MAX_REASON_CHARS}."

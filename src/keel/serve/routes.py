@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from keel.data import DatasetStore, RecordError
 from keel.monitor import LabelChecker
-from keel.registry import check_alias, check_move, check_reason
+from keel.registry import check_alias, check_model_name, check_move, check_reason
 from keel.serve import oip
 from keel.serve.app import (
     KeelServer,
@@ -336,6 +336,7 @@ async def set_alias(request: Request, server: KeelServer) -> Response:
             expected='true or false (true skips the gates; needs a "reason")',
         )
     reason = _reason(payload)
+    check_model_name(name)
     check_move(alias, version, weight=weight, reason=reason)  # before any model is loaded
     if force and not (reason or "").strip():
         raise _field_error(
@@ -394,6 +395,7 @@ async def delete_alias(request: Request, server: KeelServer) -> Response:
             },
         )
     reason = check_reason(request.query_params.get("reason"))
+    check_model_name(name)
     check_alias(alias)
     if alias == "production":
         raise RequestError(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keel.data import DatasetStore
-from keel.registry import AliasState, ModelStore, check_move, check_reason
+from keel.registry import AliasState, ModelStore, check_model_name, check_move, check_reason
 from keel.store import ConfigError, GateFailedError
 from keel.train.gates import GateResult, check_gates
 from keel.train.metrics import score
@@ -69,6 +69,7 @@ def promote(
         ModelNotFoundError: no such model or version.
         ConflictError: the alias moved while the gates ran; nothing was changed.
     """
+    check_model_name(name)
     weight = check_move(to, version, weight=weight, reason=reason)
     if force and not (reason or "").strip():
         msg = f'A forced promotion of {name}@{version} needs a reason: add --reason \'...\' (HTTP: "reason": "...").'
@@ -116,6 +117,7 @@ def rollback(
         ModelNotFoundError: there is no earlier production version.
         ConflictError: production moved meanwhile; nothing was changed.
     """
+    check_model_name(name)
     check_reason(reason)
     _current, previous = models.rollback_target(name)
     if verify is not None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from keel.registry import check_alias, check_move, check_reason
+from keel.registry import check_alias, check_model_name, check_move, check_reason
 from keel.store import ConfigError
 
 
@@ -67,3 +67,21 @@ class TestCheckReasonAndAlias:
         """An alias keel does not know is refused with the list of those it does."""
         with pytest.raises(ConfigError, match=r"expected one of \['production', 'staging'"):
             check_alias(alias)
+
+
+class TestCheckModelName:
+    @pytest.mark.parametrize("name", ["m", "m_x", "fraud-eu.v2", "M2"])
+    def test_registered_names_pass(self, name: str) -> None:
+        """Every name a model can be registered under passes."""
+        assert check_model_name(name) == name
+
+    @pytest.mark.parametrize("name", ["", "a b", "m@2", "m\x00", "_m", "x" * 201, None])
+    def test_other_names_are_refused_before_the_database(self, name: object) -> None:
+        """A NUL byte (PostgreSQL refuses it in text), '@', spaces: refused with the rule."""
+        with pytest.raises(ConfigError, match=r"is not allowed; expected letters, digits"):
+            check_model_name(name)
+
+    def test_a_nul_in_a_reason_is_refused(self) -> None:
+        """PostgreSQL cannot store a NUL in text: refused by name, not a 500 from the driver."""
+        with pytest.raises(ConfigError, match=r"^Field 'reason' holds a NUL character"):
+            check_reason("a\x00b")
