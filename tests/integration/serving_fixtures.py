@@ -90,12 +90,13 @@ def start_server(
     home: Path,
     *,
     flush_interval_s: float = 0.3,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     model: str | list[str] = "fraud",
 ) -> Server:
+    """`keel serve` on a free loopback port; `env` adds to the defaults (None removes one)."""
     port = free_port()
     extra = env or {}
-    env = {
+    merged = {
         **os.environ,
         "KEEL_HOME": str(home),
         "KEEL_OPEN_PREDICT": "true",
@@ -106,6 +107,7 @@ def start_server(
         "KEEL_REPLAY_TIME": "true",
         **extra,
     }
+    child_env = {k: v for k, v in merged.items() if v is not None}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -116,7 +118,7 @@ def start_server(
             "--port",
             str(port),
         ],
-        env=env,
+        env=child_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -137,7 +137,13 @@ def promote_cmd(
     force: bool = typer.Option(False, "--force", help="Skip the gate re-check (needs --reason)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Move an alias to a version; production re-runs the gates against the current production."""
+    """Move an alias to a version; production re-runs the gates against the current production.
+
+    The same checks as the HTTP API (`POST /v1/models/NAME/aliases/ALIAS`), the dashboard and
+    the loop: production is refused when a gate fails (the gate, value and threshold are named)
+    unless `--force --reason` is given, and the audit records `forced`; canary needs `--weight`
+    in (0, 1].
+    """
     from keel.train import promote
 
     state, numbers = promote(
@@ -177,8 +183,10 @@ def rollback_cmd(
     reason: str | None = typer.Option(None),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Move production back to the previous production version."""
-    state = open_models().rollback(name, reason=reason, actor="cli")
+    """Move production back to the previous production version (audited, like every move)."""
+    from keel.train import rollback
+
+    state = rollback(name, models=open_models(), reason=reason, actor="cli")
     if as_json:
         print_json({"name": name, "alias": "production", "version": state.version})
         return

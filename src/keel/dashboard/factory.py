@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from keel.dashboard.app import Dashboard
 from keel.data import DatasetStore
 from keel.registry import ModelStore
 from keel.serve.app import create_app
+from keel.serve.exposure import exposure_warnings
 from keel.store import Settings, load_settings
 
 
@@ -36,6 +38,8 @@ def app_from_env() -> Starlette:
     """What uvicorn calls in each `keel serve` worker: the models named, and the dashboard."""
     names = [n for n in os.environ.get("KEEL_SERVE_MODELS", "").split(",") if n]
     settings = load_settings()
+    for warning in exposure_warnings(os.environ.get("KEEL_SERVE_HOST", "127.0.0.1"), settings):
+        logging.getLogger("keel.serve").warning("%s", warning)  # the printed warning, logged
     return with_dashboard(create_app(settings, names=names or None), settings)
 
 

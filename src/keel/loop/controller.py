@@ -16,7 +16,7 @@ from keel.monitor.performance import estimate_binary
 from keel.monitor.service import ModelStatus, Monitor
 from keel.registry import ModelStore
 from keel.store import GateFailedError, KeelError, Settings
-from keel.train import promote
+from keel.train import promote, rollback
 from keel.train.metrics import LOWER_IS_BETTER
 
 ACTOR = "loop"
@@ -260,7 +260,7 @@ class Loop:
         reason = f"{name}@{s.version} regressed within the watch period: " + "; ".join(reasons)
         if dry_run:
             return Decision("rollback", reason, evidence, acted=False)
-        state = self.models.rollback(name, reason=reason, actor=ACTOR, numbers=evidence)
+        state = rollback(name, models=self.models, reason=reason, actor=ACTOR, numbers=evidence)
         evidence["rolled_back_to"] = state.version
         self._alert(
             name,
@@ -342,10 +342,12 @@ class Loop:
             if dry_run:
                 return Decision("promote", reason, numbers, acted=False)
             if self.policy.canary_weights:
-                self.models.set_alias(
+                promote(
                     name,
-                    "canary",
                     shadow.version,
+                    "canary",
+                    models=self.models,
+                    datasets=self.datasets,
                     weight=self.policy.canary_weights[0],
                     reason=reason,
                     actor=ACTOR,
@@ -424,10 +426,12 @@ class Loop:
                 "canary", f"next weight {later[0] if later else 'promote'}", numbers, acted=False
             )
         if later:
-            self.models.set_alias(
+            promote(
                 name,
-                "canary",
                 canary.version,
+                "canary",
+                models=self.models,
+                datasets=self.datasets,
                 weight=later[0],
                 reason=f"ramp to {later[0]:.0%}",
                 actor=ACTOR,
@@ -511,8 +515,15 @@ class Loop:
         reason = f"retrained ({why}) on {result['dataset_version']}: {name}@{version} passed its gates; shadowing production"
         self._audit(name, "retrain", reason, numbers)
         try:
-            self.models.set_alias(
-                name, "shadow", version, reason=reason, actor=ACTOR, numbers=numbers
+            promote(
+                name,
+                version,
+                "shadow",
+                models=self.models,
+                datasets=self.datasets,
+                reason=reason,
+                actor=ACTOR,
+                numbers=numbers,
             )
         except KeelError as exc:
             return Decision(

@@ -1,7 +1,17 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
 from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
-from keel.registry.models import ALIASES, AliasState, ModelStore, ModelVersion, ResolvedVersion
+from keel.registry.models import (
+    ALIASES,
+    AliasState,
+    ModelStore,
+    ModelVersion,
+    ResolvedVersion,
+    check_alias,
+    check_model_name,
+    check_move,
+    check_reason,
+)
 from keel.registry.onnx_model import OnnxClassifier, OnnxModel, load_onnx
 from keel.registry.serialization import (
     FORMATS,
@@ -30,7 +40,11 @@ __all__ = [
     "ResolvedVersion",
     "SavedModel",
     "booster_trees",
+    "check_alias",
     "check_model_contents",
+    "check_model_name",
+    "check_move",
+    "check_reason",
     "check_storable",
     "dump_model",
     "load_container",

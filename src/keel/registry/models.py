@@ -98,10 +98,14 @@ class AliasState:
     revision: int
 
 
-def _check_model_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
+def check_model_name(name: Any) -> str:
+    """`name` if it is a model name keel allows (letters, digits, '_', '.', '-'), else
+    ConfigError. Every registered model has such a name, so a call naming anything else (a
+    NUL byte that PostgreSQL would refuse, an '@') is refused before the database sees it."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name):
         msg = f"Model name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'fraud'."
         raise ConfigError(msg)
+    return name
 
 
 class ModelStore:
@@ -145,7 +149,7 @@ class ModelStore:
         are recorded in the version's lineage (`artifact_format`, `extra_trusted_types`) and in
         the audit event of the registration.
         """
-        _check_model_name(name)
+        check_model_name(name)
         saved = save_model(model, trusted_types=self.trusted_types)
         trusted = saved.trusted
         lineage = {
@@ -388,15 +392,7 @@ class ModelStore:
                 another process moved the alias since, the move is refused with ConflictError.
             numbers: the figures that decided the move, kept in the audit log.
         """
-        if alias not in ALIASES and not SEGMENT_ALIAS.fullmatch(alias):
-            msg = (
-                f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}, or "
-                "'production:VALUE' to answer the rows whose segment column has that value."
-            )
-            raise ConfigError(msg)
-        if alias == "canary" and (weight is None or not 0 < weight <= 1):
-            msg = f"The canary alias needs a weight between 0 and 1 (the share of traffic it takes); got {weight!r}."
-            raise ConfigError(msg)
+        weight = check_move(alias, version, weight=weight, reason=reason)
         self.get(f"{name}@{version}")
         a = t.aliases
         try:
@@ -439,12 +435,12 @@ class ModelStore:
                     action=action,
                     subject=f"model:{name}",
                     reason=reason,
-                    details={
+                    details={  # the move's own facts win over a caller's figure of the same name
+                        **(numbers or {}),
                         "alias": alias,
                         "version": version,
                         "from_version": current,
                         "weight": weight,
-                        **(numbers or {}),
                     },
                 )
         except sa.exc.IntegrityError as exc:
@@ -455,6 +451,7 @@ class ModelStore:
     def delete_alias(
         self, name: str, alias: str, *, reason: str | None = None, actor: str = "user"
     ) -> None:
+        check_reason(reason)
         a = t.aliases
         with self.db.begin() as conn:
             row = (
@@ -463,7 +460,8 @@ class ModelStore:
                 .first()
             )
             if row is None:
-                msg = f"Model {name!r} has no alias {alias!r} to remove."
+                now = ", ".join(f"{al} -> {st.version}" for al, st in self.aliases(name).items())
+                msg = f"Model {name!r} has no alias {alias!r} to remove; aliases now: {now or 'none'}."
                 raise ModelNotFoundError(msg)
             conn.execute(
                 a.delete().where(
@@ -487,7 +485,30 @@ class ModelStore:
         actor: str = "user",
         numbers: dict[str, Any] | None = None,
     ) -> AliasState:
-        """Move `production` back to the version it pointed at before the current one."""
+        """Move `production` back to the version it pointed at before the current one.
+
+        Raises:
+            ModelNotFoundError: there is no earlier production version.
+            ConflictError: production moved since its history was read; nothing was changed.
+        """
+        current, previous = self.rollback_target(name)
+        return self.set_alias(
+            name,
+            "production",
+            previous,
+            reason=reason,
+            actor=actor,
+            expected=current,
+            numbers=numbers,
+            action="alias.rollback",
+        )
+
+    def rollback_target(self, name: str) -> tuple[int, int]:
+        """(current, previous): the production version now and the one a rollback returns to.
+
+        Read from the audit history of exactly this model: each move of production pushes its
+        version, each rollback pops one, removing the alias starts afresh.
+        """
         stack: list[int] = []
         for e in self.history(name):
             if e["alias"] != "production":
@@ -501,16 +522,66 @@ class ModelStore:
         if len(stack) < 2:
             msg = f"Model {name!r} has no earlier production version to roll back to (production history: {stack or 'empty'})."
             raise ModelNotFoundError(msg)
-        return self.set_alias(
-            name,
-            "production",
-            stack[-2],
-            reason=reason,
-            actor=actor,
-            expected=stack[-1],
-            numbers=numbers,
-            action="alias.rollback",
+        return stack[-1], stack[-2]
+
+
+MAX_VERSION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+MAX_REASON_CHARS = 2000
+
+
+def check_alias(alias: Any) -> str:
+    """`alias` if keel knows it (one of ALIASES, or `production:VALUE`), else ConfigError."""
+    if not isinstance(alias, str) or (alias not in ALIASES and not SEGMENT_ALIAS.fullmatch(alias)):
+        msg = (
+            f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}, or "
+            "'production:VALUE' to answer the rows whose segment column has that value."
         )
+        raise ConfigError(msg)
+    return alias
+
+
+def check_reason(reason: Any) -> str | None:
+    """`reason` if it is text (or None) of at most MAX_REASON_CHARS, else ConfigError."""
+    if reason is not None and not isinstance(reason, str):
+        msg = f"Field 'reason' is {reason!r} ({type(reason).__name__}); expected text saying why, e.g. 'beats production on May data'."
+        raise ConfigError(msg)
+    if reason is not None and "\x00" in reason:
+        msg = "Field 'reason' holds a NUL character; expected text without one."
+        raise ConfigError(msg)
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        msg = f"Field 'reason' has {len(reason)} characters; expected at most {MAX_REASON_CHARS}."
+        raise ConfigError(msg)
+    return reason
+
+
+def check_move(alias: Any, version: Any, *, weight: Any = None, reason: Any = None) -> float | None:
+    """Check the arguments of an alias move before anything is read or written.
+
+    The alias is one keel knows; the version is a whole number from 1 (a bool is not one,
+    though Python counts it as an int); `weight` is given for the canary alone, a number in
+    (0, 1]; `reason` is text. Returns the weight as a float (or None).
+
+    Raises:
+        ConfigError: naming the field, its value and what was expected.
+    """
+    check_alias(alias)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        msg = f"Field 'version' is {version!r}; expected a version number (a whole number from 1 to {MAX_VERSION})."
+        raise ConfigError(msg)
+    check_reason(reason)
+    if alias != "canary":
+        if weight is not None:
+            msg = f"Field 'weight' is {weight!r}; a weight applies to the canary alias only, not to {alias!r}: leave it out."
+            raise ConfigError(msg)
+        return None
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight <= 1  # NaN fails this too
+    ):
+        msg = f"Field 'weight' is {weight!r}; the canary alias needs a weight between 0 and 1: a number in (0, 1], the share of traffic it takes (0.1 is 10 %)."
+        raise ConfigError(msg)
+    return float(weight)
 
 
 def _conflict(name: str, alias: str, expected: Any, current: Any) -> None:

@@ -505,24 +505,34 @@ class KeelServer:
     # ---- auth ------------------------------------------------------------------------------
 
     def authorize(self, request: Request, scope: str) -> None:
+        """Let the call through, or raise AuthError: 401 without a known token, 403 without
+        the scope. See `authorize_header`."""
         self.authorize_header(request.headers.get("authorization"), scope)
 
     def authorize_header(self, header: str | None, scope: str) -> None:
-        if scope in ("predict", "explain") and self.settings.predict_is_open:
+        """Check an `Authorization: Bearer TOKEN` header for `scope`.
+
+        The scopes are `predict` (explain is part of it), `feedback`, `view` and `admin`; a
+        token holds only the scopes listed for it (admin does not imply predict). Predict and
+        explain need no token while `Settings.predict_is_open` (open_predict, or no tokens at
+        all). Tokens are compared in constant time (`Settings.scopes_for`).
+        """
+        needed = "predict" if scope == "explain" else scope
+        if needed == "predict" and self.settings.predict_is_open:
             return
         header = header or ""
-        token = header[7:] if header.lower().startswith("bearer ") else None
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
         if not token:
             raise AuthError(
                 401,
-                f"This call needs a token with the {scope!r} scope: send 'Authorization: Bearer TOKEN'.",
+                f"This call needs a token with the {needed!r} scope: send 'Authorization: Bearer TOKEN'.",
             )
         scopes = self.settings.scopes_for(token)
         if scopes is None:
             raise AuthError(401, "The token is not one this server knows; check KEEL_TOKENS.")
-        if scope not in scopes and not (scope == "explain" and "predict" in scopes):
+        if needed not in scopes and scope not in scopes:
             raise AuthError(
-                403, f"The token has the scopes {sorted(scopes)}; this call needs {scope!r}."
+                403, f"The token has the scopes {sorted(scopes)}; this call needs {needed!r}."
             )
 
 

@@ -137,6 +137,12 @@ def _op(
     return op
 
 
+def _optional_body(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation whose body may be left out (a rollback without a reason)."""
+    op["requestBody"]["required"] = False
+    return op
+
+
 def _v2_infer(op: dict[str, Any]) -> dict[str, Any]:
     """The binary tensor extension on an infer operation: header, octet-stream bodies."""
     binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -209,7 +215,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op(
                     "Served models and the versions behind their aliases",
                     ok={"type": "object"},
-                    errors=(),
+                    errors=(401, 403),
                     params=(),
                 )
             },
@@ -218,7 +224,7 @@ def openapi_document() -> dict[str, Any]:
                     "Predict rows (name, name@alias or name@version)",
                     body=_PREDICT_BODY,
                     ok=_ANSWER,
-                    errors=(400, 401, 404, 413, 422),
+                    errors=(400, 401, 403, 404, 413, 422),
                 )
             },
             "/v1/models/{name}/feedback": {
@@ -269,37 +275,56 @@ def openapi_document() -> dict[str, Any]:
                     "SHAP values of rows against the training background",
                     body=_PREDICT_BODY,
                     ok={"type": "object"},
-                    errors=(400, 401, 404, 413, 422),
+                    errors=(400, 401, 403, 404, 413, 422),
                 )
             },
             "/v1/models/{name}/aliases/{alias}": {
                 "post": _op(
-                    "Move an alias (admin)",
+                    "Move an alias (admin): production re-runs its gates against production "
+                    "unless forced with a reason; the version is loaded before the alias moves",
                     body={
                         "type": "object",
                         "properties": {
-                            "version": {"type": "integer"},
-                            "reason": {"type": "string"},
-                            "weight": {"type": "number"},
+                            "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                            "reason": {"type": "string", "maxLength": 2000},
+                            "weight": {
+                                "type": "number",
+                                "exclusiveMinimum": 0,
+                                "maximum": 1,
+                                "description": "canary only: its share of traffic",
+                            },
+                            "force": {
+                                "type": "boolean",
+                                "default": False,
+                                "description": "skip the gates (production); needs a reason",
+                            },
                         },
                         "required": ["version"],
+                        "additionalProperties": False,
                     },
                     ok={"type": "object"},
-                    errors=(400, 401, 403, 404, 409),
+                    errors=(400, 401, 403, 404, 409, 422, 503),
                     params=("name", "alias"),
                 ),
                 "delete": _op(
-                    "Remove an alias (admin)",
+                    "Remove an alias (admin; production cannot be removed: move it or roll back)",
                     ok={"type": "object"},
-                    errors=(400, 401, 403, 404),
+                    errors=(400, 401, 403, 404, 409),
                     params=("name", "alias"),
                 ),
             },
             "/v1/models/{name}/rollback": {
-                "post": _op(
-                    "Move production back to its previous version (admin)",
-                    ok={"type": "object"},
-                    errors=(400, 401, 403, 404, 409),
+                "post": _optional_body(
+                    _op(
+                        "Move production back to its previous version (admin)",
+                        body={
+                            "type": "object",
+                            "properties": {"reason": {"type": "string", "maxLength": 2000}},
+                            "additionalProperties": False,
+                        },
+                        ok={"type": "object"},
+                        errors=(400, 401, 403, 404, 409, 422, 503),
+                    )
                 )
             },
             "/v1/admin/flush": {
@@ -330,16 +355,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("OIP: server metadata", ok={"type": "object"}, errors=(), params=())
             },
             "/v2/models/{name}": {
-                "get": _op("OIP: model metadata", ok={"type": "object"}, errors=(404,))
+                "get": _op("OIP: model metadata", ok={"type": "object"}, errors=(401, 403, 404))
             },
             "/v2/models/{name}/ready": {
-                "get": _op("OIP: model ready", ok={"type": "object"}, errors=(404,))
+                "get": _op("OIP: model ready", ok={"type": "object"}, errors=(401, 403, 404))
             },
             "/v2/models/{name}/versions/{version}": {
                 "get": _op(
                     "OIP: model version metadata",
                     ok={"type": "object"},
-                    errors=(404,),
+                    errors=(401, 403, 404),
                     params=("name", "version"),
                 )
             },
@@ -347,7 +372,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op(
                     "OIP: model version ready",
                     ok={"type": "object"},
-                    errors=(404,),
+                    errors=(401, 403, 404),
                     params=("name", "version"),
                 )
             },
@@ -357,7 +382,7 @@ def openapi_document() -> dict[str, Any]:
                         "OIP: inference",
                         body=v2_body,
                         ok={"type": "object"},
-                        errors=(400, 404, 413, 422),
+                        errors=(400, 401, 403, 404, 413, 422),
                     )
                 )
             },
@@ -367,7 +392,7 @@ def openapi_document() -> dict[str, Any]:
                         "OIP: inference on a version",
                         body=v2_body,
                         ok={"type": "object"},
-                        errors=(400, 404, 413, 422),
+                        errors=(400, 401, 403, 404, 413, 422),
                         params=("name", "version"),
                     )
                 )
@@ -382,7 +407,7 @@ def openapi_document() -> dict[str, Any]:
                         "properties": {"predictions": {"type": "array"}},
                         "required": ["predictions"],
                     },
-                    errors=(400, 404, 413, 415, 422),
+                    errors=(400, 401, 403, 404, 413, 415, 422),
                     params=(),
                 )
             },

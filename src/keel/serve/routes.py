@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -13,14 +14,16 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keel.data import RecordError
+from keel.data import DatasetStore, RecordError
 from keel.monitor import LabelChecker
+from keel.registry import check_alias, check_model_name, check_move, check_reason
 from keel.serve import oip
 from keel.serve.app import (
     KeelServer,
     columns_to_rows,
     csv_rows,
     json_response,
+    log,
     metrics_text,
     read_body,
     read_json,
@@ -28,6 +31,7 @@ from keel.serve.app import (
 )
 from keel.serve.errors import RequestError
 from keel.serve.runtime import ModelRuntime, Prediction
+from keel.store import KeelError
 
 
 def answer(
@@ -151,7 +155,8 @@ async def explain(request: Request, server: KeelServer) -> Response:
     )
 
 
-async def list_models(_request: Request, server: KeelServer) -> Response:
+async def list_models(request: Request, server: KeelServer) -> Response:
+    server.authorize(request, "predict")  # names and versions: as open as predict, no more
     out = []
     for name, served in server.served.items():
         out.append(
@@ -165,36 +170,246 @@ async def list_models(_request: Request, server: KeelServer) -> Response:
 
 
 # ---- admin --------------------------------------------------------------------------------
+#
+# Every alias move goes through keel.train's promotion functions, the same ones `keel models
+# promote` / `rollback`, the dashboard and the loop call: production re-runs its gates unless
+# forced with a reason, and every move is audited. Before a serving alias moves, the version is
+# loaded the way the follower will load it (`_verifier`): a version this server would refuse
+# answers 422 and the alias stays where it was. keel.train is imported on the first move, in
+# the worker thread: it pulls SHAP, numba and matplotlib (3 s), which serving never needs.
+
+_MOVE_FIELDS = ("version", "reason", "weight", "force")
+_SERVED_ROLES = ("production", "canary", "shadow")
+
+
+def _body_object(payload: Any, allowed: tuple[str, ...], call: str) -> dict[str, Any]:
+    """An admin body: an object holding only the fields `allowed`."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            400,
+            f"The body of {call} is a JSON {_json_kind(payload)}; expected an object with the fields {list(allowed)}.",
+            {
+                "field": None,
+                "value": _shown(payload),
+                "expected": f"an object with {list(allowed)}",
+            },
+        )
+    unknown = sorted(set(payload) - set(allowed))
+    if unknown:
+        raise RequestError(
+            400,
+            f"The body of {call} has the unknown field(s) {unknown}; expected only {list(allowed)}.",
+            {
+                "field": unknown[0],
+                "value": _shown(payload[unknown[0]]),
+                "expected": f"one of {list(allowed)}",
+            },
+        )
+    return payload
+
+
+def _field_error(*, field: str, value: Any, expected: str) -> RequestError:
+    """A 400 naming the field, the value given and what was expected."""
+    return RequestError(
+        400,
+        f"Field {field!r} is {_shown(value)!r} ({_json_kind(value)}); expected {expected}.",
+        {"field": field, "value": _shown(value), "expected": expected},
+    )
+
+
+def _shown(value: Any) -> Any:
+    """A value to echo in an error: short scalars as they are, anything else cut to 80 characters."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _reason(payload: dict[str, Any]) -> str | None:
+    reason = payload.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _field_error(
+            field="reason", value=reason, expected="text saying why, kept in the audit log"
+        )
+    check_reason(reason)
+    return reason
+
+
+def _serving(alias: str) -> bool:
+    return alias in _SERVED_ROLES or alias.startswith("production:")
+
+
+def _verifier(server: KeelServer) -> Callable[[str, str, int], None]:
+    """What promotion calls before a move: load the version as the follower would (hash,
+    contents, contract, warm-up) and refuse the move if that fails. Runs in a worker thread."""
+
+    def verify(name: str, alias: str, version: int) -> None:
+        if not _serving(alias):
+            return
+        ref = f"{name}@{version}"
+        now = server.served[name].runtimes.get(alias) if name in server.served else None
+        stays = f"{alias} stays at {now.ref}" if now else f"{alias} was not set"
+        if (name, version) in server._refused:
+            raise RequestError(
+                422,
+                f"This server refused to load {ref} earlier (see the version_refused alert); {stays}.",
+                {"version": version, "alias": alias},
+            )
+        try:
+            ModelRuntime.load(server.models, server.models.resolve(ref))
+        except KeelError as exc:
+            # the store's own paths are no business of a caller: shown relative to the store
+            why = str(exc).replace(str(server.models.artifacts.root).rstrip("/") + "/", "")
+            why = why.rstrip(".") + "."
+            raise RequestError(
+                422,
+                f"This server cannot serve {ref}: {why} Nothing was moved: {stays}.",
+                {"version": version, "alias": alias, "error": why},
+            ) from exc
+        except Exception as exc:  # any failure to load is a refusal, never a move
+            log.exception("loading %s to check a move of %s failed", ref, alias)
+            raise RequestError(
+                422,
+                f"This server cannot serve {ref}: loading it failed ({type(exc).__name__}). Nothing was moved: {stays}.",
+                {"version": version, "alias": alias, "error": type(exc).__name__},
+            ) from exc
+
+    return verify
+
+
+async def _follow_now(server: KeelServer, name: str, alias: str, version: int) -> None:
+    """Serve the move at once; if this server still does not answer with the version it was
+    checked to load (its follower refused it on the second load), say so instead of a 200."""
+    if name not in server.served:
+        return
+    await server._sync(name)
+    if not _serving(alias):
+        return
+    runtime = server.served[name].runtimes.get(alias)
+    swapped = runtime is not None and runtime.resolved.version == version
+    if not swapped and (name, version) in server._refused:  # not someone else's later move
+        keeps = runtime.ref if runtime else "nothing"
+        raise RequestError(
+            503,
+            f"The alias {alias!r} of {name!r} moved to version {version}, but this server did not "
+            f"load it and {keeps} keeps answering (see the version_refused alert). Roll back with "
+            f"POST /v1/models/{name}/rollback or move the alias again.",
+            {"version": version, "alias": alias},
+        )
 
 
 async def set_alias(request: Request, server: KeelServer) -> Response:
+    """Move an alias through the one promotion path (gates for production unless forced)."""
     server.authorize(request, "admin")
     name, alias = request.path_params["name"], request.path_params["alias"]
-    payload = await read_json(request, server)
-    if not isinstance(payload, dict) or not isinstance(payload.get("version"), int):
-        raise RequestError(
-            400, "Expected {'version': N, 'reason': '...'} (and 'weight' for canary)."
+    payload = _body_object(await read_json(request, server), _MOVE_FIELDS, "an alias move")
+    if "version" not in payload:
+        raise _field_error(
+            field="version", value=None, expected="a version number (a whole number from 1)"
         )
-    state = await asyncio.to_thread(
-        server.models.set_alias,
-        name,
-        alias,
-        payload["version"],
-        reason=payload.get("reason"),
-        actor="api",
-        weight=payload.get("weight"),
-    )
-    if name in server.served:
-        await server._sync(name)
+    version, weight, force = payload["version"], payload.get("weight"), payload.get("force", False)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _field_error(
+            field="version", value=version, expected="a version number (a whole number from 1)"
+        )
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)):
+        raise _field_error(
+            field="weight",
+            value=weight,
+            expected="a number in (0, 1], the canary's share of traffic",
+        )
+    if not isinstance(force, bool):
+        raise _field_error(
+            field="force",
+            value=force,
+            expected='true or false (true skips the gates; needs a "reason")',
+        )
+    reason = _reason(payload)
+    check_model_name(name)
+    check_move(alias, version, weight=weight, reason=reason)  # before any model is loaded
+    if force and not (reason or "").strip():
+        raise _field_error(
+            field="reason",
+            value=reason,
+            expected='text saying why: a forced move ("force": true) needs one',
+        )
+
+    def move() -> tuple[Any, dict[str, Any]]:
+        from keel.train import promote
+
+        return promote(
+            name,
+            version,
+            alias,
+            models=server.models,
+            datasets=_datasets(server),
+            reason=reason,
+            force=force,
+            weight=weight,
+            actor="api",
+            verify=_verifier(server),
+        )
+
+    state, checked = await asyncio.to_thread(move)
+    await _follow_now(server, name, alias, state.version)
     return json_response(
-        {"model": name, "alias": alias, "version": state.version, "weight": state.weight}
+        {
+            "model": name,
+            "alias": alias,
+            "version": state.version,
+            "weight": state.weight,
+            "forced": force,
+            "gates": checked.get("gates", []),
+        }
     )
+
+
+def _datasets(server: KeelServer) -> DatasetStore:
+    models = server.models
+    return DatasetStore(models.db, models.artifacts, server.settings.resolved_secret_key())
 
 
 async def delete_alias(request: Request, server: KeelServer) -> Response:
     server.authorize(request, "admin")
     name, alias = request.path_params["name"], request.path_params["alias"]
-    reason = request.query_params.get("reason")
+    unknown = sorted(set(request.query_params) - {"reason"})
+    if unknown:
+        raise RequestError(
+            400,
+            f"The query has the unknown parameter(s) {unknown}; expected only ['reason'].",
+            {
+                "field": unknown[0],
+                "value": _shown(request.query_params[unknown[0]]),
+                "expected": "reason",
+            },
+        )
+    reason = check_reason(request.query_params.get("reason"))
+    check_model_name(name)
+    check_alias(alias)
+    if alias == "production":
+        raise RequestError(
+            409,
+            f"The production alias of {name!r} cannot be removed over HTTP: a served model needs "
+            f"one. Move it (POST /v1/models/{name}/aliases/production) or roll back "
+            f"(POST /v1/models/{name}/rollback).",
+            {
+                "field": "alias",
+                "value": alias,
+                "expected": "canary, shadow, staging or production:VALUE",
+            },
+        )
     await asyncio.to_thread(server.models.delete_alias, name, alias, reason=reason, actor="api")
     if name in server.served:
         await server._sync(name)
@@ -210,6 +425,8 @@ async def flush(request: Request, server: KeelServer) -> Response:
 
 
 async def rollback(request: Request, server: KeelServer) -> Response:
+    """Move production back to its previous version, through the same audited function as
+    `keel models rollback` and the loop; the version going back is loaded first."""
     server.authorize(request, "admin")
     name = request.path_params["name"]
     body = await read_body(request, server)
@@ -219,10 +436,17 @@ async def rollback(request: Request, server: KeelServer) -> Response:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise RequestError(400, f"The body is not valid JSON: {exc}.") from exc
-        reason = payload.get("reason") if isinstance(payload, dict) else None
-    state = await asyncio.to_thread(server.models.rollback, name, reason=reason, actor="api")
-    if name in server.served:
-        await server._sync(name)
+        reason = _reason(_body_object(payload, ("reason",), "a rollback"))
+
+    def back() -> Any:
+        from keel.train import rollback as roll_back
+
+        return roll_back(
+            name, models=server.models, reason=reason, actor="api", verify=_verifier(server)
+        )
+
+    state = await asyncio.to_thread(back)
+    await _follow_now(server, name, "production", state.version)
     return json_response({"model": name, "alias": "production", "version": state.version})
 
 
@@ -281,6 +505,9 @@ async def v2_server(_request: Request, _server: KeelServer) -> Response:
 
 
 def _oip_runtime(request: Request, server: KeelServer) -> ModelRuntime:
+    """The runtime an OIP call names; the caller needs what predict needs (`predict` scope,
+    unless predict is open): model metadata tells the features and the classes."""
+    server.authorize(request, "predict")
     name = request.path_params["name"]
     version = request.path_params.get("version")
     served = server._served(name)

@@ -3,7 +3,7 @@ explanations, runtime, reference profile), gate them, write cards, register the 
 
 from keel.train.card import render_card_html, render_card_markdown
 from keel.train.gates import GateResult, check_gates, parse_gate
-from keel.train.promotion import promote
+from keel.train.promotion import PromotionRefusedError, promote, rollback
 from keel.train.spec import Split, TrainSpec, load_spec, spec_from_dict
 from keel.train.trainer import (
     Candidate,
@@ -18,6 +18,7 @@ __all__ = [
     "Candidate",
     "FailedCandidate",
     "GateResult",
+    "PromotionRefusedError",
     "Split",
     "TrainResult",
     "TrainSpec",
@@ -29,6 +30,7 @@ __all__ = [
     "recommend",
     "render_card_html",
     "render_card_markdown",
+    "rollback",
     "spec_from_dict",
     "train",
 ]
