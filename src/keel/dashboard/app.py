@@ -182,8 +182,10 @@ class Dashboard:
         datasets: DatasetStore,
         *,
         on_alias_moved: Any = None,
+        verify: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.verify = verify  # under `keel serve`: the server loads a version before it serves
         self.models = models
         self.datasets = datasets
         self.monitor = Monitor(settings, models)
@@ -674,6 +676,7 @@ class Dashboard:
                 datasets=self.datasets,
                 reason=reason,
                 actor="dashboard",
+                verify=self.verify,
             )
             return f"{name}@{version} is production."
 
@@ -681,7 +684,11 @@ class Dashboard:
 
     async def rollback(self, request: Request, viewer: Viewer) -> Response:
         def act(name: str, _body: dict[str, Any], reason: str) -> str:
-            state = self.models.rollback(name, reason=reason, actor="dashboard")
+            from keel.train import rollback
+
+            state = rollback(
+                name, models=self.models, reason=reason, actor="dashboard", verify=self.verify
+            )
             return f"production of {name} rolled back to v{state.version}."
 
         return await self._act(request, act)
@@ -693,8 +700,18 @@ class Dashboard:
             if not 0 < weight <= 1:
                 msg = f"Field 'weight' is {weight!r}; expected a share of traffic between 0 and 1 (0.1 is 10 %)."
                 raise ConfigError(msg)
-            self.models.set_alias(
-                name, "canary", version, weight=weight, reason=reason, actor="dashboard"
+            from keel.train import promote
+
+            promote(
+                name,
+                version,
+                "canary",
+                models=self.models,
+                datasets=self.datasets,
+                weight=weight,
+                reason=reason,
+                actor="dashboard",
+                verify=self.verify,
             )
             return f"{name}@{version} takes {weight:.0%} of traffic as canary."
 

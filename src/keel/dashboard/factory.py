@@ -14,6 +14,7 @@ from keel.data import DatasetStore
 from keel.registry import ModelStore
 from keel.serve.app import create_app
 from keel.serve.exposure import exposure_warnings
+from keel.serve.routes import verifier
 from keel.store import Settings, load_settings
 
 
@@ -25,6 +26,7 @@ def with_dashboard(app: Starlette, settings: Settings) -> Starlette:
         server.models,
         DatasetStore(server.models.db, server.models.artifacts, settings.resolved_secret_key()),
         on_alias_moved=lambda name: server._sync(name) if name in server.served else _none(),
+        verify=verifier(server),
     )
     app.router.routes.extend(dashboard.routes())
     return app

@@ -174,7 +174,7 @@ async def list_models(request: Request, server: KeelServer) -> Response:
 # Every alias move goes through keel.train's promotion functions, the same ones `keel models
 # promote` / `rollback`, the dashboard and the loop call: production re-runs its gates unless
 # forced with a reason, and every move is audited. Before a serving alias moves, the version is
-# loaded the way the follower will load it (`_verifier`): a version this server would refuse
+# loaded the way the follower will load it (`verifier`): a version this server would refuse
 # answers 422 and the alias stays where it was. keel.train is imported on the first move, in
 # the worker thread: it pulls SHAP, numba and matplotlib (3 s), which serving never needs.
 
@@ -251,7 +251,7 @@ def _serving(alias: str) -> bool:
     return alias in _SERVED_ROLES or alias.startswith("production:")
 
 
-def _verifier(server: KeelServer) -> Callable[[str, str, int], None]:
+def verifier(server: KeelServer) -> Callable[[str, str, int], None]:
     """What promotion calls before a move: load the version as the follower would (hash,
     contents, contract, warm-up) and refuse the move if that fails. Runs in a worker thread."""
 
@@ -359,7 +359,7 @@ async def set_alias(request: Request, server: KeelServer) -> Response:
             force=force,
             weight=weight,
             actor="api",
-            verify=_verifier(server),
+            verify=verifier(server),
         )
 
     state, checked = await asyncio.to_thread(move)
@@ -442,7 +442,7 @@ async def rollback(request: Request, server: KeelServer) -> Response:
         from keel.train import rollback as roll_back
 
         return roll_back(
-            name, models=server.models, reason=reason, actor="api", verify=_verifier(server)
+            name, models=server.models, reason=reason, actor="api", verify=verifier(server)
         )
 
     state = await asyncio.to_thread(back)
