@@ -68,7 +68,8 @@ class StallingProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:
-        assert self._server is not None and self._flowing is not None
+        assert self._server is not None
+        assert self._flowing is not None
         self._server.close()
         self._flowing.set()
         for w in list(self._writers):

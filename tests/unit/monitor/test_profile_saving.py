@@ -91,7 +91,8 @@ def test_a_save_against_a_locked_database_keeps_every_window(db: Database) -> No
         assert profiler.failures == 2
 
     assert profiler.flush() == 2
-    assert profiler.unsaved_windows == 0 and profiler.last_error is None
+    assert profiler.unsaved_windows == 0
+    assert profiler.last_error is None
     windows = read_windows(db, "m")
     assert [w.rows for w in windows] == [17, 5]
 

@@ -72,7 +72,8 @@ def test_requests_arriving_during_a_call_form_the_next_batch() -> None:
         await until(model.entered)
         rest = [asyncio.ensure_future(batcher.submit(rows)) for rows in ([2], [3, 4], [5])]
         await asyncio.sleep(0)  # let them queue
-        assert batcher.queue_depth == 3 and batcher.queued_rows == 4
+        assert batcher.queue_depth == 3
+        assert batcher.queued_rows == 4
         model.gate.set()
         out = [await first, *[await r for r in rest]]
         await batcher.close()
@@ -118,7 +119,8 @@ def test_a_failed_batch_fails_only_its_own_callers() -> None:
     one, two, three, four, five = run(go)
     assert (one, four, five) == ([2], [8], [10])
     assert model.batches == [[1], [2, 3], [4, 5]]
-    assert isinstance(two, ValueError) and isinstance(three, ValueError)
+    assert isinstance(two, ValueError)
+    assert isinstance(three, ValueError)
     assert str(three) == "cannot score 3"
 
 
@@ -201,7 +203,8 @@ def test_a_request_that_waits_too_long_for_a_busy_model_is_refused() -> None:
         await until(model.entered)
         with pytest.raises(OverloadedError) as waited:
             await batcher.submit([2])
-        assert batcher.queue_depth == 0 and batcher.queued_rows == 0
+        assert batcher.queue_depth == 0
+        assert batcher.queued_rows == 0
         model.gate.set()
         answer = await first
         await batcher.close()

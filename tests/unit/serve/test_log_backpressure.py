@@ -51,14 +51,17 @@ def test_a_batch_the_store_refuses_is_spilled_then_moved_when_it_is_back(tmp_pat
     log.log(batch)
 
     assert log.flush() == 0
-    assert log.predictions.spilled_rows == 30 and log.predictions.spill_files == 1
-    assert log.backlogged and not log.shedding
+    assert log.predictions.spilled_rows == 30
+    assert log.predictions.spill_files == 1
+    assert log.backlogged
+    assert not log.shedding
     assert log.predictions.last_store_error is not None
     assert log.predictions.dropped == 0
 
     mend_store(tmp_path / "store")
     assert log.flush() == 30
-    assert log.predictions.spilled_rows == 0 and not log.backlogged
+    assert log.predictions.spilled_rows == 0
+    assert not log.backlogged
     assert not list((tmp_path / "spill" / "predictions").glob("part-*"))
     frame = PredictionLog(str(tmp_path / "store")).predictions.read("m")
     assert sorted(frame.get_column("prediction_id")) == sorted(batch["prediction_id"])  # type: ignore[arg-type]
@@ -76,7 +79,8 @@ def test_with_buffer_and_spill_full_new_records_are_refused_and_none_accepted_is
     log.flush()  # the store refuses: spilled (10 of 10)
     log.log(second)
     log.flush()  # no room in the spill: back to the buffer
-    assert log.predictions.pending() == 10 and log.predictions.spilled_rows == 10
+    assert log.predictions.pending() == 10
+    assert log.predictions.spilled_rows == 10
     assert log.shedding
 
     with pytest.raises(LogFullError) as refused:
@@ -87,7 +91,8 @@ def test_with_buffer_and_spill_full_new_records_are_refused_and_none_accepted_is
         "and 10 in spill files (log_spill_rows = 10)"
     )
     response = error_response(refused.value)
-    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
     assert log.predictions.shed == 5
 
     mend_store(tmp_path / "store")
@@ -95,7 +100,8 @@ def test_with_buffer_and_spill_full_new_records_are_refused_and_none_accepted_is
     assert logged_ids(tmp_path / "store") == set(first["prediction_id"]) | set(  # type: ignore[arg-type]
         second["prediction_id"]  # type: ignore[arg-type]
     )
-    assert not log.shedding and log.predictions.backlog == 0
+    assert not log.shedding
+    assert log.predictions.backlog == 0
 
 
 def test_a_buffer_past_half_its_bound_is_relieved_to_the_spill(tmp_path: Path) -> None:
@@ -109,7 +115,8 @@ def test_a_buffer_past_half_its_bound_is_relieved_to_the_spill(tmp_path: Path) -
     assert log.predictions.over_half.is_set()
 
     assert log.predictions.relieve() == 6
-    assert log.predictions.pending() == 0 and log.predictions.spilled_rows == 6
+    assert log.predictions.pending() == 0
+    assert log.predictions.spilled_rows == 6
     assert log.flush() == 6  # the writer moves them
     assert len(logged_ids(tmp_path / "store")) == 6
 
@@ -132,7 +139,8 @@ def test_a_restarted_log_moves_what_a_killed_one_spilled(tmp_path: Path) -> None
     mend_store(tmp_path / "store")
 
     again = make_log(tmp_path)
-    assert again.predictions.spilled_rows == 7 and again.predictions.spill_files == 2
+    assert again.predictions.spilled_rows == 7
+    assert again.predictions.spill_files == 2
     assert not list(spill.glob(".*.tmp"))
     again.flush()
     assert logged_ids(tmp_path / "store") == set(a["prediction_id"]) | set(b["prediction_id"])  # type: ignore[arg-type]
@@ -180,7 +188,8 @@ def test_without_a_spill_folder_a_refused_batch_is_counted_as_dropped(tmp_path: 
     break_store(tmp_path / "store")
     log.log(records(3))
     assert log.flush() == 0
-    assert dropped == [3] and log.predictions.dropped == 3
+    assert dropped == [3]
+    assert log.predictions.dropped == 3
 
 
 def test_a_spill_that_cannot_be_written_keeps_the_batch_in_memory(tmp_path: Path) -> None:
@@ -191,7 +200,8 @@ def test_a_spill_that_cannot_be_written_keeps_the_batch_in_memory(tmp_path: Path
     batch = records(5)
     log.log(batch)
     log.flush()
-    assert log.predictions.pending() == 5 and log.predictions.spilled_rows == 0
+    assert log.predictions.pending() == 5
+    assert log.predictions.spilled_rows == 0
     (tmp_path / "spill").unlink()
     mend_store(tmp_path / "store")
     log.flush()
