@@ -247,3 +247,60 @@ def test_a_locked_sqlite_database_never_holds_the_prediction_log(tmp_path: Path)
         assert sum(w.rows for w in read_windows(db, "fraud")) == answered
     finally:
         db.dispose()
+
+
+def test_a_failing_artifact_store_spills_then_sheds_and_loses_nothing_answered(
+    tmp_path: Path,
+) -> None:
+    """The store refuses writes: answered records go to the spill, then wait in memory; with
+    both full, predict answers 503 with Retry-After and /readyz 503; once the store is back,
+    every answered prediction is in the log and the server is ready again."""
+    home = tmp_path / "home"
+    home.mkdir()
+    build_registry(home)
+    blocker = home / "artifacts" / "predictions"
+    blocker.write_text("the artifact store refuses the log's writes")
+    server = start_server(
+        home,
+        flush_interval_s=FLUSH_S,
+        env={"KEEL_LOG_BUFFER_ROWS": "5", "KEEL_LOG_SPILL_ROWS": "5"},
+    )
+    try:
+        with server.client() as c:
+            answered: list[str] = []
+            refused: list[httpx.Response] = []
+            ready = c.get("/readyz")
+            for i in range(5000):  # until spill (5) and memory (5) are both full
+                r = c.post("/v1/models/fraud/predict", json={"rows": [{**ROW, "amount": 1.0 + i}]})
+                if r.status_code == 200:
+                    answered.extend(r.json()["prediction_ids"])
+                    continue
+                refused.append(r)
+                ready = c.get("/readyz")
+                if ready.status_code == 503 and len(ready.json()["reasons"]) == 2:
+                    break  # shedding, and the spill holds what the store refused
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "degraded"
+            reasons = ready.json()["reasons"]
+            assert any(reason.startswith("shedding") for reason in reasons), reasons
+            assert any(reason.startswith("prediction log backlogged") for reason in reasons)
+            assert 5 < len(answered) <= 10  # a batch goes to the spill only if it fits whole
+            assert {r.status_code for r in refused} == {503}
+            assert {r.headers["retry-after"] for r in refused} == {"1"}
+            assert refused[0].json()["error"].startswith("The prediction log is backlogged")
+            assert metric(c, "keel_log_backlog_rows") == len(answered)
+            assert 0 < metric(c, "keel_log_spilled_rows") <= 5
+            assert metric(c, "keel_log_spill_files") >= 1
+            shed = 'keel_requests_shed_total{model="fraud",reason="log"}'
+            assert shed.split("{")[0] in c.get("/metrics").text
+
+            blocker.unlink()  # the store is back
+            assert eventually(lambda: set(answered) <= logged(home), tries=40, pause_s=FLUSH_S / 2)
+            assert eventually(
+                lambda: c.get("/readyz").json() == {"status": "ready"}, tries=40, pause_s=0.25
+            )
+            assert metric(c, "keel_log_backlog_rows") == 0
+            assert predict(c, 1)
+    finally:
+        stop_server(server)
+    assert not list((home / "spill" / "predictions").glob("part-*"))

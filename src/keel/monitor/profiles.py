@@ -289,6 +289,7 @@ class Profiler:
         self.failures = 0  # saves that failed (their windows were kept)
         self.saved = 0  # windows written
         self.last_error: str | None = None  # why the last save failed; None once one succeeds
+        self.last_error_kind: str | None = None  # its type only (hosts and paths stay in logs)
         self.failing_since: dt.datetime | None = None
         self._cond = threading.Condition()
         self._started = 0  # rounds of the saver begun, and finished
@@ -398,6 +399,7 @@ class Profiler:
                     self._in_flight = 0
                 self.failures += 1
                 cause = getattr(exc, "orig", None) or exc  # the driver's error, without SQL
+                self.last_error_kind = type(cause).__name__
                 self.last_error = f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
                 self.failing_since = self.failing_since or dt.datetime.now(dt.UTC)
                 _log.warning(
@@ -412,6 +414,7 @@ class Profiler:
                 self._in_flight = 0
             self.saved += len(snapshot)
             self.last_error = None
+            self.last_error_kind = None
             self.failing_since = None
             self._evict()
             return len(snapshot)

@@ -257,7 +257,8 @@ class KeelServer:
         if p.last_error is not None:
             since = p.failing_since.isoformat(timespec="seconds") if p.failing_since else "?"
             reasons.append(
-                f"window profiles not saved since {since}: {p.last_error}; "
+                f"window profiles not saved since {since} ({p.last_error_kind}: the database "
+                f"failed; the server's log has the details); "
                 f"{p.unsaved_windows} windows kept in memory, retrying"
             )
         elif p.saving_for_s > stalled:

@@ -62,6 +62,12 @@ class LogFullError(OverloadedError):
     request is refused (503) rather than answered without its record."""
 
 
+def _reason(exc: Exception) -> str:
+    """What failed, without the paths (it is shown by `/readyz`, which needs no token)."""
+    strerror = getattr(exc, "strerror", None)
+    return f"{type(exc).__name__}: {strerror}" if strerror else type(exc).__name__
+
+
 def _stamp() -> str:
     return f"part-{int(dt.datetime.now(dt.UTC).timestamp() * 1000)}-{uuid.uuid4().hex[:8]}"
 
@@ -118,6 +124,7 @@ class ParquetAppender:
         self._rows = 0  # rows in _buffer
         self._retry: list[pl.DataFrame] = []  # batches neither the store nor the spill took
         self._retry_rows = 0
+        self._inflight = 0  # rows taken by a flush or a spill and not yet secured
         self._on_written = on_written
         self._on_dropped = on_dropped
         self.max_buffered_rows = max_buffered_rows
@@ -148,7 +155,7 @@ class ParquetAppender:
         buffer has no room for them and the spill has none either."""
         n = len(next(iter(columns.values()))) if columns else 0
         with self._lock:
-            held = self._rows + self._retry_rows
+            held = self._held()
             if held and held + n > self.max_buffered_rows:
                 self.over_half.set()
                 self.shed += n
@@ -165,10 +172,13 @@ class ParquetAppender:
             if self._rows * 2 >= self.max_buffered_rows:
                 self.over_half.set()
 
+    def _held(self) -> int:
+        return self._rows + self._retry_rows + self._inflight
+
     def pending(self) -> int:
-        """Records in memory (not yet in a file)."""
+        """Records in memory (not yet in a file), including a batch being written."""
         with self._lock:
-            return self._rows + self._retry_rows
+            return self._held()
 
     @property
     def spilled_rows(self) -> int:
@@ -188,24 +198,35 @@ class ParquetAppender:
     def full(self) -> bool:
         """Whether new records are refused now (memory at its bound, no room to spill)."""
         with self._lock:
-            return self._rows + self._retry_rows >= self.max_buffered_rows
+            return self._held() >= self.max_buffered_rows
 
     def _take(self) -> pl.DataFrame | None:
         with self._lock:
             if not self._rows:
                 return None
             columns, self._buffer = self._buffer, {c: [] for c in self.schema}
+            self._inflight += self._rows
             self._rows = 0
             self.over_half.clear()
         return pl.DataFrame(columns, schema=self.schema)
 
     def _take_retry(self) -> list[pl.DataFrame]:
         with self._lock:
-            frames, self._retry, self._retry_rows = self._retry, [], 0
+            frames, self._retry = self._retry, []
+            self._inflight += self._retry_rows
+            self._retry_rows = 0
         return frames
+
+    # Every record taken from the buffer is counted in exactly one place at any moment: in
+    # flight, written (gone), in the spill, or back in the buffer; each move is one locked step.
+
+    def _secured(self, rows: int) -> None:
+        with self._lock:
+            self._inflight -= rows
 
     def _rebuffer(self, frame: pl.DataFrame) -> None:
         with self._lock:
+            self._inflight -= frame.height
             self._retry.append(frame)
             self._retry_rows += frame.height
 
@@ -226,12 +247,12 @@ class ParquetAppender:
             written = 0
             ok = True
             for again in self._take_retry():
-                n, ok_part = self._secure(again)
+                n, ok_part = self._secure_counted(again)
                 written += n
                 ok = ok and ok_part
             frame = self._take()
             if frame is not None:
-                n, ok_part = self._secure(frame)
+                n, ok_part = self._secure_counted(frame)
                 written += n
                 ok = ok and ok_part
                 self._observe(frame)  # after the write: a kill -9 loses less
@@ -246,7 +267,7 @@ class ParquetAppender:
         """Move the memory buffer to a spill file when it is over half its bound (the writer
         is slow or stuck); returns the rows spilled. Called by the log's spill thread."""
         with self._lock:
-            over = (self._rows + self._retry_rows) * 2 >= self.max_buffered_rows
+            over = self._held() * 2 >= self.max_buffered_rows
         if not over or self.spill_dir is None or not self._spill_room(1):
             return 0
         frame = self._take()
@@ -272,32 +293,48 @@ class ParquetAppender:
         if self.spill_dir is not None:
             for frame in [*self._take_retry(), self._take()]:
                 for part in self._parts(frame) if frame is not None else []:
-                    if not self._spill(part):
+                    if not self._spill(part, bounded=False):  # over the bound, not lost
                         log.error("lost %d %s records at shutdown", part.height, self.kind)
+                        self._secured(part.height)
 
-    def _secure(self, frame: pl.DataFrame) -> tuple[int, bool]:
-        """Write a batch to the store; what it refuses goes to the spill or back to the
-        buffer. Returns (rows written to the store, whether the store took everything)."""
-        failed: list[pl.DataFrame] = []
+    def _secure_counted(self, frame: pl.DataFrame) -> tuple[int, bool]:
+        try:
+            parts = self._parts(frame)
+        except Exception:  # a batch that cannot even be split: counted, never silent
+            log.exception("could not write %d %s records", frame.height, self.kind)
+            self.dropped += frame.height
+            if self._on_dropped:
+                self._on_dropped(frame.height)
+            self._secured(frame.height)
+            return 0, False
+        return self._secure(parts)
+
+    def _secure(self, parts: list[pl.DataFrame]) -> tuple[int, bool]:
+        """Write a batch's parts to the store; what it refuses goes to the spill or back to
+        the buffer. Returns (rows written to the store, whether the store took everything)."""
         written = 0
-        for part in self._parts(frame):
+        ok = True
+        for part in parts:
             try:
                 self._write(part)
-                written += part.height
-            except OSError as exc:
+            except Exception as exc:  # any refusal of the store (object stores raise their own)
+                ok = False
                 self.store_failures += 1
-                self.last_store_error = f"{type(exc).__name__}: {exc}"
-                failed.append(part)
-        if not failed:
-            self.last_store_error = None
-        for part in failed:
+                self.last_store_error = _reason(exc)
+            else:
+                written += part.height
+                self._secured(part.height)
+                continue
             if self.spill_dir is None:
                 self.dropped += part.height
                 if self._on_dropped:
                     self._on_dropped(part.height)
-            elif not (self._spill_room(part.height) and self._spill(part)):
+                self._secured(part.height)
+            elif not self._spill(part):
                 self._rebuffer(part)
-        return written, not failed
+        if ok:
+            self.last_store_error = None
+        return written, ok
 
     def _parts(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
         frame = frame.with_columns(pl.col("time").dt.date().cast(pl.String).alias("__day"))
@@ -322,21 +359,31 @@ class ParquetAppender:
     def _spill_room(self, rows: int) -> bool:
         return self._spilled_rows + rows <= self.max_spilled_rows
 
-    def _spill(self, frame: pl.DataFrame) -> bool:
+    def _spill(self, frame: pl.DataFrame, *, bounded: bool = True) -> bool:
+        """Write a batch (in flight) to a spill file if the spill has room for all of it. The
+        room is taken before writing, so the writer and the spill thread never both take the
+        last of it; the records count as spilled from then on, in flight again on failure."""
         assert self.spill_dir is not None
+        with self._lock:
+            if bounded and self._spilled_rows + frame.height > self.max_spilled_rows:
+                return False
+            self._spilled_rows += frame.height
+            self._inflight -= frame.height
         name = f"{_stamp()}.parquet"
         tmp = self.spill_dir / f".{name}.tmp"
         try:
             self.spill_dir.mkdir(parents=True, exist_ok=True)
             frame.write_parquet(tmp)
             tmp.rename(self.spill_dir / name)
-        except OSError:
+        except Exception:  # a full or read-only disk: the caller keeps the batch in memory
             log.exception("could not spill %d %s records to %s", frame.height, self.kind, tmp)
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            with self._lock:
+                self._spilled_rows -= frame.height
+                self._inflight += frame.height
             return False
         with self._lock:
-            self._spilled_rows += frame.height
             self._spill_files += 1
         self.spilled += frame.height
         return True
@@ -356,9 +403,9 @@ class ParquetAppender:
             try:
                 for part in self._parts(frame):
                     self._write(part)
-            except OSError as exc:
+            except Exception as exc:
                 self.store_failures += 1
-                self.last_store_error = f"{type(exc).__name__}: {exc}"
+                self.last_store_error = _reason(exc)
                 claimed.rename(path)  # whole again: a partial move is written again later
                 break
             claimed.unlink()

@@ -4,6 +4,7 @@ was accepted is lost, and what a killed process spilled is moved by the next one
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -206,3 +207,31 @@ def test_a_spill_that_cannot_be_written_keeps_the_batch_in_memory(tmp_path: Path
     mend_store(tmp_path / "store")
     log.flush()
     assert logged_ids(tmp_path / "store") == set(batch["prediction_id"])  # type: ignore[arg-type]
+
+
+def test_a_batch_being_written_still_counts_against_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the writer works on a batch, those records still take room: memory never holds
+    more than the bound, however slow the store."""
+    log = make_log(tmp_path, max_buffered_rows=10)
+    entered, gate = threading.Event(), threading.Event()
+    write = log.predictions._write
+
+    def slow(part: pl.DataFrame) -> None:
+        entered.set()
+        gate.wait(30)
+        write(part)
+
+    monkeypatch.setattr(log.predictions, "_write", slow)
+    log.log(records(8))
+    writer = threading.Thread(target=log.flush)
+    writer.start()
+    assert entered.wait(30)
+    log.log(records(2))  # 8 being written + 2 = 10: fits
+    with pytest.raises(LogFullError):
+        log.log(records(1))
+    gate.set()
+    writer.join(30)
+    assert log.predictions.pending() == 2
+    assert len(logged_ids(tmp_path / "store")) == 8
