@@ -20,6 +20,8 @@ Before the durability work, the log's flush thread also saved profiles: a kill a
 lock lost 1,360 predictions, the oldest 5 s old (issue 12).
 
 usage: .venv/bin/python bench/durability.py [--json] [--kills 10] [--scenarios sqlite,...]
+       [--src DIR]   serve with another checkout's `src` (e.g. keel before this work:
+                     git archive 2d42259 src | tar -x -C /tmp/keel-before; --src /tmp/keel-before/src)
        (PostgreSQL at KEEL_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test)
 """
 
@@ -56,6 +58,7 @@ POSTGRES_URL = os.environ.get(
     "KEEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 FLUSH_S = 0.5
+SERVER_SRC: str | None = None  # --src: the servers import keel from there
 CONCURRENCY = 16
 ROW = {"region": "north", "merchant_category": "grocery", "amount": 12.5, "device": "pos",
        "distance_km": 3.0, "recent_tx_24h": 1}  # fmt: skip
@@ -101,6 +104,8 @@ def start_server(home: Path, database_url: str) -> tuple[subprocess.Popen[bytes]
         "KEEL_FLUSH_INTERVAL_S": str(FLUSH_S),
         "KEEL_POLL_INTERVAL_S": "1",
     }
+    if SERVER_SRC:
+        env["PYTHONPATH"] = SERVER_SRC
     proc = subprocess.Popen(
         [sys.executable, "-m", "keel", "serve", "fraud", "--port", str(port)],
         env=env,
@@ -154,9 +159,9 @@ async def one_kill(home: Path, database_url: str, outage: Any, rng: random.Rando
     rnd = Round()
     stop = asyncio.Event()
     task = asyncio.ensure_future(load(url, rnd, stop))
-    await asyncio.sleep(1.0)  # load before the outage
+    await asyncio.sleep(0.75)  # load before the outage
     with outage():
-        await asyncio.sleep(2.0 + rng.uniform(0, FLUSH_S))  # under the outage; any flush phase
+        await asyncio.sleep(1.5 + rng.uniform(0, FLUSH_S))  # under the outage; any flush phase
         rnd.killed_at = time.time()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -280,7 +285,10 @@ def main() -> None:
         "--scenarios", default="sqlite,postgres-locked,postgres-stalled", help="comma-separated"
     )
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--src", help="serve with the keel package under this folder")
     args = parser.parse_args()
+    global SERVER_SRC
+    SERVER_SRC = str(Path(args.src).resolve()) if args.src else None
     limit = 2 * FLUSH_S
     results: dict[str, Any] = {}
     t0 = time.monotonic()
@@ -288,7 +296,10 @@ def main() -> None:
         for i, name in enumerate(args.scenarios.split(",")):
             results[name] = run_scenario(name, args.kills, Path(tmp), args.seed + i)
     elapsed = time.monotonic() - t0
-    print(f"kill -9 under load, flush interval {FLUSH_S} s (limit {limit} s), {elapsed:.0f} s")
+    served = f"keel from {SERVER_SRC}" if SERVER_SRC else "keel of this checkout"
+    print(
+        f"kill -9 under load, {served}, flush interval {FLUSH_S} s (limit {limit} s), {elapsed:.0f} s"
+    )
     print(f"{'scenario':<18} {'kills':>5} {'max_lost_seconds':>17} {'files':>6} "
           f"{'unreadable':>10} {'acknowledged':>12} {'missing':>8} {'503':>5}")  # fmt: skip
     for name, r in results.items():
@@ -305,6 +316,7 @@ def main() -> None:
         print(
             json.dumps(
                 {
+                    "server_src": SERVER_SRC,
                     "flush_interval_s": FLUSH_S,
                     "limit_s": limit,
                     "ok": ok,
