@@ -118,7 +118,7 @@ class DatasetStore:
         """The store named by settings (`keel.toml`, `KEEL_*`), made if it does not exist."""
         settings = settings or load_settings()
         return cls(
-            Database(settings.resolved_database_url),
+            Database.open(settings),
             ArtifactStore(settings.resolved_artifacts),
             settings.resolved_secret_key(),
         )

@@ -123,7 +123,7 @@ class ModelStore:
     def open(cls, settings: Settings | None = None) -> ModelStore:
         settings = settings or load_settings()
         return cls(
-            Database(settings.resolved_database_url),
+            Database.open(settings),
             ArtifactStore(settings.resolved_artifacts),
             trusted_types=settings.trusted_types,
         )

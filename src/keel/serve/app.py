@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -36,7 +38,7 @@ from keel.monitor import Profiler
 from keel.monitor.alerts import Alert, AlertStore
 from keel.registry import ModelStore
 from keel.serve.batching import MicroBatcher
-from keel.serve.errors import AuthError, RequestError, error_response
+from keel.serve.errors import AuthError, OverloadedError, RequestError, error_response
 from keel.serve.openapi import openapi_document
 from keel.serve.predlog import PredictionLog, prediction_ids
 from keel.serve.runtime import ModelRuntime, Prediction
@@ -98,6 +100,60 @@ class Metrics:
         self.load_failures = Counter(
             "keel_version_load_failures_total", "Versions refused at load.", ["model"], registry=r
         )
+        self.shed = Counter(
+            "keel_requests_shed_total",
+            "Requests refused with 503 and Retry-After, by model and reason: 'queue' (the "
+            "model's queue was full or the request waited max_wait_ms), 'log' (the prediction "
+            "log's buffer and spill were full).",
+            ["model", "reason"],
+            registry=r,
+        )
+
+    def watch(self, log: PredictionLog, profiler: Profiler) -> None:
+        """Expose the log's backlog and the profiles' saving, read at each scrape."""
+        self.registry.register(_DurabilityCollector(log, profiler))
+
+
+class _DurabilityCollector(Collector):
+    """The prediction log's backlog and the window profiles' saving, read when scraped."""
+
+    def __init__(self, log: PredictionLog, profiler: Profiler) -> None:
+        self.log = log
+        self.profiler = profiler
+
+    def collect(self) -> Any:
+        p = self.log.predictions
+        yield GaugeMetricFamily(
+            "keel_log_backlog_rows",
+            "Prediction records answered and not yet in the log's files (memory + spill).",
+            value=p.backlog,
+        )
+        yield GaugeMetricFamily(
+            "keel_log_buffered_rows", "Prediction records waiting in memory.", value=p.pending()
+        )
+        yield GaugeMetricFamily(
+            "keel_log_spilled_rows",
+            "Prediction records in local spill files, waiting for the artifact store.",
+            value=p.spilled_rows,
+        )
+        yield GaugeMetricFamily(
+            "keel_log_spill_files", "Local spill files of the prediction log.", value=p.spill_files
+        )
+        yield CounterMetricFamily(
+            "keel_log_store_failures",
+            "Writes of the prediction log that the artifact store refused (spilled or retried).",
+            value=p.store_failures + self.log.feedback.store_failures,
+        )
+        yield GaugeMetricFamily(
+            "keel_profile_windows_unsaved",
+            "Window profiles changed in memory and not yet saved to the database.",
+            value=self.profiler.unsaved_windows,
+        )
+        yield CounterMetricFamily(
+            "keel_profile_save_failures",
+            "Saves of window profiles that failed (their windows were kept and retried).",
+            value=self.profiler.failures,
+        )
 
 
 @dataclass
@@ -121,14 +177,18 @@ class KeelServer:
         self.names = names or models.names()
         self.metrics = Metrics()
         self.profiler = Profiler(models.db, window_s=settings.window_s)
+        # the log writes Parquet only; the profiler saves to the database in its own thread
         self.log = PredictionLog(
             settings.resolved_artifacts,
             flush_interval_s=settings.flush_interval_s,
             on_written=self.metrics.logged.inc,
             on_dropped=self.metrics.dropped.inc,
-            also_flush=self.profiler.flush,
             on_frame=self.profiler.observe if settings.profiles else None,
+            spill_dir=settings.home / "spill",
+            max_buffered_rows=settings.log_buffer_rows,
+            max_spilled_rows=settings.log_spill_rows,
         )
+        self.metrics.watch(self.log, self.profiler)
         self.served: dict[str, Served] = {}
         self.alerts = AlertStore(
             models.db, jsonl=settings.alert_file, webhook=settings.alert_webhook
@@ -145,6 +205,9 @@ class KeelServer:
             self.served[name] = Served(name)
             await self._sync(name)
         self.log.start()
+        self.profiler.start(
+            self.settings.flush_interval_s, retry_max_s=self.settings.profile_retry_max_s
+        )
         # Measured: with scikit-learn, SciPy and pandas loaded the heap holds millions of
         # objects, and each full garbage collection under load stalled requests for ~150 ms
         # (p99 of 180 ms at 64 connections). Freezing what start-up made keeps those objects out
@@ -162,7 +225,50 @@ class KeelServer:
         for served in self.served.values():
             for b in served.batchers.values():
                 await b.close()
-        self.log.stop()
+        await asyncio.to_thread(self.log.stop)
+        await asyncio.to_thread(self.profiler.stop, self.settings.db_statement_timeout_s + 2)
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """`/readyz`: 503 while models are missing or the server sheds predictions (take this
+        replica out of rotation); 200 "degraded" with its reasons while it answers and logs
+        every prediction but the database does not take window profiles or the log waits in
+        spill files (every replica shares the database: 503 there would stop all serving
+        for a monitoring outage); 200 "ready" otherwise. Reads only memory."""
+        missing = [n for n, s in self.served.items() if "production" not in s.runtimes]
+        if not self.ready or missing:
+            return 503, {"status": "not ready", "models_without_production": missing}
+        reasons: list[str] = []
+        log_ = self.log.predictions
+        if self.log.shedding:
+            reasons.append(
+                f"shedding: the prediction log's buffer is full ({log_.pending()} records, "
+                f"log_buffer_rows = {log_.max_buffered_rows}) and its spill has "
+                f"{log_.spilled_rows} of log_spill_rows = {log_.max_spilled_rows}; predict "
+                "answers 503"
+            )
+        if self.log.backlogged:
+            why = f" (the artifact store: {log_.last_store_error})" if log_.last_store_error else ""
+            reasons.append(
+                f"prediction log backlogged: {log_.spilled_rows} records in "
+                f"{log_.spill_files} local spill files{why}"
+            )
+        p = self.profiler
+        stalled = max(1.0, 2 * self.settings.flush_interval_s)
+        if p.last_error is not None:
+            since = p.failing_since.isoformat(timespec="seconds") if p.failing_since else "?"
+            reasons.append(
+                f"window profiles not saved since {since} ({p.last_error_kind}: the database "
+                f"failed; the server's log has the details); "
+                f"{p.unsaved_windows} windows kept in memory, retrying"
+            )
+        elif p.saving_for_s > stalled:
+            reasons.append(
+                f"window profiles: the database has not answered a save for "
+                f"{p.saving_for_s:.1f} s; {p.unsaved_windows} windows kept in memory"
+            )
+        if not reasons:
+            return 200, {"status": "ready"}
+        return (503 if self.log.shedding else 200), {"status": "degraded", "reasons": reasons}
 
     async def _follow(self) -> None:
         while True:
@@ -233,6 +339,8 @@ class KeelServer:
         return MicroBatcher(
             runtime.predict,
             max_batch_size=self.settings.max_batch_size,
+            max_queue_rows=self.settings.max_queue_rows,
+            max_wait_ms=self.settings.max_wait_ms,
             on_batch=hist.observe,
             inline=runtime.fast_path,
         )
@@ -314,12 +422,16 @@ class KeelServer:
             rows = [r for i, r in enumerate(rows) if i not in bad]
             if not clean:
                 return runtime, [], [], errors
+        self._admit(served.name, len(clean))
         t0 = time.perf_counter()
         self.metrics.queue.labels(served.name, str(runtime.resolved.version)).set(
             batcher.queue_depth
         )
         try:
             predictions = await batcher.submit(clean)
+        except OverloadedError:
+            self.metrics.shed.labels(served.name, "queue").inc()
+            raise
         except Exception as exc:
             self.metrics.errors.labels(served.name, "model").inc()
             msg = f"Model {runtime.ref} failed on this input: {type(exc).__name__}: {exc}"
@@ -327,7 +439,8 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
         ids = prediction_ids(len(clean), now)
-        # clean rows hold the checked sensitive attributes too (runtime.checker): log them
+        # clean rows hold the checked sensitive attributes too (runtime.checker): log them;
+        # a log with no room raises (503): an answer is given only once its record is held
         self._record(runtime, role, clean, predictions, ids, latency_ms, now)
         for shadow_role, shadow in served.runtimes.items():
             if shadow_role == "shadow":
@@ -403,11 +516,15 @@ class KeelServer:
         refused.sort(key=lambda x: x.row)
         if not checked:
             return default, [], [], refused
+        self._admit(served.name, sum(len(clean) for *_, clean in checked))
         t0 = time.perf_counter()
         try:
             results = await asyncio.gather(
                 *(served.batchers[role].submit(clean) for role, _, _, clean in checked)
             )
+        except OverloadedError:
+            self.metrics.shed.labels(served.name, "queue").inc()
+            raise
         except Exception as exc:
             self.metrics.errors.labels(served.name, "model").inc()
             msg = f"Model {served.name} failed on this input: {type(exc).__name__}: {exc}"
@@ -448,6 +565,19 @@ class KeelServer:
         latency_ms = (time.perf_counter() - t0) * 1000
         self._record(runtime, "shadow", rows, predictions, ids, latency_ms, now)
 
+    def _admit(self, name: str, rows: int) -> None:
+        """Refuse (503) before the model runs when the log could not hold the answers."""
+        if self.log.shedding:
+            self.metrics.shed.labels(name, "log").inc()
+            p = self.log.predictions
+            msg = (
+                f"The prediction log is backlogged: {p.pending()} records wait in memory "
+                f"(log_buffer_rows = {p.max_buffered_rows}) and {p.spilled_rows} in spill files "
+                f"(log_spill_rows = {p.max_spilled_rows}); this request of {rows} rows was not "
+                "answered, so nothing answered goes unlogged. Retry later."
+            )
+            raise OverloadedError(msg, retry_after_s=p.retry_after_s)
+
     def _record(
         self,
         runtime: ModelRuntime,
@@ -465,20 +595,23 @@ class KeelServer:
         segments = [
             None if seg is None or row.get(seg) is None else str(row.get(seg)) for row in rows
         ]
-        self.log.log(
-            {
-                "prediction_id": ids,
-                "time": [now] * n,
-                "model": [runtime.resolved.name] * n,
-                "version": [runtime.resolved.version] * n,
-                "role": [role] * n,
-                "segment": segments,
-                "features": [orjson.dumps(row, default=str).decode() for row in logged or rows],
-                "prediction": [str(p.prediction) for p in predictions],
-                "probabilities": [p.probabilities for p in predictions],
-                "latency_ms": [per_row] * n,
-            }
-        )
+        columns: dict[str, list[Any]] = {
+            "prediction_id": ids,
+            "time": [now] * n,
+            "model": [runtime.resolved.name] * n,
+            "version": [runtime.resolved.version] * n,
+            "role": [role] * n,
+            "segment": segments,
+            "features": [orjson.dumps(row, default=str).decode() for row in logged or rows],
+            "prediction": [str(p.prediction) for p in predictions],
+            "probabilities": [p.probabilities for p in predictions],
+            "latency_ms": [per_row] * n,
+        }
+        try:
+            self.log.log(columns)
+        except OverloadedError:  # the log has no room: the caller gets 503, not an answer
+            self.metrics.shed.labels(runtime.resolved.name, "log").inc()
+            raise
 
     def replay_time(self, header: bytes | str | None) -> dt.datetime | None:
         """The time an `X-Keel-Time` header names, when `replay_time` is on (else None)."""

@@ -1,29 +1,49 @@
 """Adaptive micro-batching: requests that arrive while the model is busy are answered together.
 
-A lone request goes to the model at once (no timer). While the model works on a batch in a
-worker thread, new requests queue; when it is done, everything queued (up to
-`max_batch_size`) goes in the next batch. `max_wait_ms` only bounds how long a request waits
-for a busy model before it is answered with an overload error, so a stuck model cannot hold
-callers forever.
+A lone request goes to the model at once (no timer). While the model works on a batch (on the
+event loop for a fast model, in a worker thread otherwise), new requests queue; when it is
+done, everything queued (up to `max_batch_size` rows) goes in the next batch. Each caller gets
+back exactly its own slice; a failed batch fails only its own callers.
+
+The queue is bounded, so a busy or stuck model cannot pile up callers without end:
+
+- a request that would take the rows waiting past `max_queue_rows` is refused at once
+  (`OverloadedError`, 503 with `Retry-After`); a request alone in the queue always goes;
+- a request still waiting after `max_wait_ms` (the model has not started on it) leaves the
+  queue with the same error; one the model has started on is always answered;
+- `close()` answers every caller still waiting, and those of the batch in flight, with
+  `BatcherClosedError`, and refuses new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from keel.serve.errors import OverloadedError
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+__all__ = ["BatchStats", "BatcherClosedError", "MicroBatcher"]
+
+
+class BatcherClosedError(OverloadedError):
+    """Raised to callers of a batcher that was closed (its version was swapped out or the
+    server is stopping) before their request was answered; retrying reaches the new one."""
 
 
 @dataclass
 class BatchStats:
     batches_sent: int = 0
     items_sent: int = 0
+    shed: int = 0  # requests refused: queue full or waited too long
     sizes: list[int] = field(default_factory=list)
 
     def record(self, size: int) -> None:
@@ -33,11 +53,29 @@ class BatchStats:
             self.sizes.append(size)
 
 
+class _Entry(Generic[T, R]):
+    __slots__ = ("future", "rows", "taken", "timer")
+
+    def __init__(self, rows: list[T], future: asyncio.Future[list[R]]) -> None:
+        self.rows = rows
+        self.future = future
+        self.taken = False  # handed to the model: it will be answered
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class MicroBatcher(Generic[T, R]):
     """Batches items for `fn`, which maps a list of items to a list of results in order.
 
     Each submitted item is a list of rows (one request); a batch concatenates requests, and
     each caller gets back exactly its own slice.
+
+    Args:
+        fn: the model call.
+        max_batch_size: most rows in one call (a single bigger request goes alone).
+        max_queue_rows: most rows waiting; beyond, a request is refused (unless alone).
+        max_wait_ms: longest a request waits for the model to start on it.
+        on_batch: called with each batch's size.
+        inline: run `fn` on the event loop (a fast model) instead of a worker thread.
     """
 
     def __init__(
@@ -45,42 +83,114 @@ class MicroBatcher(Generic[T, R]):
         fn: Callable[[list[T]], Sequence[R]],
         *,
         max_batch_size: int = 256,
+        max_queue_rows: int = 50_000,
+        max_wait_ms: float = 5_000.0,
         on_batch: Callable[[int], None] | None = None,
         inline: bool = False,
     ) -> None:
         self.fn = fn
         self.max_batch_size = max_batch_size
+        self.max_queue_rows = max_queue_rows
+        self.max_wait_ms = max_wait_ms
         self.inline = inline
         self.stats = BatchStats()
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future[list[R]]]] | None = None
+        self._queue: deque[_Entry[T, R]] = deque()
+        self._queued_rows = 0
+        self._inflight: list[_Entry[T, R]] = []
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-model")
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        """Requests waiting for the model (not counting the batch it works on)."""
+        return len(self._queue)
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def _retry_after_s(self) -> float:
+        return max(1.0, math.ceil(self.max_wait_ms / 1000))
 
     async def submit(self, rows: list[T]) -> list[R]:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((rows, future))
-        return await future
+        """The model's results for `rows`, in order, once a batch holding them has run."""
+        if self._closed:
+            msg = "This model version is being unloaded; retry and the version now serving answers."
+            raise BatcherClosedError(msg, retry_after_s=1.0)
+        if self._queue and self._queued_rows + len(rows) > self.max_queue_rows:
+            self.stats.shed += 1
+            msg = (
+                f"The model is busy: {self._queued_rows} rows are waiting and this request adds "
+                f"{len(rows)}; at most max_queue_rows = {self.max_queue_rows} may wait. Retry later."
+            )
+            raise OverloadedError(msg, retry_after_s=self._retry_after_s())
+        loop = asyncio.get_running_loop()
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        entry: _Entry[T, R] = _Entry(rows, loop.create_future())
+        self._queue.append(entry)
+        self._queued_rows += len(rows)
+        # one timer per request (a heap entry, cancelled when the model takes it): cheaper on
+        # the hot path than a task per request for wait_for
+        entry.timer = loop.call_later(self.max_wait_ms / 1000, self._expire, entry)
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:  # the caller went away: nobody waits for its rows
+            if not entry.taken:
+                self._drop(entry)
+            raise
+
+    def _expire(self, entry: _Entry[T, R]) -> None:
+        if entry.taken or entry.future.done():
+            return
+        self._drop(entry)
+        self.stats.shed += 1
+        msg = (
+            f"The model is busy: this request waited max_wait_ms = {self.max_wait_ms:g} ms "
+            "without the model starting on it. Retry later."
+        )
+        entry.future.set_exception(OverloadedError(msg, retry_after_s=self._retry_after_s()))
+
+    def _drop(self, entry: _Entry[T, R]) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+        with contextlib.suppress(ValueError):
+            self._queue.remove(entry)
+            self._queued_rows -= len(entry.rows)
+
+    def _take(self) -> list[_Entry[T, R]]:
+        batch: list[_Entry[T, R]] = []
+        size = 0
+        while self._queue and (not batch or size + len(self._queue[0].rows) <= self.max_batch_size):
+            entry = self._queue.popleft()
+            self._queued_rows -= len(entry.rows)
+            if entry.future.done():  # gave up waiting
+                continue
+            entry.taken = True
+            if entry.timer is not None:
+                entry.timer.cancel()
+            batch.append(entry)
+            size += len(entry.rows)
+        return batch
 
     async def _run(self) -> None:
-        assert self._queue is not None
+        assert self._wake is not None
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            size = len(first[0])
-            while not self._queue.empty() and size < self.max_batch_size:
-                item = self._queue.get_nowait()
-                batch.append(item)
-                size += len(item[0])
-            rows = [r for items, _ in batch for r in items]
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self._take()
+            if not batch:
+                continue
+            self._inflight = batch
+            rows = [r for entry in batch for r in entry.rows]
             try:
                 if self.inline:
                     # a fast model runs on the event loop itself: measured, handing sub-millisecond
@@ -91,22 +201,35 @@ class MicroBatcher(Generic[T, R]):
                 else:
                     results = await loop.run_in_executor(self._pool, self.fn, rows)
             except Exception as exc:  # the model failed: every caller in the batch hears why
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)
+                self._inflight = []
                 continue
+            self._inflight = []
             self.stats.record(len(rows))
             if self._on_batch is not None:
                 self._on_batch(len(rows))
             start = 0
-            for items, fut in batch:
-                if not fut.done():
-                    fut.set_result(list(results[start : start + len(items)]))
-                start += len(items)
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_result(list(results[start : start + len(entry.rows)]))
+                start += len(entry.rows)
 
     async def close(self) -> None:
+        """Stop: every caller not yet answered gets `BatcherClosedError`; new ones too."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        msg = "This model version was unloaded before answering; retry and the version now serving answers."
+        for entry in [*self._inflight, *self._queue]:
+            if entry.timer is not None:
+                entry.timer.cancel()
+            if not entry.future.done():
+                entry.future.set_exception(BatcherClosedError(msg, retry_after_s=1.0))
+        self._inflight = []
+        self._queue.clear()
+        self._queued_rows = 0
         self._pool.shutdown(wait=False, cancel_futures=True)

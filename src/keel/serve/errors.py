@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -36,12 +37,22 @@ class AuthError(KeelError, PermissionError):
         self.status = status
 
 
+class OverloadedError(KeelError, RuntimeError):
+    """The server cannot take this work now and says when to retry (503 with `Retry-After`):
+    a model's queue is full or waited too long, or the prediction log's buffers are full."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 _STATUS: list[tuple[type[BaseException], int]] = [
     (ModelNotFoundError, 404),
     (NotFoundError, 404),
     (ConflictError, 409),
     (GateFailedError, 422),
     (ConfigError, 400),
+    (OverloadedError, 503),
     (IntegrityError, 500),
     (UnsafeArtifactError, 500),
 ]
@@ -57,6 +68,8 @@ def error_response(exc: BaseException) -> Response:
     if details is not None:
         body["details"] = details
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, OverloadedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )

@@ -224,7 +224,7 @@ def openapi_document() -> dict[str, Any]:
                     "Predict rows (name, name@alias or name@version)",
                     body=_PREDICT_BODY,
                     ok=_ANSWER,
-                    errors=(400, 401, 403, 404, 413, 422),
+                    errors=(400, 401, 403, 404, 413, 422, 503),
                 )
             },
             "/v1/models/{name}/feedback": {
@@ -267,7 +267,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "required": ["accepted", "unknown_ids", "refused"],
                     },
-                    errors=(400, 401, 403, 404, 413),
+                    errors=(400, 401, 403, 404, 413, 503),
                 )
             },
             "/v1/models/{name}/explain": {
@@ -329,7 +329,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/admin/flush": {
                 "post": _op(
-                    "Write buffered predictions, feedback and window profiles now (admin)",
+                    "Write buffered predictions and feedback now, then save window profiles "
+                    "(admin; never waits on the database for the Parquet part)",
                     ok={"type": "object"},
                     errors=(401, 403),
                     params=(),
@@ -338,7 +339,9 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": _op("Liveness", ok={"type": "object"}, errors=(), params=())},
             "/readyz": {
                 "get": _op(
-                    "Readiness: every model has a production version loaded",
+                    "Readiness: every model has a production version loaded and the server is "
+                    "not shedding; 200 with status 'degraded' and reasons while it serves with "
+                    "the database or the artifact store failing",
                     ok={"type": "object"},
                     errors=(503,),
                     params=(),
@@ -382,7 +385,7 @@ def openapi_document() -> dict[str, Any]:
                         "OIP: inference",
                         body=v2_body,
                         ok={"type": "object"},
-                        errors=(400, 401, 403, 404, 413, 422),
+                        errors=(400, 401, 403, 404, 413, 422, 503),
                     )
                 )
             },
@@ -392,7 +395,7 @@ def openapi_document() -> dict[str, Any]:
                         "OIP: inference on a version",
                         body=v2_body,
                         ok={"type": "object"},
-                        errors=(400, 401, 403, 404, 413, 422),
+                        errors=(400, 401, 403, 404, 413, 422, 503),
                         params=("name", "version"),
                     )
                 )
@@ -407,7 +410,7 @@ def openapi_document() -> dict[str, Any]:
                         "properties": {"predictions": {"type": "array"}},
                         "required": ["predictions"],
                     },
-                    errors=(400, 401, 403, 404, 413, 415, 422),
+                    errors=(400, 401, 403, 404, 413, 415, 422, 503),
                     params=(),
                 )
             },

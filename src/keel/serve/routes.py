@@ -417,11 +417,25 @@ async def delete_alias(request: Request, server: KeelServer) -> Response:
 
 
 async def flush(request: Request, server: KeelServer) -> Response:
-    """Write buffered predictions, feedback and window profiles now (before a backup, a
-    report, or a replay's next step)."""
+    """Write buffered predictions and feedback to Parquet now, then ask for window profiles to
+    be saved (before a backup, a report, or a replay's next step). The Parquet part never
+    waits on the database; the profiles' save is waited for at most the database's statement
+    timeout, and `profiles_saved` says whether it happened (false: they are kept and retried)."""
     server.authorize(request, "admin")
     written = await asyncio.to_thread(server.log.flush)
-    return json_response({"written": written, "dropped": server.log.predictions.dropped})
+    p = server.log.predictions
+    saved = await asyncio.to_thread(
+        server.profiler.save_now, server.settings.db_statement_timeout_s + 2
+    )
+    return json_response(
+        {
+            "written": written,
+            "dropped": p.dropped,
+            "backlog": p.backlog,
+            "profiles_saved": saved,
+            "profile_windows_unsaved": server.profiler.unsaved_windows,
+        }
+    )
 
 
 async def rollback(request: Request, server: KeelServer) -> Response:
@@ -454,16 +468,14 @@ async def rollback(request: Request, server: KeelServer) -> Response:
 
 
 async def healthz(_request: Request, _server: KeelServer) -> Response:
+    """Liveness: the process answers. Touches nothing else (never the database)."""
     return json_response({"status": "ok"})
 
 
 async def readyz(_request: Request, server: KeelServer) -> Response:
-    missing = [n for n, s in server.served.items() if "production" not in s.runtimes]
-    if not server.ready or missing:
-        return json_response(
-            {"status": "not ready", "models_without_production": missing}, status=503
-        )
-    return json_response({"status": "ready"})
+    """Readiness (see `KeelServer.readiness`): 503 when this replica should leave rotation."""
+    status, body = server.readiness()
+    return json_response(body, status=status)
 
 
 async def metrics(_request: Request, server: KeelServer) -> Response:

@@ -93,6 +93,36 @@ class Settings(BaseSettings):
     flush_interval_s: float = 0.5
     """How often buffered predictions are written to the log (what `kill -9` can lose)."""
 
+    log_buffer_rows: int = Field(default=250_000, ge=1)
+    """Most prediction records held in memory waiting for the log's writer. When the writer
+    falls behind (a slow or failing artifact store), the buffer is spilled to local files under
+    `spill/` in the home folder; see `log_spill_rows`."""
+
+    log_spill_rows: int = Field(default=2_000_000, ge=0)
+    """Most prediction records kept in local spill files waiting for the artifact store. When
+    both the buffer and the spill are full, predict answers 503 with `Retry-After` (a prediction
+    is answered only once its record is buffered) and `/readyz` answers 503."""
+
+    max_queue_rows: int = Field(default=50_000, ge=1)
+    """Most rows waiting for one model version; a request beyond gets 503 with `Retry-After`
+    (a request alone in the queue always goes, whatever its size)."""
+
+    max_wait_ms: float = Field(default=5_000.0, gt=0)
+    """Longest a request waits in the queue of a busy model before it gets 503 with
+    `Retry-After`; a request the model has started on is always answered."""
+
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest a connection to the metadata database may take to open (PostgreSQL)."""
+
+    db_statement_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest one statement may run or wait for a lock: PostgreSQL's `statement_timeout` (and,
+    two seconds later, the client stops waiting for an answer, so a stalled network cannot hold
+    a caller), SQLite's `busy_timeout`. A call past it fails with an error naming the limit."""
+
+    profile_retry_max_s: float = Field(default=30.0, gt=0)
+    """Longest pause between two attempts to save window profiles while the database fails
+    (the pause doubles from `flush_interval_s` after each failure); unsaved windows are kept."""
+
     poll_interval_s: float = 1.0
     """How often the server checks the registry for alias moves."""
 
