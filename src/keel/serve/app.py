@@ -38,13 +38,7 @@ from keel.monitor import Profiler
 from keel.monitor.alerts import Alert, AlertStore
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.batching import MicroBatcher
-from keel.serve.bodies import (
-    BodyBudget,
-    BodyParser,
-    Rows,
-    receive_body,
-    too_many_rows,
-)
+from keel.serve.bodies import BodyBudget, Rows, receive_body, too_many_rows
 from keel.serve.errors import (
     AuthError,
     LoadTimeoutError,
@@ -53,6 +47,7 @@ from keel.serve.errors import (
     error_response,
 )
 from keel.serve.openapi import openapi_document
+from keel.serve.parsing import BodyParser
 from keel.serve.predlog import PredictionLog, prediction_ids
 from keel.serve.runtime import ModelRuntime, Prediction
 from keel.store import KeelError, ModelNotFoundError, Settings
@@ -185,6 +180,9 @@ class KeelServer:
         gc.freeze()
         # young collections run every 700 allocations by default; a request allocates hundreds
         gc.set_threshold(50_000, 50, 100)
+        import os, sys
+        if os.environ.get("XSWITCH"):
+            sys.setswitchinterval(float(os.environ["XSWITCH"]))
         self.ready = True
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 

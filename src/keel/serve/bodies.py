@@ -1,28 +1,18 @@
-"""Request bodies, bounded: read under a byte budget, parsed where they cannot stall the server,
-turned into rows, at most `max_rows` of them.
+"""Request bodies, bounded: read under a byte budget, turned into rows, at most `max_rows`.
 
-Measured (docs/benchmarks.md, bench/isolation.py): parsing a 9 MB body of 75,000 rows with
-orjson holds the interpreter lock for ~110 ms in one C call, whichever thread makes it, and
-building the body by `bytes +=` over 64 KiB chunks cost ~950 ms on the event loop. Meanwhile no
-probe and no one-row prediction is answered. So a body is gathered in a list and joined once;
-a small one (up to `INLINE_PARSE_BYTES`) is parsed on the spot; a larger one goes to a parsing
-process (`parse_workers`), which parses it, counts its rows, refuses too many (413), and hands
-the rows back in chunks of `CHUNK_ROWS` that the server decodes in a worker thread, one short
-step at a time. The process imports only this module and orjson.
+Measured: building a 9 MB body by `bytes +=` over 64 KiB chunks cost ~950 ms on the event loop
+(every chunk copies all before it); it is gathered in a list and joined once.
 
-The functions that turn a payload into rows (`keel_rows`, `mlflow_rows`, `columns_to_rows`,
-`check_oip_sizes`) are pure, and raise `RequestError` naming the field, the value and what was
-expected; the same ones run in the parsing process and in the server.
+The functions that turn a payload into rows (`keel_rows`, `mlflow_rows`, `feedback_rows`,
+`columns_to_rows`, `check_oip_sizes`) are pure and raise `RequestError` naming the field, the
+value and what was expected; the same ones run in the server and in the parsing process
+(`keel.serve.parsing`), which imports only this module, orjson and the error types.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import multiprocessing
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +20,6 @@ import orjson
 
 from keel.serve.errors import RequestError
 
-INLINE_PARSE_BYTES = 64 * 1024
-"""Bodies up to this size are parsed on the event loop (well under a millisecond)."""
-CHUNK_ROWS = 256
-"""Rows per chunk handed back by the parsing process (each decodes in ~0.3 ms)."""
 RESERVED = "keel.reserved_bytes"
 """The ASGI scope key holding the bytes a request reserved from the budget."""
 
@@ -322,111 +308,9 @@ def flat_data(name: str, data: Any, shape: list[int]) -> list[Any]:
     raise RequestError(400, msg)
 
 
-# ---- the parsing process -----------------------------------------------------------------------
-
-_EXTRACT: dict[str, Callable[[Any, int], Rows]] = {
+EXTRACT: dict[str, Callable[[Any, int], Rows]] = {
     "keel": keel_rows,
     "mlflow": mlflow_rows,
     "feedback": feedback_rows,
 }
-
-
-def prepare(body: bytes, kind: str, max_rows: int) -> tuple[Any, ...]:
-    """In the parsing process: parse, check, and hand back what the server needs.
-
-    ("rows", on_error, [chunk bytes]) for row formats, ("checked",) for others (the server
-    parses the body itself, its size now known to be within bounds), or ("error", status,
-    message, details). Exceptions do not cross the process boundary: RequestError's
-    constructor is not what pickle calls.
-    """
-    try:
-        payload = loads(body, kind)
-        if kind == "oip":
-            check_oip_sizes(payload, max_rows)
-            return ("checked",)
-        extract = _EXTRACT.get(kind)
-        if extract is None:
-            return ("checked",)
-        found = extract(payload, max_rows)
-        rows = found.rows
-        del payload
-        chunks = [orjson.dumps(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
-        return ("rows", found.on_error, chunks)
-    except RequestError as exc:
-        return ("error", exc.status, str(exc), exc.details)
-    except TypeError as exc:  # a value orjson cannot write back (an integer over 64 bits)
-        return ("error", 400, f"The body holds a value keel cannot use: {exc}.", None)
-
-
-def _ready() -> bool:
-    return True
-
-
-class BodyParser:
-    """Parses request bodies: small ones on the spot, large ones in the parsing process (or a
-    thread, with `workers=0`), rows decoded in chunks on `executor`."""
-
-    def __init__(self, *, max_rows: int, workers: int, executor: Executor) -> None:
-        self.max_rows = max_rows
-        self.workers = workers
-        self._executor = executor
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _processes(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, never fork: the server has threads (the log's flusher, model workers)
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self._pool
-
-    async def start(self) -> None:
-        """Start the parsing process now, so the first large body does not wait for it."""
-        if self.workers:
-            await asyncio.get_running_loop().run_in_executor(self._processes(), _ready)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    async def _prepare(self, body: bytes, kind: str) -> tuple[Any, ...]:
-        loop = asyncio.get_running_loop()
-        if not self.workers:
-            return await loop.run_in_executor(self._executor, prepare, body, kind, self.max_rows)
-        try:
-            return await loop.run_in_executor(self._processes(), prepare, body, kind, self.max_rows)
-        except BrokenProcessPool:  # the process died (out of memory?): a new one next time
-            self._pool = None
-            msg = "The body parser stopped while reading this body; retry in a moment."
-            raise RequestError(503, msg, retry_after_s=1) from None
-
-    async def payload(self, body: bytes, kind: str = "json") -> Any:
-        """The parsed JSON of a body (sizes checked for `kind` "oip" when it is large)."""
-        if len(body) <= INLINE_PARSE_BYTES:
-            return loads(body, kind)
-        verdict = await self._prepare(body, kind)
-        _raise_if_error(verdict)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, loads, body, kind)
-
-    async def rows(self, body: bytes, kind: str) -> Rows:
-        """The rows of a body in a row format ("keel", "mlflow", "feedback")."""
-        if len(body) <= INLINE_PARSE_BYTES:
-            return _EXTRACT[kind](loads(body), self.max_rows)
-        verdict = await self._prepare(body, kind)
-        _raise_if_error(verdict)
-        _, on_error, chunks = verdict
-        rows = await asyncio.get_running_loop().run_in_executor(self._executor, _decode, chunks)
-        return Rows(rows, on_error)
-
-
-def _raise_if_error(verdict: tuple[Any, ...]) -> None:
-    if verdict[0] == "error":
-        _, status, message, details = verdict
-        raise RequestError(status, message, details)
-
-
-def _decode(chunks: list[bytes]) -> list[Any]:
-    rows: list[Any] = []
-    for chunk in chunks:  # one short C call each: the event loop gets the lock in between
-        rows.extend(orjson.loads(chunk))
-    return rows
+"""Row formats by name: payload and max_rows to rows."""
