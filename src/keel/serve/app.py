@@ -180,9 +180,6 @@ class KeelServer:
         gc.freeze()
         # young collections run every 700 allocations by default; a request allocates hundreds
         gc.set_threshold(50_000, 50, 100)
-        import os, sys
-        if os.environ.get("XSWITCH"):
-            sys.setswitchinterval(float(os.environ["XSWITCH"]))
         self.ready = True
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 
