@@ -286,6 +286,8 @@ class KeelServer:
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout=budget)
         except TimeoutError:
+            # the thread may still finish (or fail) later: its outcome is read and dropped
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())
             msg = (
                 f"Loading and warming up {resolved.ref} took over {budget:g} s "
                 "(load_timeout_s); it was given up. A crafted or corrupt artifact can do this; "

@@ -134,6 +134,9 @@ class _Worker:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 class BodyParser:
@@ -146,6 +149,7 @@ class BodyParser:
         self._executor = executor
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
+        self._closed = False
         self._io = ThreadPoolExecutor(max(1, workers), thread_name_prefix="keel-parse-io")
 
     async def start(self) -> None:
@@ -157,6 +161,7 @@ class BodyParser:
             self._idle.put_nowait(worker)
 
     def close(self) -> None:
+        self._closed = True
         for worker in self._all:
             worker.close()
         self._all.clear()
@@ -170,10 +175,12 @@ class BodyParser:
         try:
             return await loop.run_in_executor(self._io, worker.call, body, kind, self.max_rows)
         except (OSError, ValueError):  # the process died (out of memory?): start another
-            self._all.remove(worker)
-            worker.close()
-            worker = _Worker()
-            self._all.append(worker)
+            if worker in self._all:
+                self._all.remove(worker)
+                worker.close()
+            if not self._closed:
+                worker = _Worker()
+                self._all.append(worker)
             msg = "The body parser stopped while reading this body; retry in a moment."
             raise RequestError(503, msg, retry_after_s=1) from None
         finally:

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -181,6 +181,17 @@ class Settings(BaseSettings):
                 )
                 raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> Settings:
+        if self.max_inflight_bytes < self.max_body_bytes:
+            msg = (
+                f"max_inflight_bytes ({self.max_inflight_bytes}) is below max_body_bytes "
+                f"({self.max_body_bytes}); expected at least one body's worth, or the largest "
+                "bodies are never read"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("home", mode="after")
     @classmethod
