@@ -155,6 +155,7 @@ class KeelServer:
         # refused versions by (name, version) -> the artifact sha256 that was refused: tried
         # again only if the version's artifact changes, never at every poll
         self._refused: dict[tuple[str, int], str] = {}
+        self._sync_locks: dict[str, asyncio.Lock] = {}
         self.budget = BodyBudget(settings.max_inflight_bytes)
         self.bulk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-bulk")
         self.parser = BodyParser(
@@ -208,6 +209,12 @@ class KeelServer:
         Returns the refusals of this call, one sentence each (empty when every move was
         followed): an admin call that moved an alias answers with them.
         """
+        # one sync of a model at a time: the follower and an admin call racing would load
+        # (and refuse, and alert) the same version twice
+        async with self._sync_locks.setdefault(name, asyncio.Lock()):
+            return await self._sync_unlocked(name)
+
+    async def _sync_unlocked(self, name: str) -> list[str]:
         served = self.served[name]
         refusals: list[str] = []
         aliases = await asyncio.to_thread(self.models.aliases, name)
@@ -306,7 +313,7 @@ class KeelServer:
         current = served.runtimes.get(role)
         keeps = current.ref if current else "nothing"
         reason = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
-        message = f"refused {resolved.ref} for {role}: {reason}; {keeps} keeps serving"
+        message = f"refused {resolved.ref} for {role}: {reason.rstrip('.')}; {keeps} keeps serving"
         log.error("%s", message, exc_info=not isinstance(exc, KeelError))
         alert = Alert(
             model=name,
