@@ -251,7 +251,7 @@ CLIENT_ERRORS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("mlflow records 3", "/invocations", {"json": {"dataframe_records": 3}}, 400, "'dataframe_records' has the value 3"),
     ("mlflow split columns 3", "/invocations", {"json": {"dataframe_split": {"columns": 3, "data": 3}}}, 400, "'dataframe_split.columns' has the value 3"),
     ("mlflow split row 3", "/invocations", {"json": {"dataframe_split": {"columns": ["a"], "data": [3]}}}, 400, "'dataframe_split.data' row 0 has the value 3"),
-    ("mlflow instances text", "/invocations", {"json": {"instances": "abc"}}, 400, "'instances' has the value \"abc\""),
+    ("mlflow instances text", "/invocations", {"json": {"instances": "abc"}}, 400, "'instances' has the value 'abc'"),
     ("sensitive 300 deep", "/v1/models/fraud/predict", {"json": {"rows": [{**ROW, "customer_sex": _nested(300)}]}}, 422, "field 'customer_sex' has value [[[[...]]]]; expected a single value"),
     ("sensitive 1000 deep", "/v1/models/fraud/predict", {"content": SENSITIVE_1000_DEEP}, 422, "field 'customer_sex'"),
     ("sensitive object", "/v1/models/fraud/predict", {"json": {"rows": [{**ROW, "customer_sex": {"a": {"b": 1}}}]}}, 422, "not a nested object or list"),

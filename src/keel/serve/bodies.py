@@ -12,6 +12,7 @@ value and what was expected; the same ones run in the server and in the parsing 
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -125,13 +126,15 @@ def loads(body: bytes, kind: str = "json") -> Any:
 # ---- payload -> rows (pure; run in the server and in the parsing process) ----------------------
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = 8
+
+
 def _described(value: Any) -> str:
-    """A value as JSON, cut to 80 characters (its type's name if JSON cannot hold it)."""
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:  # nested deeper than orjson writes, or an integer over 64 bits
-        text = f"(a {type(value).__name__} nested too deep to show)"
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A value as a message shows it: its repr, cut short (three levels of nesting at most: a
+    full repr of a value nested a thousand deep is a RecursionError)."""
+    return _SHOWN.repr(value)
 
 
 def on_error_of(payload: dict[str, Any]) -> str:

@@ -83,10 +83,10 @@ class TestMlflowRows:
         [
             ({"instances": 3}, "'instances' has the value 3; expected a list of records or an object"),
             ({"inputs": 3}, "'inputs' has the value 3; expected a list of records or an object"),
-            ({"instances": "abc"}, "'instances' has the value \"abc\"; expected a list"),
+            ({"instances": "abc"}, "'instances' has the value 'abc'; expected a list"),
             ({"dataframe_split": 3}, "'dataframe_split' has the value 3; expected an object with 'columns'"),
             ({"dataframe_records": 3}, "'dataframe_records' has the value 3; expected a list of records"),
-            ({"dataframe_records": {"a": 1}}, "'dataframe_records' has the value {\"a\":1}; expected a list"),
+            ({"dataframe_records": {"a": 1}}, "'dataframe_records' has the value {'a': 1}; expected a list"),
             ({"dataframe_split": {"columns": 3, "data": 3}}, "'dataframe_split.columns' has the value 3"),
             ({"dataframe_split": {"columns": [[1]], "data": [[1]]}}, "expected a list of column names"),
             ({"dataframe_split": {"columns": ["a"], "data": [3]}}, "'dataframe_split.data' row 0 has the value 3; expected a list of 1 values"),
@@ -144,7 +144,7 @@ class TestOipData:
             ([[1, 2, 3], [4, 5]], [2, 3], "has nested data that does not fit its shape [2, 3]"),
             ([1.0, [2.0, [3.0]]], [2], "has nested data that does not fit its shape [2]"),
             ([1], [3], "has shape [3] (3 elements) but its data holds 1"),
-            ({"a": 1}, [1], 'has data {"a":1}; expected a list of 1 elements'),
+            ({"a": 1}, [1], "has data {'a': 1}; expected a list of 1 elements"),
         ],
     )
     def test_ragged_or_mismatched_data_is_400(
@@ -171,7 +171,7 @@ class TestOipData:
             ({"inputs": []}, 400, "Expected {'inputs'"),
             ({"id": 5, "inputs": [{"name": "a", "shape": [1], "data": [1]}]}, 400, "'id' has the value 5"),
             ({"inputs": [{"name": "a", "shape": [1], "data": [1]}] * 2}, 400, "Input 'a' is given twice"),
-            ({"inputs": [{"name": "a", "shape": "x", "data": [1]}]}, 400, "Input 'a' has shape \"x\""),
+            ({"inputs": [{"name": "a", "shape": "x", "data": [1]}]}, 400, "Input 'a' has shape 'x'"),
             ({"inputs": [{"name": "a", "shape": [11], "data": [1] * 11}]}, 413, "has 11 rows"),
             ({"inputs": [3]}, 400, "An input has the value 3"),
         ],
