@@ -58,13 +58,15 @@ class Tensor:
     data: list[Any]
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
+def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[Any, bytes | bytearray]:
     """The JSON header (parsed) and the binary part after it."""
     head, binary = split_raw(body, header_length)
     return _json(head), binary
 
 
-def split_raw(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+def split_raw(
+    body: bytes | bytearray, header_length: str | None
+) -> tuple[bytes | bytearray, bytes | bytearray]:
     """The JSON header's bytes and the binary part after it."""
     if header_length is None:
         return body, b""
@@ -79,7 +81,7 @@ def split_raw(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def _json(body: bytes) -> Any:
+def _json(body: bytes | bytearray) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -87,7 +89,7 @@ def _json(body: bytes) -> Any:
         raise RequestError(400, msg) from exc
 
 
-def decode_inputs(payload: Any, binary: bytes, max_rows: int) -> list[Tensor]:
+def decode_inputs(payload: Any, binary: bytes | bytearray, max_rows: int) -> list[Tensor]:
     """The request's inputs, JSON `data` or binary, checked against their shapes (at most
     `max_rows` rows)."""
     check_oip_sizes(payload, max_rows)
@@ -140,7 +142,9 @@ def _declared(t: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
     return str(datatype), tuple(shape)
 
 
-def _decode(name: str, datatype: str, shape: tuple[int, ...], chunk: bytes) -> list[Any]:
+def _decode(
+    name: str, datatype: str, shape: tuple[int, ...], chunk: bytes | bytearray
+) -> list[Any]:
     n = math.prod(shape)
     if datatype == "BYTES":
         return _decode_bytes(name, n, shape, chunk)
@@ -155,7 +159,7 @@ def _decode(name: str, datatype: str, shape: tuple[int, ...], chunk: bytes) -> l
     return values
 
 
-def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes) -> list[Any]:
+def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes | bytearray) -> list[Any]:
     values: list[Any] = []
     pos = 0
     while pos < len(chunk):

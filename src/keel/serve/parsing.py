@@ -3,7 +3,7 @@
 Measured (docs/benchmarks.md, bench/isolation.py): orjson parses a 9 MB body of 75,000 rows in
 ~110 ms, in one C call that holds the interpreter lock whichever thread makes it; meanwhile no
 probe and no one-row prediction is answered. So a body up to `INLINE_PARSE_BYTES` is parsed on
-the spot (well under a millisecond), and a larger one goes to a parsing process, which parses
+the spot (well under a millisecond), and a larger one (in its turn, `BodyBudget`) goes to a parsing process, which parses
 it, checks its shape, counts its rows and refuses too many (413) before the server holds a
 single parsed object, and hands accepted rows back in chunks of `CHUNK_ROWS` that the server
 decodes in its bulk thread, one short C call at a time.
@@ -30,16 +30,14 @@ from typing import IO, Any
 
 import orjson
 
-from keel.serve.bodies import EXTRACT, Rows, check_oip_sizes, loads
+from keel.serve.bodies import EXTRACT, INLINE_PARSE_BYTES, Rows, check_oip_sizes, loads
 from keel.serve.errors import RequestError
 
-INLINE_PARSE_BYTES = 64 * 1024
-"""Bodies up to this size are parsed on the event loop (well under a millisecond)."""
 CHUNK_ROWS = 256
 """Rows per chunk handed back by the parsing process (each decodes in ~0.3 ms)."""
 
 
-def prepare(body: bytes, kind: str, max_rows: int) -> tuple[Any, ...]:
+def prepare(body: bytes | bytearray, kind: str, max_rows: int) -> tuple[Any, ...]:
     """Parse, check, and say what the server needs.
 
     ("rows", on_error, [chunk bytes]) for the row formats of `EXTRACT`, ("checked",) for
@@ -75,22 +73,24 @@ def serve() -> None:
         if head is None:
             return
         header = orjson.loads(_read_exactly(stdin, struct.unpack("<I", head)[0]) or b"{}")
-        body = _read_exactly(stdin, header["size"]) or b""
+        body = _read_exactly(stdin, header["size"]) or bytearray()
         answer = pickle.dumps(prepare(body, header["kind"], header["max_rows"]))
         del body
         stdout.write(struct.pack("<Q", len(answer)) + answer)
         stdout.flush()
 
 
-def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
-    parts, left = [], n
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
+def _read_exactly(stream: IO[bytes], n: int) -> bytearray | None:
+    """n bytes into one buffer (None at end of stream)."""
+    out = bytearray(n)
+    view = memoryview(out)
+    got = 0
+    while got < n:
+        read = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not read:
             return None
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
+        got += read
+    return out
 
 
 class _Worker:
@@ -108,7 +108,7 @@ class _Worker:
             env={**os.environ, "PYTHONPATH": path},
         )
 
-    def call(self, body: bytes, kind: str, max_rows: int) -> tuple[Any, ...]:
+    def call(self, body: bytes | bytearray, kind: str, max_rows: int) -> tuple[Any, ...]:
         """Blocking: send one body, read its answer (run in a thread)."""
         stdin, stdout = self.process.stdin, self.process.stdout
         if stdin is None or stdout is None:
@@ -167,7 +167,7 @@ class BodyParser:
         self._all.clear()
         self._io.shutdown(wait=False, cancel_futures=True)
 
-    async def _prepare(self, body: bytes, kind: str) -> tuple[Any, ...]:
+    async def _prepare(self, body: bytes | bytearray, kind: str) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()
         if not self.workers or self._idle is None:
             return await loop.run_in_executor(self._executor, prepare, body, kind, self.max_rows)
@@ -186,7 +186,7 @@ class BodyParser:
         finally:
             self._idle.put_nowait(worker)
 
-    async def payload(self, body: bytes, kind: str = "json") -> Any:
+    async def payload(self, body: bytes | bytearray, kind: str = "json") -> Any:
         """The parsed JSON of a body (sizes checked for `kind` "oip" when it is large)."""
         if len(body) <= INLINE_PARSE_BYTES:
             return loads(body, kind)
@@ -194,7 +194,7 @@ class BodyParser:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, loads, body, kind)
 
-    async def rows(self, body: bytes, kind: str) -> Rows:
+    async def rows(self, body: bytes | bytearray, kind: str) -> Rows:
         """The rows of a body in a row format ("keel", "mlflow", "feedback")."""
         if len(body) <= INLINE_PARSE_BYTES:
             return EXTRACT[kind](loads(body, kind), self.max_rows)

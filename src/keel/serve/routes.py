@@ -25,9 +25,8 @@ from keel.serve.app import (
     read_json,
     read_rows,
 )
-from keel.serve.bodies import columns_to_rows
+from keel.serve.bodies import INLINE_PARSE_BYTES, columns_to_rows
 from keel.serve.errors import RequestError
-from keel.serve.parsing import INLINE_PARSE_BYTES
 from keel.serve.runtime import ModelRuntime, Prediction
 
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from keel.serve.bodies import (
+    INLINE_PARSE_BYTES,
     RESERVED,
     BodyBudget,
     check_oip_sizes,
@@ -273,3 +274,28 @@ def test_rows_survive_the_round_trip_through_json() -> None:
 
     assert (kind, on_error) == ("rows", "skip")
     assert [r for c in chunks for r in orjson.loads(c)] == rows
+
+
+def test_large_bodies_take_turns_small_ones_do_not_wait() -> None:
+    """A second large body waits until the first request is answered (its scope released);
+    a small body meanwhile is read at once."""
+    budget = BodyBudget(10**6)
+    large = b"x" * (INLINE_PARSE_BYTES + 1)
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        first: dict[str, Any] = {}
+        await receive_body(_receiver([large]), first, None, limit=10**6, budget=budget)
+        second_scope: dict[str, Any] = {}
+        second = asyncio.ensure_future(
+            receive_body(_receiver([large]), second_scope, None, limit=10**6, budget=budget)
+        )
+        small = await receive_body(_receiver([b"{}"]), {}, None, limit=10**6, budget=budget)
+        for _ in range(10):  # let the loop run the waiting task as far as it can
+            await asyncio.sleep(0)
+        waited = not second.done()
+        budget.release(first)
+        await second
+        budget.release(second_scope)
+        return waited, small == b"{}", second.done()
+
+    assert asyncio.run(scenario()) == (True, True, True)

@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from keel.serve.bodies import INLINE_PARSE_BYTES
 from keel.serve.errors import RequestError
-from keel.serve.parsing import INLINE_PARSE_BYTES, BodyParser
+from keel.serve.parsing import BodyParser
 
 ROWS = [{"amount": i * 0.5, "region": "north", "note": "x" * 200} for i in range(500)]
 
