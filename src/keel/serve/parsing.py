@@ -65,8 +65,15 @@ def prepare(body: bytes | bytearray, kind: str, max_rows: int) -> tuple[Any, ...
         return ("error", 400, f"The body holds a value keel cannot use ({exc}).")
 
 
+NICENESS = 10
+"""The parsing process yields the CPU to the server: on a busy machine a 10 MB body's ~110 ms of
+parsing waits for one-row requests, never the other way round."""
+
+
 def serve() -> None:
     """The parsing process's loop: one request in, one answer out, until stdin closes."""
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = _read_exactly(stdin, 4)
