@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -308,6 +309,36 @@ def test_a_deeply_nested_sensitive_field_is_refused_and_nothing_is_logged(
         assert r.status_code == 422
         assert metric(c, "keel_predictions_logged_total") == logged
         assert metric(c, "keel_rows_refused_total", rule="type") == refused + 1
+
+
+def test_a_locked_database_is_a_503_naming_it_while_predictions_go_on(
+    server: Server, home: Path
+) -> None:
+    """An admin call whose write meets a locked metadata database answers 503 with
+    Retry-After and an error id, no SQL; health and predictions answer meanwhile."""
+    lock = sqlite3.connect(home / "keel.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        with server.client(ADMIN) as c:
+            c.timeout = httpx.Timeout(120)  # the driver waits out its own lock timeout first
+            moved = c.post(
+                "/v1/models/fraud/aliases/staging", json={"version": 1, "reason": "locked"}
+            )
+            health = c.get("/healthz")
+            one = c.post("/v1/models/fraud/predict", json={"rows": [ROW]})
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    body = moved.json()
+    assert moved.status_code == 503
+    assert moved.headers["retry-after"] == "5"
+    assert body["kind"] == "DatabaseUnavailable"
+    assert "metadata database is not reachable" in body["error"]
+    assert body["error_id"] in body["error"]
+    assert "INSERT" not in moved.text
+    assert "UPDATE" not in moved.text
+    assert (health.status_code, one.status_code) == (200, 200)
 
 
 # ---- crafted artifacts ----------------------------------------------------------------------
