@@ -552,6 +552,57 @@ def test_a_refused_version_is_tried_again_only_when_its_artifact_changes(
     assert len((crafted_home / "alerts.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_garbage_artifact_is_refused_as_unsafe_once(crafted_home: Path) -> None:
+    """An artifact that is not a zip at all is an UnsafeArtifactError: refused with an alert,
+    the old version serving, and not loaded again at the next polls."""
+    db = Database(f"sqlite:///{crafted_home / 'keel.db'}")
+    art = ArtifactStore(str(crafted_home / "artifacts"))
+    mv = t.model_versions
+    try:
+        garbage = art.put_bytes(b"\x00not a model\xff" * 100)
+        with db.begin() as conn:
+            conn.execute(
+                mv.update()
+                .where(mv.c.name == "fraud", mv.c.version == 2)
+                .values(
+                    artifact_sha256=garbage.sha256,
+                    artifact_uri=garbage.uri,
+                    artifact_size=garbage.size,
+                )
+            )
+    finally:
+        db.dispose()
+    settings = Settings(home=crafted_home, alert_file=str(crafted_home / "alerts.jsonl"))
+
+    async def scenario() -> tuple[list[str], list[str], float, int]:
+        server = KeelServer(settings, ModelStore.open(settings), ["fraud"])
+        await server.start()
+        try:
+            move_production(crafted_home, 2)
+            first = await server._sync("fraud")
+            again = await server._sync("fraud")
+            failures = server.metrics.load_failures.labels("fraud")._value.get()
+            return (
+                first,
+                again,
+                failures,
+                server.served["fraud"].runtimes["production"].resolved.version,
+            )
+        finally:
+            await server.stop()
+
+    first, again, failures, serving = asyncio.run(scenario())
+
+    (refusal,) = first
+    assert "The model artifact is not a zip file" in refusal
+    assert refusal.endswith("fraud@1 keeps serving")
+    assert again == ["fraud@2 was refused before (its artifact is unchanged)"]
+    assert failures == 1
+    assert serving == 1
+    (alert,) = _alerts(crafted_home / "alerts.jsonl")
+    assert alert["rule"] == "version_refused"
+
+
 def test_a_version_that_does_not_load_within_the_budget_is_refused(crafted_home: Path) -> None:
     """load_timeout_s bounds loading and warming up: past it the version is refused with an
     alert, the old one keeps serving; the late load, when it ends, changes nothing."""
