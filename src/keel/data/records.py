@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from keel.data.contract import OTHER, Column, Contract
 from keel.data.datetimes import parse_record_datetime
 from keel.data.pii import FORMAT_PATTERNS
 
+_INT64 = (-(2**63), 2**63 - 1)
 MAX_TEXT_CHARS = 1000
 """The longest text a record's cell may hold: logged values end up in the prediction log and on
 the dashboard, and no feature or attribute of a person needs more."""
@@ -35,7 +37,7 @@ class RecordError:
     expected: str
 
     def message(self) -> str:
-        return f"row {self.row}: field {self.field!r} has value {self.value!r}; expected {self.expected}"
+        return f"row {self.row}: field {self.field!r} has value {shown(self.value)}; expected {self.expected}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,8 +55,21 @@ def _bound(v: Any) -> str:
     return "-inf/+inf" if v is None else f"{v:g}"
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 120, 120
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = 8
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut short. A nested value is shown three
+    levels deep (a full repr of a value nested a thousand deep is a RecursionError)."""
+    return _SHOWN.repr(value)
+
+
 def _plain(v: Any) -> Any:
-    return v if v is None or isinstance(v, str | int | float | bool) else repr(v)
+    if isinstance(v, str) and len(v) > MAX_TEXT_CHARS:
+        return shown(v)
+    return v if v is None or isinstance(v, str | int | float | bool) else shown(v)
 
 
 class RecordChecker:
@@ -145,6 +160,9 @@ class RecordChecker:
                 return None, ("type", f"a number ({t})")
             if t == "int" and float(value) != math.floor(float(value)):
                 return None, ("type", "a whole number")
+            if t == "int" and not _INT64[0] <= value <= _INT64[1]:
+                # the log stores integers in 64 bits; a bigger one could be answered, not logged
+                return None, ("range", "a whole number within 64 bits (|n| < 2**63)")
             lo, hi = (
                 col.min,
                 col.max,

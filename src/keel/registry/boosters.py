@@ -14,6 +14,7 @@ import importlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from keel.registry.tree_checks import lightgbm_text_trees, tree_depths
 from keel.store import UnsafeArtifactError
 
 
@@ -187,6 +189,9 @@ def _restore_xgboost(model: Any, raw: bytes, _meta: dict[str, Any], _entry: Boos
     check_xgboost_trees(model.get_booster())
 
 
+_TREE_SIZES = re.compile(r"^tree_sizes=.*$\n?", re.MULTILINE)
+
+
 def _restore_lightgbm(model: Any, raw: bytes, meta: dict[str, Any], entry: BoosterClass) -> None:
     import lightgbm
     from sklearn.preprocessing import LabelEncoder
@@ -202,9 +207,20 @@ def _restore_lightgbm(model: Any, raw: bytes, meta: dict[str, Any], entry: Boost
         _refuse("holds a LightGBM feature-names flag that is not true or false")
     if not isinstance(attrs["_objective"], str):
         _refuse("holds a LightGBM objective that is not a name")
-    booster = lightgbm.Booster(model_str=raw.decode("utf-8"))
+    # Without `tree_sizes` LightGBM reads the trees one after the other and a malformed one is
+    # an exception; with it, it reads them in parallel and a malformed one aborts the process
+    # (measured: "terminate called without an active exception").
+    text = _TREE_SIZES.sub("", raw.decode("utf-8"))
+    booster = lightgbm.Booster(model_str=text)
     if booster.num_feature() != attrs["_n_features"]:
         _refuse("holds a LightGBM booster whose width differs from its manifest")
+    # the trees as the library holds them, from the text it writes back without walking them:
+    # checked before anything walks them (dump_model on a cycle crashes the process)
+    for left, right, feature in lightgbm_text_trees(booster.model_to_string()):
+        tree_depths(left, right, what="LightGBM")
+        inner = left >= 0
+        if ((feature[inner] < 0) | (feature[inner] >= attrs["_n_features"])).any():
+            _refuse("holds a LightGBM tree with a feature index out of range")
     for key in names:
         setattr(model, key, attrs[key])
     if entry.classifier:
@@ -255,29 +271,13 @@ class PlainTree:
 
     @property
     def depth(self) -> int:
-        """The longest root-to-leaf path, walked from the root (a cycle is refused)."""
-        deepest, seen = 0, 0
-        stack = [(0, 0)]
-        while stack:
-            node, d = stack.pop()
-            seen += 1
-            if seen > len(self.left):
-                _refuse("holds a tree whose nodes form a cycle")
-            if self.left[node] < 0:
-                deepest = max(deepest, d)
-            else:
-                stack += [(int(self.left[node]), d + 1), (int(self.right[node]), d + 1)]
-        return deepest
+        """The longest root-to-leaf path (the nodes checked to form one tree)."""
+        return int(tree_depths(self.left, self.right, what="booster", unreached_ok=True).max())
 
 
-def _check_tree(tree: PlainTree, n_features: int, what: str) -> None:
-    n = len(tree.left)
+def _check_tree(tree: PlainTree, n_features: int, what: str, *, unreached_ok: bool = False) -> None:
+    tree_depths(tree.left, tree.right, what=what, unreached_ok=unreached_ok)
     inner = tree.left >= 0
-    if n == 0 or (inner != (tree.right >= 0)).any():
-        _refuse(f"holds a {what} tree with a node that has one child")
-    for idx in (tree.left[inner], tree.right[inner]):
-        if ((idx <= 0) | (idx >= n)).any():
-            _refuse(f"holds a {what} tree with a child index outside its node range")
     if ((tree.feature[inner] < 0) | (tree.feature[inner] >= n_features)).any():
         _refuse(f"holds a {what} tree with a feature index out of range")
 
@@ -316,18 +316,21 @@ def xgboost_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:
         "num_class": int(param["num_class"]),
         "tree_info": list(gbm["model"]["tree_info"]),
         "n_features": n_features,
+        "num_deleted": [int(t["tree_param"].get("num_deleted", 0)) for t in gbm["model"]["trees"]],
     }
     return trees, facts
 
 
 def check_xgboost_trees(booster: Any) -> None:
+    """Every tree of a loaded XGBoost model forms one tree from its root (the library loads
+    without walking them). Pruned nodes XGBoost keeps in its arrays (`num_deleted`) may be
+    unreached; nothing may be reached twice."""
     try:
         trees, facts = xgboost_trees(booster)
     except (ValueError, KeyError, TypeError):
         return  # linear / dart / categorical boosters: the library alone answers for them
-    for tree in trees:
-        _check_tree(tree, facts["n_features"], "XGBoost")
-        _ = tree.depth  # walks every tree once: a cycle is refused here
+    for tree, deleted in zip(trees, facts["num_deleted"], strict=True):
+        _check_tree(tree, facts["n_features"], "XGBoost", unreached_ok=deleted > 0)
 
 
 def lightgbm_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:

@@ -12,7 +12,9 @@ not trusted by skops, for good reason: scikit-learn does not bounds-check the no
 indices of `TreePredictor` (HistGradientBoosting) or `Tree` (decision trees and forests), so a
 crafted file could crash the process or read out of bounds. keel trusts exactly the reviewed
 types below, and before a loaded model is used it checks every node and feature index of every
-such tree. Anything else is refused with the list of untrusted types.
+such tree, and that its nodes form one tree of bounded depth (`keel.registry.tree_checks`: a
+cycle with every index in range would make every descent spin forever). Anything else is
+refused with the list of untrusted types.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from keel.registry import boosters
 from keel.registry.onnx_model import FORMAT as ONNX_FORMAT
 from keel.registry.onnx_model import load_onnx
+from keel.registry.tree_checks import tree_depths
 from keel.store import UnsafeArtifactError
 
 FORMAT = "skops"
@@ -400,15 +403,15 @@ def _fail(what: str) -> NoReturn:
 
 def _check_tree_predictor(pred: Any, n_features: int | None) -> None:
     nodes = pred.nodes
-    n = len(nodes)
-    if n == 0:
+    if len(nodes) == 0:
         _fail("no nodes")
-    inner = ~nodes["is_leaf"].astype(bool)
-    for field in ("left", "right"):
-        idx = nodes[field][inner].astype(np.int64)
-        if ((idx <= 0) | (idx >= n)).any():
-            _fail(f"a child index outside 1..{n - 1}")
-    _check_is_tree(inner, nodes["left"].astype(np.int64), nodes["right"].astype(np.int64))
+    leaf = nodes["is_leaf"].astype(bool)
+    inner = ~leaf
+    left = np.where(leaf, -1, nodes["left"].astype(np.int64))
+    right = np.where(leaf, -1, nodes["right"].astype(np.int64))
+    depths = tree_depths(left, right, what="HistGradientBoosting")
+    if not np.array_equal(nodes["depth"].astype(np.int64), depths):
+        _fail("node depths that differ from where the nodes are")  # keel's evaluator reads them
     if n_features is None:
         _fail("no owning estimator that says how many features it takes")
     feat = nodes["feature_idx"][inner].astype(np.int64)
@@ -429,48 +432,14 @@ def _check_tree(tree: Any, _n_features: int | None) -> None:
     feature = np.asarray(tree.feature, dtype=np.int64)
     if not (len(left) == len(right) == len(feature) == n) or n == 0:
         _fail("arrays whose lengths disagree with its node count")
-    leaf = left == -1
-    if (leaf != (right == -1)).any():
-        _fail("a node with only one child")
-    inner = ~leaf
-    for idx in (left[inner], right[inner]):
-        if ((idx <= 0) | (idx >= n)).any():
-            _fail(f"a child index outside 1..{n - 1}")
-    _check_is_tree(inner, left, right)
+    depths = tree_depths(left, right, what="scikit-learn")
+    if int(tree.max_depth) != int(depths.max()):
+        _fail(f"max_depth {int(tree.max_depth)} while its nodes reach depth {int(depths.max())}")
+    inner = left >= 0
     if ((feature[inner] < 0) | (feature[inner] >= int(tree.n_features))).any():
         _fail("a feature index out of range")
     if np.asarray(tree.value).shape[0] != n:
         _fail("values for a different number of nodes")
-
-
-MAX_TREE_DEPTH = 2048
-"""Deeper trees are refused: scikit-learn grows nothing near this, and a descent (the library's
-or keel's batch evaluator, one step a level) must end."""
-
-
-def _check_is_tree(inner: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
-    """The nodes form one tree: every node but the root is the child of exactly one node, and
-    every node is reached from the root within MAX_TREE_DEPTH levels. Indices in range are not
-    enough: children that point back up (a cycle) make every descent spin forever.
-
-    Child indices are known to lie in 1..n-1 here.
-    """
-    n = len(inner)
-    children = np.concatenate([left[inner], right[inner]])
-    if children.size != n - 1 or np.unique(children).size != n - 1:
-        _fail("nodes that do not form a tree (a node with two parents, or one no node leads to)")
-    # Each non-root node has one parent and the root none, so what the root reaches holds no
-    # cycle and this walk ends; it must reach every node, within the depth bound.
-    frontier, reached, depth = np.zeros(1, dtype=np.int64), 1, 0
-    while frontier.size:
-        frontier = frontier[inner[frontier]]
-        frontier = np.concatenate([left[frontier], right[frontier]])
-        reached += frontier.size
-        depth += 1
-        if depth > MAX_TREE_DEPTH:
-            _fail(f"a depth over {MAX_TREE_DEPTH}")
-    if reached != n:
-        _fail(f"{n - reached} nodes the root does not reach (a cycle among them)")
 
 
 _CHECKERS: dict[str, Callable[[Any, int | None], None]] = {

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from keel.serve.bodies import check_oip_sizes, flat_data
 from keel.serve.errors import RequestError
 
 HEADER = "inference-header-content-length"
+BINARY_HINT = "Binary tensors need the Inference-Header-Content-Length header."
 
 # little-endian NumPy dtypes of the fixed-size datatypes (the extension's byte order)
 _DTYPES: dict[str, str] = {
@@ -56,10 +58,18 @@ class Tensor:
     data: list[Any]
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
+def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[Any, bytes | bytearray]:
     """The JSON header (parsed) and the binary part after it."""
+    head, binary = split_raw(body, header_length)
+    return _json(head), binary
+
+
+def split_raw(
+    body: bytes | bytearray, header_length: str | None
+) -> tuple[bytes | bytearray, bytes | bytearray]:
+    """The JSON header's bytes and the binary part after it."""
     if header_length is None:
-        return _json(body), b""
+        return body, b""
     text = header_length.strip()
     if not text.isdigit():
         msg = f"Inference-Header-Content-Length has the value {header_length!r}; expected the length in bytes of the JSON header."
@@ -68,38 +78,37 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
     if n == 0 or n > len(body):
         msg = f"Inference-Header-Content-Length is {n}; expected between 1 and the body's {len(body)} bytes."
         raise RequestError(400, msg)
-    return _json(body[:n]), body[n:]
+    return body[:n], body[n:]
 
 
-def _json(body: bytes) -> Any:
+def _json(body: bytes | bytearray) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        msg = f"The body is not valid JSON: {exc}. Binary tensors need the Inference-Header-Content-Length header."
+        msg = f"The body is not valid JSON: {exc}. {BINARY_HINT}"
         raise RequestError(400, msg) from exc
 
 
-def decode_inputs(payload: Any, binary: bytes) -> list[Tensor]:
-    """The request's inputs, JSON `data` or binary, checked against their shapes."""
-    inputs = payload.get("inputs") if isinstance(payload, dict) else None
-    if not isinstance(inputs, list) or not inputs:
-        raise RequestError(
-            400, "Expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}."
-        )
+def decode_inputs(payload: Any, binary: bytes | bytearray, max_rows: int) -> list[Tensor]:
+    """The request's inputs, JSON `data` or binary, checked against their shapes (at most
+    `max_rows` rows)."""
+    check_oip_sizes(payload, max_rows)
     out: list[Tensor] = []
     offset = 0
-    for t in inputs:
-        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-            raise RequestError(400, "Each input needs 'name', 'shape', 'datatype' and 'data'.")
+    for t in payload["inputs"]:
         name = t["name"]
         params = t.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if not isinstance(params, dict):
+            msg = f"Input {name!r} has parameters {type(params).__name__}; expected an object."
+            raise RequestError(400, msg)
+        size = params.get("binary_data_size")
         if size is None:
             if "data" not in t:
                 msg = f"Input {name!r} has neither 'data' nor parameters.binary_data_size; expected one of them."
                 raise RequestError(400, msg)
-            shape = tuple(t["shape"]) if isinstance(t.get("shape"), list) else ()
-            out.append(Tensor(name, str(t.get("datatype", "")), shape, _flatten(t["data"])))
+            shape = tuple(t["shape"])
+            data = flat_data(name, t["data"], t["shape"])
+            out.append(Tensor(name, str(t.get("datatype", "")), shape, data))
             continue
         if "data" in t:
             msg = f"Input {name!r} has both 'data' and parameters.binary_data_size; expected one of them."
@@ -133,7 +142,9 @@ def _declared(t: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
     return str(datatype), tuple(shape)
 
 
-def _decode(name: str, datatype: str, shape: tuple[int, ...], chunk: bytes) -> list[Any]:
+def _decode(
+    name: str, datatype: str, shape: tuple[int, ...], chunk: bytes | bytearray
+) -> list[Any]:
     n = math.prod(shape)
     if datatype == "BYTES":
         return _decode_bytes(name, n, shape, chunk)
@@ -148,7 +159,7 @@ def _decode(name: str, datatype: str, shape: tuple[int, ...], chunk: bytes) -> l
     return values
 
 
-def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes) -> list[Any]:
+def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes | bytearray) -> list[Any]:
     values: list[Any] = []
     pos = 0
     while pos < len(chunk):
@@ -173,12 +184,6 @@ def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes) -> li
         msg = f"Input {name!r} (BYTES, shape {list(shape)}) needs {n} elements; its binary data holds {len(values)}{' or more' if len(values) > n else ''}."
         raise RequestError(400, msg)
     return values
-
-
-def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list) and data and isinstance(data[0], list):
-        return [x for row in data for x in _flatten(row)]
-    return data if isinstance(data, list) else [data]
 
 
 def requested_outputs(payload: dict[str, Any], available: list[str]) -> list[tuple[str, bool]]:

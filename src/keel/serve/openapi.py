@@ -9,9 +9,22 @@ from keel import __version__
 
 _ERROR = {
     "type": "object",
-    "properties": {"error": {"type": "string"}, "kind": {"type": "string"}, "details": {}},
+    "properties": {
+        "error": {"type": "string"},
+        "kind": {"type": "string"},
+        "details": {},
+        "error_id": {
+            "type": "string",
+            "description": "on a 500 or a database 503: the id under which the server log has the details",
+        },
+    },
     "required": ["error", "kind"],
 }
+_BODY_LIMITS = (
+    "At most `max_rows` rows per request (413 naming the limit and the count) and "
+    "`max_body_bytes` per body (413); 503 with Retry-After while the server holds "
+    "`max_inflight_bytes` of bodies."
+)
 _ROW = {"type": "object", "additionalProperties": True}
 _ON_ERROR = {
     "type": "string",
@@ -134,6 +147,9 @@ def _op(
         ]
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}
+        # every body is held under the byte budget: a busy server answers 503 + Retry-After
+        op["responses"].update(_errors(413, 503))
+        op["description"] = _BODY_LIMITS
     return op
 
 
@@ -146,7 +162,7 @@ def _optional_body(op: dict[str, Any]) -> dict[str, Any]:
 def _v2_infer(op: dict[str, Any]) -> dict[str, Any]:
     """The binary tensor extension on an infer operation: header, octet-stream bodies."""
     binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-    op["description"] = _V2_BINARY
+    op["description"] = f"{_V2_BINARY} {_BODY_LIMITS}"
     op["parameters"] = [
         *op.get("parameters", []),
         {
@@ -309,7 +325,7 @@ def openapi_document() -> dict[str, Any]:
                 "delete": _op(
                     "Remove an alias (admin; production cannot be removed: move it or roll back)",
                     ok={"type": "object"},
-                    errors=(400, 401, 403, 404, 409),
+                    errors=(400, 401, 403, 404, 409, 503),
                     params=("name", "alias"),
                 ),
             },
@@ -323,7 +339,7 @@ def openapi_document() -> dict[str, Any]:
                             "additionalProperties": False,
                         },
                         ok={"type": "object"},
-                        errors=(400, 401, 403, 404, 409, 422, 503),
+                        errors=(400, 401, 403, 404, 409, 413, 422, 503),
                     )
                 )
             },

@@ -19,16 +19,17 @@ from keel.monitor import LabelChecker
 from keel.registry import check_alias, check_model_name, check_move, check_reason
 from keel.serve import oip
 from keel.serve.app import (
+    INLINE_ROWS,
     KeelServer,
-    columns_to_rows,
     csv_rows,
     json_response,
     log,
     metrics_text,
     read_body,
     read_json,
-    rows_from_keel,
+    read_rows,
 )
+from keel.serve.bodies import INLINE_PARSE_BYTES, columns_to_rows
 from keel.serve.errors import RequestError
 from keel.serve.runtime import ModelRuntime, Prediction
 from keel.store import KeelError
@@ -69,16 +70,23 @@ def answer(
     return out
 
 
-def on_error_from(payload: Any) -> str:
-    """The body's `on_error`: "fail" (the default) or "skip"."""
-    value = payload.get("on_error", "fail") if isinstance(payload, dict) else "fail"
-    if value not in ("fail", "skip"):
-        raise RequestError(
-            400,
-            f"'on_error' has the value {value!r}; expected 'fail' (the default: one bad row fails "
-            "the request with 422) or 'skip' (bad rows answered with null and listed in 'errors').",
-        )
-    return str(value)
+async def answer_bytes(
+    server: KeelServer,
+    runtime: ModelRuntime,
+    predictions: list[Prediction],
+    ids: list[str],
+    refused: list[RecordError],
+    on_error: str,
+) -> bytes:
+    """keel's JSON answer as bytes; a big one built in the bulk thread."""
+
+    def build() -> bytes:
+        data = answer(runtime, predictions, ids, refused if on_error == "skip" else None)
+        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    if len(predictions) + len(refused) > INLINE_ROWS:
+        return await server.offload(build)
+    return build()
 
 
 def _observe(
@@ -95,30 +103,24 @@ async def predict(request: Request, server: KeelServer) -> Response:
     t0 = time.perf_counter()
     name = request.path_params["name"]
     server.authorize(request, "predict")
-    payload = await read_json(request, server)
-    rows = rows_from_keel(payload)
-    on_error = on_error_from(payload)
+    found = await read_rows(request, server, "keel")
     runtime, predictions, ids, refused = await server.predict(
         name,
-        rows,
+        found.rows,
         key=request.headers.get("x-request-key"),
         at=server.replay_time(request.headers.get("x-keel-time")),
-        on_error=on_error,
+        on_error=found.on_error,
     )
+    data = await answer_bytes(server, runtime, predictions, ids, refused, found.on_error)
     _observe(server, runtime.resolved.name, "predict", t0, runtime.resolved.version, 200)
-    return json_response(answer(runtime, predictions, ids, refused if on_error == "skip" else None))
+    return Response(data, media_type="application/json")
 
 
 async def feedback(request: Request, server: KeelServer) -> Response:
     name = request.path_params["name"]
     server.authorize(request, "feedback")
     production = server._served(name).runtimes["production"]
-    payload = await read_json(request, server)
-    labels = payload.get("labels") if isinstance(payload, dict) else None
-    if not isinstance(labels, list) or not all(
-        isinstance(x, dict) and "prediction_id" in x and "label" in x for x in labels
-    ):
-        raise RequestError(400, "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}.")
+    labels = (await read_rows(request, server, "feedback")).rows
     # labels cleaned by the target's contract rules, and checked against the production
     # version's classes: a label that matches nothing is refused by name, never stored
     checker = LabelChecker(
@@ -141,8 +143,16 @@ async def explain(request: Request, server: KeelServer) -> Response:
     server.authorize(request, "explain")
     served = server._served(name)
     _, runtime, _ = server._choose(served, name, None)
-    rows = rows_from_keel(await read_json(request, server))
-    clean, errors = runtime.checker.check(rows)
+    rows = (await read_rows(request, server, "keel")).rows
+    if not rows:
+        raise RequestError(
+            400, "The request has no rows; expected a non-empty list of records to explain."
+        )
+    clean, errors = (
+        await server.offload(runtime.checker.check, rows)
+        if len(rows) > INLINE_ROWS
+        else runtime.checker.check(rows)
+    )
     if errors:
         raise RequestError(
             422,
@@ -594,7 +604,9 @@ def _oip_outputs(runtime: ModelRuntime, predictions: list[Prediction]) -> list[d
     ]
 
 
-def _rows_of(runtime: ModelRuntime, tensors: list[oip.Tensor]) -> list[dict[str, Any]]:
+def _rows_of(
+    runtime: ModelRuntime, tensors: list[oip.Tensor], max_rows: int
+) -> list[dict[str, Any]]:
     if len(tensors) == 1 and tensors[0].name not in runtime.features:
         # tensor form: one [rows, features] input for an all-numeric model, columns in feature order
         t = tensors[0]
@@ -609,17 +621,26 @@ def _rows_of(runtime: ModelRuntime, tensors: list[oip.Tensor]) -> list[dict[str,
             for i in range(t.shape[0])
         ]
     return columns_to_rows(
-        {t.name: [x.decode() if isinstance(x, bytes) else x for x in t.data] for t in tensors}
+        {t.name: [x.decode() if isinstance(x, bytes) else x for x in t.data] for t in tensors},
+        max_rows,
+        "inputs",
     )
 
 
 async def v2_infer(request: Request, server: KeelServer) -> Response:
     t0 = time.perf_counter()
     runtime = _oip_runtime(request, server)
-    payload, binary = oip.split_body(
-        await read_body(request, server), request.headers.get(oip.HEADER)
-    )
-    rows = _rows_of(runtime, oip.decode_inputs(payload, binary))
+    body = await read_body(request, server)
+    large = len(body) > INLINE_PARSE_BYTES
+    head, binary = oip.split_raw(body, request.headers.get(oip.HEADER))
+    payload = await server.parser.payload(head, "oip")
+    del body, head
+    max_rows = server.settings.max_rows
+
+    def rows_of() -> list[dict[str, Any]]:
+        return _rows_of(runtime, oip.decode_inputs(payload, binary, max_rows), max_rows)
+
+    rows = await server.offload(rows_of) if large else rows_of()
     wanted = oip.requested_outputs(
         payload, ["predict", "predict_proba"] if runtime.task == "classification" else ["predict"]
     )
@@ -673,10 +694,10 @@ async def invocations(request: Request, server: KeelServer) -> Response:
     server.authorize(request, "predict")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if ctype == "text/csv":
-        rows: list[Any] = csv_rows(await read_body(request, server))
+        body = await read_body(request, server)
+        rows: list[Any] = await server.offload(csv_rows, body, server.settings.max_rows)
     elif ctype == "application/json":
-        payload = await read_json(request, server)
-        rows = _mlflow_rows(payload)
+        rows = (await read_rows(request, server, "mlflow")).rows
     else:
         raise RequestError(
             415, f"Content type {ctype!r} is not accepted; expected application/json or text/csv."
@@ -686,30 +707,6 @@ async def invocations(request: Request, server: KeelServer) -> Response:
     )
     _observe(server, runtime.resolved.name, "invocations", t0, runtime.resolved.version, 200)
     return json_response({"predictions": [p.prediction for p in predictions]})
-
-
-def _mlflow_rows(payload: Any) -> list[Any]:
-    if not isinstance(payload, dict):
-        raise RequestError(
-            400, "Expected one of dataframe_split, dataframe_records, instances or inputs."
-        )
-    if "dataframe_split" in payload:
-        split = payload["dataframe_split"]
-        if not isinstance(split, dict) or "columns" not in split or "data" not in split:
-            raise RequestError(400, "dataframe_split needs 'columns' and 'data'.")
-        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
-    if "dataframe_records" in payload:
-        return list(payload["dataframe_records"])
-    for key in ("instances", "inputs"):
-        if key in payload:
-            value = payload[key]
-            if isinstance(value, dict):
-                return columns_to_rows(value)
-            return list(value)
-    raise RequestError(
-        400,
-        f"The body has the keys {sorted(payload)}; expected dataframe_split, dataframe_records, instances or inputs.",
-    )
 
 
 def docs_page(spec: dict[str, Any]) -> str:

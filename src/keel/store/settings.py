@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,6 +86,25 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body the server reads; larger ones get 413."""
+
+    max_rows: int = Field(default=10_000, ge=1)
+    """Most rows one predict, explain, Open Inference Protocol or MLflow request may carry;
+    more get 413 naming the limit and the count. Requests over a few dozen rows are checked and
+    predicted off the event loop, in chunks, so probes and small requests keep their latency."""
+
+    max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Bytes of request bodies the server holds at once, across concurrent requests. A body
+    that would go over it gets 503 with `Retry-After`, instead of the process growing until the
+    machine runs out of memory. At least `max_body_bytes`, or the largest body is never read."""
+
+    parse_workers: int = Field(default=1, ge=0)
+    """Processes that parse large request bodies (over 64 KiB), so a 10 MB body never holds
+    the server's interpreter lock; each one counts the rows and refuses too many (413) before
+    the server sees them. 0: parse large bodies in a thread of the server instead."""
+
+    load_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest a new model version may take to load and warm up. Past it the version is refused
+    (an alert fires, the version serving keeps serving), so no artifact can hang the server."""
 
     max_batch_size: int = 256
     """Most rows the server sends to a model at once."""
@@ -192,6 +211,17 @@ class Settings(BaseSettings):
                 )
                 raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> Settings:
+        if self.max_inflight_bytes < self.max_body_bytes:
+            msg = (
+                f"max_inflight_bytes ({self.max_inflight_bytes}) is below max_body_bytes "
+                f"({self.max_body_bytes}); expected at least one body's worth, or the largest "
+                "bodies are never read"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("home", mode="after")
     @classmethod

@@ -51,7 +51,7 @@ def test_binary_inputs_decode_to_the_values_tritonclient_sent(
     body, length = triton_body(triton_input("x", arr, datatype))
 
     payload, binary = split_body(body, length)
-    (tensor,) = decode_inputs(payload, binary)
+    (tensor,) = decode_inputs(payload, binary, 10_000)
 
     expected = (
         [str(v) for v in arr.reshape(-1)] if datatype == "BYTES" else arr.reshape(-1).tolist()
@@ -69,7 +69,7 @@ def test_json_and_binary_inputs_mix_in_one_request() -> None:
     c = triton_input("c", np.array([[3], [4]], dtype=np.int32), "INT32")
 
     payload, binary = split_body(*triton_body(a, b, c))
-    tensors = decode_inputs(payload, binary)
+    tensors = decode_inputs(payload, binary, 10_000)
 
     assert [(t.name, t.data) for t in tensors] == [
         ("a", [1.0, 2.0]),
@@ -82,7 +82,7 @@ def _raw(inputs: list[dict[str, object]], binary: bytes, length: int | None = No
     head = json.dumps({"inputs": inputs}).encode()
     payload, rest = split_body(head + binary, str(length if length is not None else len(head)))
     with pytest.raises(RequestError) as info:
-        decode_inputs(payload, rest)
+        decode_inputs(payload, rest, 10_000)
     assert info.value.status == 400
     return str(info.value)
 
