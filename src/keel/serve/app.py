@@ -230,6 +230,7 @@ class KeelServer:
         self.ready = False
         self._background: set[asyncio.Task[Any]] = set()
         self._follower: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -256,7 +257,8 @@ class KeelServer:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         _return_large_buffers_to_the_os()
         self.ready = True
-        self._follower = asyncio.get_running_loop().create_task(self._follow())
+        self.loop = asyncio.get_running_loop()
+        self._follower = self.loop.create_task(self._follow())
 
     async def stop(self) -> None:
         if self._follower is not None:
@@ -375,6 +377,13 @@ class KeelServer:
             if old_batcher is not None:
                 self._later(_drain_then_close(old_batcher))
         return refusals
+
+    def load_from_thread(self, resolved: ResolvedVersion) -> ModelRuntime:
+        """`_load` (daemon thread, `load_timeout_s`) for code running in a worker thread, such
+        as an admin move's check that the version loads; before `start`, a plain load."""
+        if self.loop is None:
+            return ModelRuntime.load(self.models, resolved)
+        return asyncio.run_coroutine_threadsafe(self._load(resolved), self.loop).result()
 
     async def _load(self, resolved: ResolvedVersion) -> ModelRuntime:
         """Load and warm up a version in a daemon thread, within `load_timeout_s`.

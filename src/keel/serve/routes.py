@@ -263,7 +263,8 @@ def _serving(alias: str) -> bool:
 
 def verifier(server: KeelServer) -> Callable[[str, str, int], None]:
     """What promotion calls before a move: load the version as the follower would (hash,
-    contents, contract, warm-up) and refuse the move if that fails. Runs in a worker thread."""
+    contents, contract, warm-up, within `load_timeout_s`) and refuse the move if that fails.
+    Runs in a worker thread."""
 
     def verify(name: str, alias: str, version: int) -> None:
         if not _serving(alias):
@@ -278,7 +279,7 @@ def verifier(server: KeelServer) -> Callable[[str, str, int], None]:
                 {"version": version, "alias": alias},
             )
         try:
-            ModelRuntime.load(server.models, server.models.resolve(ref))
+            server.load_from_thread(server.models.resolve(ref))
         except KeelError as exc:
             # the store's own paths are no business of a caller: shown relative to the store
             why = str(exc).replace(str(server.models.artifacts.root).rstrip("/") + "/", "")
