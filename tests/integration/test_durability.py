@@ -104,9 +104,14 @@ def degraded(client: httpx.Client) -> dict[str, object] | None:
 
 
 def check_the_outage(
-    server: Server, home: Path, outage: contextlib.AbstractContextManager[None]
+    server: Server,
+    home: Path,
+    outage: contextlib.AbstractContextManager[None],
+    *,
+    admin_fails: bool = False,
 ) -> int:
-    """Predictions before, during and after the outage; returns how many were answered."""
+    """Predictions before, during and after the outage; returns how many were answered.
+    `admin_fails`: an admin call that reads the database gets an error, not a hang."""
     with server.client() as c, server.client(ADMIN) as admin:
         before = predict(c, 20)
         assert flush(admin)["profiles_saved"] is True
@@ -143,6 +148,9 @@ def check_the_outage(
                 lambda: metric(c, "keel_profile_save_failures_total") >= 1, tries=100, pause_s=0.1
             )
             assert metric(c, "keel_log_backlog_rows") == 0
+            if admin_fails:  # bounded by the database's timeouts, well inside httpx's 30 s
+                r = admin.post("/v1/models/fraud/rollback", json={"reason": "during the stall"})
+                assert r.status_code >= 500, r.text
         after = predict(c, 10)
         assert eventually(lambda: flush(admin)["profiles_saved"] is True, tries=60, pause_s=0.5)
         assert c.get("/readyz").json() == {"status": "ready"}
@@ -198,7 +206,7 @@ def test_a_black_holed_postgresql_never_holds_the_prediction_log(
             },
         )
         try:
-            answered = check_the_outage(server, home, _stalled(proxy))
+            answered = check_the_outage(server, home, _stalled(proxy), admin_fails=True)
         finally:
             stop_server(server)
     db = Database(direct)

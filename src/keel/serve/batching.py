@@ -54,13 +54,13 @@ class BatchStats:
 
 
 class _Entry(Generic[T, R]):
-    __slots__ = ("future", "rows", "taken", "timer")
+    __slots__ = ("deadline", "future", "rows", "taken")
 
-    def __init__(self, rows: list[T], future: asyncio.Future[list[R]]) -> None:
+    def __init__(self, rows: list[T], future: asyncio.Future[list[R]], deadline: float) -> None:
         self.rows = rows
         self.future = future
+        self.deadline = deadline  # loop time after which it leaves the queue
         self.taken = False  # handed to the model: it will be answered
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class MicroBatcher(Generic[T, R]):
@@ -101,6 +101,7 @@ class MicroBatcher(Generic[T, R]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-model")
 
     @property
@@ -131,12 +132,13 @@ class MicroBatcher(Generic[T, R]):
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
-        entry: _Entry[T, R] = _Entry(rows, loop.create_future())
+        entry: _Entry[T, R] = _Entry(
+            rows, loop.create_future(), loop.time() + self.max_wait_ms / 1000
+        )
         self._queue.append(entry)
         self._queued_rows += len(rows)
-        # one timer per request (a heap entry, cancelled when the model takes it): cheaper on
-        # the hot path than a task per request for wait_for
-        entry.timer = loop.call_later(self.max_wait_ms / 1000, self._expire, entry)
+        if self._sweeper is None:
+            self._arm(loop)
         assert self._wake is not None
         self._wake.set()
         try:
@@ -146,20 +148,31 @@ class MicroBatcher(Generic[T, R]):
                 self._drop(entry)
             raise
 
-    def _expire(self, entry: _Entry[T, R]) -> None:
-        if entry.taken or entry.future.done():
-            return
-        self._drop(entry)
-        self.stats.shed += 1
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        # one timer for the whole queue, at the oldest request's deadline (the queue is in
+        # arrival order): measured, a timer per request cost ~6 us a request on the hot path
+        if self._queue and not self._closed:
+            self._sweeper = loop.call_at(self._queue[0].deadline, self._sweep, loop)
+        else:
+            self._sweeper = None
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
         msg = (
             f"The model is busy: this request waited max_wait_ms = {self.max_wait_ms:g} ms "
             "without the model starting on it. Retry later."
         )
-        entry.future.set_exception(OverloadedError(msg, retry_after_s=self._retry_after_s()))
+        while self._queue and self._queue[0].deadline <= now:
+            entry = self._queue.popleft()
+            self._queued_rows -= len(entry.rows)
+            if not entry.future.done():
+                self.stats.shed += 1
+                entry.future.set_exception(
+                    OverloadedError(msg, retry_after_s=self._retry_after_s())
+                )
+        self._arm(loop)
 
     def _drop(self, entry: _Entry[T, R]) -> None:
-        if entry.timer is not None:
-            entry.timer.cancel()
         with contextlib.suppress(ValueError):
             self._queue.remove(entry)
             self._queued_rows -= len(entry.rows)
@@ -173,8 +186,6 @@ class MicroBatcher(Generic[T, R]):
             if entry.future.done():  # gave up waiting
                 continue
             entry.taken = True
-            if entry.timer is not None:
-                entry.timer.cancel()
             batch.append(entry)
             size += len(entry.rows)
         return batch
@@ -224,9 +235,10 @@ class MicroBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         msg = "This model version was unloaded before answering; retry and the version now serving answers."
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for entry in [*self._inflight, *self._queue]:
-            if entry.timer is not None:
-                entry.timer.cancel()
             if not entry.future.done():
                 entry.future.set_exception(BatcherClosedError(msg, retry_after_s=1.0))
         self._inflight = []
