@@ -493,8 +493,14 @@ def test_a_version_that_fails_to_load_is_refused_with_an_alert(tmp_path: Path) -
     try:
         # as `keel models promote --force` from another machine would (its gates need no server)
         models.set_alias("fraud", "production", 2, reason="the file was changed on disk")
-        time.sleep(1.0)  # five polls of the follower
+        refused = 'keel_version_load_failures_total{model="fraud"} 1.0'
         with server.client() as c:
+            for _ in range(400):  # the refusal is awaited on the metric, however slow the load
+                if refused in c.get("/metrics").text:
+                    break
+                time.sleep(0.05)
+            # then five more polls of the follower (0.2 s each): it must not try again
+            time.sleep(1.0)
             versions = [
                 c.post("/v1/models/fraud/predict", json={"rows": [ROW]}).json()["version"]
                 for _ in range(20)
