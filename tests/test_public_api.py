@@ -31,7 +31,7 @@ def test_data_exports() -> None:
         "ValidationReport", "anonymize_frame", "column_stats", "contract_from_dict",
         "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
         "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",
-        "read_source", "save_contract", "validate", "with_column",
+        "read_source", "save_contract", "shown", "validate", "with_column",
     ]  # fmt: skip
 
 
@@ -44,6 +44,7 @@ def test_registry_exports() -> None:
         "ModelVersion", "OnnxClassifier", "OnnxModel", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
         "check_alias", "check_model_contents", "check_model_name", "check_move", "check_reason",
         "check_storable", "dump_model", "load_container", "load_model", "load_onnx", "save_model",
+        "says_something",
     ]  # fmt: skip
 
 

@@ -134,6 +134,18 @@ def test_more_than_max_rows_is_413_naming_the_limit_and_the_count(
     assert "The request has 301 rows; this server answers at most 300 rows per request" in r.text
 
 
+def test_explain_takes_at_most_max_explain_rows(server: Server) -> None:
+    """SHAP holds the interpreter: explanations are bounded well below max_rows (default 100)."""
+    with server.client() as c:
+        over = c.post("/v1/models/fraud/explain", json={"rows": rows(101)})
+        ok = c.post("/v1/models/fraud/explain", json={"rows": rows(3)})
+
+    assert over.status_code == 413, over.text
+    assert "101 rows to explain; at most 100 per request (max_explain_rows)" in over.text
+    assert over.json()["details"] == {"field": "rows", "value": 101, "expected": "at most 100 rows"}
+    assert ok.status_code == 200, ok.text
+
+
 def test_a_large_request_is_answered_as_its_rows_would_be_one_by_one(server: Server) -> None:
     """300 rows in one 70 KB body (parsed in the parsing process, checked and predicted in the
     bulk thread) get the answers they get in small requests on the inline path."""

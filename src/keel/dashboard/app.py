@@ -62,7 +62,7 @@ from keel.monitor.report import (
     year_heatmap_spec,
 )
 from keel.monitor.service import latency_quantile
-from keel.registry import ModelStore
+from keel.registry import ModelStore, says_something
 from keel.store import ConfigError, KeelError, Settings
 
 log = logging.getLogger("keel.dashboard")
@@ -650,7 +650,7 @@ class Dashboard:
         except orjson.JSONDecodeError:
             return _json({"error": "The body is not valid JSON."}, 400)
         reason = body.get("reason") if isinstance(body, dict) else None
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or not says_something(reason):
             return _json(
                 {"error": "Every change needs a reason (field 'reason', text); none was given."},
                 400,

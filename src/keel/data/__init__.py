@@ -34,6 +34,7 @@ _NAMES = {
     "read_source": "keel.data.sources",
     "RecordChecker": "keel.data.records",
     "RecordError": "keel.data.records",
+    "shown": "keel.data.records",
     "RULES": "keel.data.validation",
     "save_contract": "keel.data.versions",
     "SchemaIssue": "keel.data.validation",
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     )
     from keel.data.inference import infer_contract
     from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
-    from keel.data.records import RecordChecker, RecordError
+    from keel.data.records import RecordChecker, RecordError, shown
     from keel.data.sources import Source, read_source
     from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
     from keel.data.versions import (
@@ -106,6 +107,7 @@ __all__ = [
     "pseudonymize_values",
     "read_source",
     "save_contract",
+    "shown",
     "validate",
     "with_column",
 ]

@@ -11,6 +11,7 @@ from keel.registry.models import (
     check_model_name,
     check_move,
     check_reason,
+    says_something,
 )
 from keel.registry.onnx_model import OnnxClassifier, OnnxModel, load_onnx
 from keel.registry.serialization import (
@@ -51,4 +52,5 @@ __all__ = [
     "load_model",
     "load_onnx",
     "save_model",
+    "says_something",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
 
@@ -538,6 +539,12 @@ def check_alias(alias: Any) -> str:
         )
         raise ConfigError(msg)
     return alias
+
+
+def says_something(reason: str | None) -> bool:
+    """Whether a reason has a visible character: blanks, zero-width and other invisible
+    characters (`\u200b`, `\u00a0`, ...) alone say nothing, so they do not justify a forced move."""
+    return any(unicodedata.category(ch)[0] not in "CZ" for ch in reason or "")
 
 
 def check_reason(reason: Any) -> str | None:

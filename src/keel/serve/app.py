@@ -231,6 +231,7 @@ class KeelServer:
         self._background: set[asyncio.Task[Any]] = set()
         self._follower: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self.explaining = asyncio.Semaphore(1)  # see routes.explain
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -14,9 +14,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keel.data import DatasetStore, RecordError
+from keel.data import DatasetStore, RecordError, shown
 from keel.monitor import LabelChecker
-from keel.registry import check_alias, check_model_name, check_move, check_reason
+from keel.registry import (
+    check_alias,
+    check_model_name,
+    check_move,
+    check_reason,
+    says_something,
+)
 from keel.serve import oip
 from keel.serve.app import (
     INLINE_ROWS,
@@ -153,13 +159,24 @@ async def explain(request: Request, server: KeelServer) -> Response:
         if len(rows) > INLINE_ROWS
         else runtime.checker.check(rows)
     )
+    limit = server.settings.max_explain_rows
+    if len(rows) > limit:
+        raise RequestError(
+            413,
+            f"The request has {len(rows)} rows to explain; at most {limit} per request "
+            "(max_explain_rows): SHAP holds the interpreter for a long time per row.",
+            {"field": "rows", "value": len(rows), "expected": f"at most {limit} rows"},
+        )
     if errors:
         raise RequestError(
             422,
             f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
             [e.to_dict() for e in errors[:20]],
         )
-    result = await asyncio.to_thread(runtime.explain, clean)
+    # one explanation at a time per server: SHAP's tree code holds the GIL, and two at once
+    # would double the time every other request waits (the bound above keeps each one short)
+    async with server.explaining:
+        result = await asyncio.to_thread(runtime.explain, clean)
     return json_response(
         {"model": runtime.resolved.name, "version": runtime.resolved.version, **result}
     )
@@ -231,7 +248,13 @@ def _shown(value: Any) -> Any:
     """A value to echo in an error: short scalars as they are, anything else cut to 80 characters."""
     if value is None or isinstance(value, bool | int | float):
         return value
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (~254): cut short
+            text = shown(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -350,7 +373,7 @@ async def set_alias(request: Request, server: KeelServer) -> Response:
     reason = _reason(payload)
     check_model_name(name)
     check_move(alias, version, weight=weight, reason=reason)  # before any model is loaded
-    if force and not (reason or "").strip():
+    if force and not says_something(reason):
         raise _field_error(
             field="reason",
             value=reason,

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     more get 413 naming the limit and the count. Requests over a few dozen rows are checked and
     predicted off the event loop, in chunks, so probes and small requests keep their latency."""
 
+    max_explain_rows: int = Field(default=100, ge=1)
+    """Most rows one explain request may carry (more get 413). SHAP holds the interpreter while
+    it works (measured: 10,000 rows took 20 s and stalled `/healthz` 10 s; 2,000 rows 4.7 s), so
+    explanations are short and one at a time per server."""
+
     max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Bytes of request bodies the server holds at once, across concurrent requests. A body
     that would go over it gets 503 with `Retry-After`, instead of the process growing until the

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from keel.data import DatasetStore
-from keel.registry import AliasState, ModelStore, check_model_name, check_move, check_reason
+from keel.registry import (
+    AliasState,
+    ModelStore,
+    check_model_name,
+    check_move,
+    check_reason,
+    says_something,
+)
 from keel.store import ConfigError, GateFailedError
 from keel.train.gates import GateResult, check_gates
 from keel.train.metrics import score
@@ -71,7 +78,7 @@ def promote(
     """
     check_model_name(name)
     weight = check_move(to, version, weight=weight, reason=reason)
-    if force and not (reason or "").strip():
+    if force and not says_something(reason):
         msg = f'A forced promotion of {name}@{version} needs a reason: add --reason \'...\' (HTTP: "reason": "...").'
         raise ConfigError(msg)
     candidate = models.get(f"{name}@{version}")
