@@ -67,7 +67,7 @@ ROW = {"region": "north", "merchant_category": "grocery", "amount": 12.5, "devic
 def build_registry(home: Path, database_url: str) -> None:
     """A small logistic regression 'fraud' in production."""
     from keel.data import DatasetStore, infer_contract
-    from keel.data.simulate import TransactionSimulator
+    from keel.demo.simulate import TransactionSimulator
     from keel.registry import ModelStore
     from keel.store import ArtifactStore, Database
     from keel.train import spec_from_dict, train

@@ -51,7 +51,7 @@ MAX_BODY = 10 * 1024 * 1024
 def prepare(home: Path) -> None:
     """A registry with one HistGradientBoosting model 'fraud' in production."""
     from keel.data import DatasetStore, infer_contract
-    from keel.data.simulate import TransactionSimulator
+    from keel.demo.simulate import TransactionSimulator
     from keel.registry import ModelStore
     from keel.store import ArtifactStore, Database
     from keel.train import spec_from_dict, train

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.data import DatasetStore, infer_contract
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.registry import ModelStore
 from keel.train import spec_from_dict, train
 

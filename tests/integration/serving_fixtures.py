@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from keel.data import DatasetStore, infer_contract, with_column
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database
 from keel.train import spec_from_dict, train

@@ -14,7 +14,7 @@ import pytest
 from keel.cli import main
 from keel.data import load_contract
 from keel.data.faults import inject_faults
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 
 pytestmark = pytest.mark.integration
 

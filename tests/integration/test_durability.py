@@ -26,7 +26,7 @@ from serving_fixtures import ADMIN, ROW, Server, start_server, stop_server
 from tcp_proxy import StallingProxy
 
 from keel.data import DatasetStore, infer_contract
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.monitor import read_windows
 from keel.monitor.logfiles import read_log
 from keel.registry import ModelStore

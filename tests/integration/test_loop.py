@@ -12,8 +12,8 @@ import pytest
 from serving_fixtures import ADMIN, start_server, stop_server
 
 from keel.data import DatasetStore, infer_contract
-from keel.data.simulate import Event, TransactionSimulator
 from keel.demo.replay import Replay
+from keel.demo.simulate import Event, TransactionSimulator
 from keel.loop import Loop, LoopPolicy
 from keel.monitor import AlertStore
 from keel.registry import ModelStore

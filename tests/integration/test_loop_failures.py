@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from keel.data import DatasetStore, infer_contract
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.loop import Lease, Loop, LoopPolicy
 from keel.monitor import Alert, AlertRule, AlertStore
 from keel.registry import ModelStore

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from keel.data import DatasetStore, contract_from_dict, infer_contract
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, ConfigError, Database, GateFailedError
 from keel.train import promote, spec_from_dict, train

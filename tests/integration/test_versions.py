@@ -11,7 +11,7 @@ import pytest
 
 from keel.data import DatasetStore, contract_from_dict, infer_contract
 from keel.data.faults import inject_faults
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.store import DatasetNotFoundError, SchemaError, SourceError, ValidationFailedError
 
 pytestmark = pytest.mark.integration

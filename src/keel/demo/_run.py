@@ -15,7 +15,7 @@ from rich.table import Table
 
 from keel.data import Anonymize, DatasetStore, infer_contract, validate, with_column
 from keel.data.faults import inject_faults
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.render import console, print_contract, print_report, print_version
 from keel.store import ArtifactStore, Database, FakeClock, Settings
 

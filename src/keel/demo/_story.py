@@ -18,8 +18,8 @@ from rich.live import Live
 from rich.table import Table
 
 from keel.data import DatasetStore
-from keel.data.simulate import TransactionSimulator
 from keel.demo.replay import Replay
+from keel.demo.simulate import TransactionSimulator
 from keel.render import console
 from keel.store import Settings
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from keel.data.simulate import TransactionSimulator
+from keel.demo.simulate import TransactionSimulator
 from keel.serve.client import Client, ClientError
 
 # what a caller knows at request time: no label, no label date
