@@ -125,7 +125,7 @@ class Loop:
                         "alerts",
                         f"{'would fire ' if dry_run else ''}{len(fired)} alert(s): "
                         + ", ".join(a.rule for a in fired),
-                        {"alerts": [a.to_dict() for a in fired]},
+                        {"alerts": [a.to_json() for a in fired]},
                         acted=False,
                     )
                 )
@@ -201,17 +201,20 @@ class Loop:
         # live metric against the previous version's (its live windows before the move, else
         # its training figure)
         live_now = [
-            x["metrics"].get(metric)
+            v
             for x in s.live
-            if x["judged"] and x["version"] == s.version and x["role"] == "production"
+            if x.judged and x.version == s.version and x.role == "production"
+            if (v := x.metrics.get(metric)) is not None
         ]
-        live_now = [v for v in live_now if v is not None]
         prev_live = [
-            x["metrics"].get(metric) for x in s.live if x["judged"] and x["version"] == previous
+            v
+            for x in s.live
+            if x.judged and x.version == previous
+            if (v := x.metrics.get(metric)) is not None
         ]
-        prev_live = [v for v in prev_live if v is not None]
         if live_now:
             current = sum(live_now) / len(live_now)
+            base: float | None
             if prev_live:
                 base = sum(prev_live) / len(prev_live)
                 evidence["baseline"] = "previous version's live windows"
@@ -298,7 +301,7 @@ class Loop:
             return None
         cmp = s.shadow
         numbers = {
-            k: cmp.get(k)
+            k: getattr(cmp, k)
             for k in (
                 "requests",
                 "labels",
@@ -316,9 +319,10 @@ class Loop:
             (now - dt.datetime.fromisoformat(set_at[-1]["time"])).total_seconds() if set_at else 0.0
         )
         if (
-            cmp["requests"] < self.policy.shadow_min_requests
-            or cmp["labels"] < self.policy.shadow_min_labels
-            or cmp.get("low") is None
+            cmp.requests < self.policy.shadow_min_requests
+            or cmp.labels < self.policy.shadow_min_labels
+            or cmp.low is None
+            or cmp.high is None
         ):
             if waited > self.policy.shadow_max_wait_s:
                 return self._reject(
@@ -330,14 +334,14 @@ class Loop:
                 )
             return Decision(
                 "wait",
-                f"shadow {name}@{shadow.version}: {cmp['requests']} requests, {cmp['labels']} labels so far",
+                f"shadow {name}@{shadow.version}: {cmp.requests} requests, {cmp.labels} labels so far",
                 numbers,
                 acted=False,
             )
-        if cmp["low"] > self.policy.margin:
+        if cmp.low > self.policy.margin:
             reason = (
-                f"{name}@{shadow.version} beat {name}@{s.version} on {cmp['labels']} labelled shadow requests: "
-                f"{cmp['metric']} better by {cmp['improvement']:.4f} (95% interval {cmp['low']:.4f} to {cmp['high']:.4f}, margin {self.policy.margin:g})"
+                f"{name}@{shadow.version} beat {name}@{s.version} on {cmp.labels} labelled shadow requests: "
+                f"{cmp.metric} better by {cmp.improvement or 0.0:.4f} (95% interval {cmp.low:.4f} to {cmp.high:.4f}, margin {self.policy.margin:g})"
             )
             if dry_run:
                 return Decision("promote", reason, numbers, acted=False)
@@ -356,11 +360,11 @@ class Loop:
                 self.models.delete_alias(name, "shadow", reason="moved on to canary", actor=ACTOR)
                 return Decision("canary", reason, numbers)
             return self._promote(name, shadow.version, reason, numbers, now)
-        if cmp["high"] is not None and cmp["high"] < self.policy.margin:
+        if cmp.high < self.policy.margin:
             return self._reject(
                 name,
                 shadow.version,
-                f"{name}@{shadow.version} did not beat production: {cmp['metric']} interval {cmp['low']:.4f} to {cmp['high']:.4f}",
+                f"{name}@{shadow.version} did not beat production: {cmp.metric} interval {cmp.low:.4f} to {cmp.high:.4f}",
                 numbers,
                 dry_run,
             )
@@ -370,7 +374,7 @@ class Loop:
             )
         return Decision(
             "wait",
-            f"shadow {name}@{shadow.version}: no clear winner yet (interval {cmp['low']:.4f} to {cmp['high']:.4f})",
+            f"shadow {name}@{shadow.version}: no clear winner yet (interval {cmp.low:.4f} to {cmp.high:.4f})",
             numbers,
             acted=False,
         )
@@ -477,7 +481,7 @@ class Loop:
             if triggers
             else "schedule"
         )
-        labelled_rows = sum(x["labels"] for x in s.live if x["role"] == "production")
+        labelled_rows = sum(x.labels for x in s.live if x.role == "production")
         numbers: dict[str, Any] = {
             "trigger": why,
             "labelled_rows": labelled_rows,

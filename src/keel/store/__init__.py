@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "ALERT_RULE_KINDS": "keel.store.sections",
+    "AlertRuleSection": "keel.store.sections",
     "ArtifactStore": "keel.store.artifacts",
     "as_utc": "keel.store.database",
     "Clock": "keel.store.clock",
@@ -19,6 +21,7 @@ _NAMES = {
     "ContractError": "keel.store.errors",
     "Database": "keel.store.database",
     "DatasetNotFoundError": "keel.store.errors",
+    "DriftSection": "keel.store.sections",
     "FakeClock": "keel.store.clock",
     "GateFailedError": "keel.store.errors",
     "IntegrityError": "keel.store.errors",
@@ -26,6 +29,7 @@ _NAMES = {
     "load_settings": "keel.store.settings",
     "ModelNotFoundError": "keel.store.errors",
     "NotFoundError": "keel.store.errors",
+    "PerformanceSection": "keel.store.sections",
     "SchemaError": "keel.store.errors",
     "Settings": "keel.store.settings",
     "sha256_file": "keel.store.artifacts",
@@ -55,12 +59,20 @@ if TYPE_CHECKING:
         UnsafeArtifactError,
         ValidationFailedError,
     )
+    from keel.store.sections import (
+        ALERT_RULE_KINDS,
+        AlertRuleSection,
+        DriftSection,
+        PerformanceSection,
+    )
     from keel.store.settings import Settings, load_settings
 
 
 __getattr__ = lazy_getattr("keel.store", _NAMES)
 
 __all__ = [
+    "ALERT_RULE_KINDS",
+    "AlertRuleSection",
     "ArtifactStore",
     "Clock",
     "ConfigError",
@@ -68,12 +80,14 @@ __all__ = [
     "ContractError",
     "Database",
     "DatasetNotFoundError",
+    "DriftSection",
     "FakeClock",
     "GateFailedError",
     "IntegrityError",
     "KeelError",
     "ModelNotFoundError",
     "NotFoundError",
+    "PerformanceSection",
     "SchemaError",
     "Settings",
     "SourceError",
