@@ -87,7 +87,8 @@ class AlertRuleSection(Section):
 
     name: str = Field(min_length=1)
     kind: str
-    threshold: float
+    threshold: int | float
+    """A whole number stays one (the evidence of an alert repeats it as given)."""
     windows: int | None = Field(default=None, ge=1)
     statistic: Literal["verdict", "psi"] | None = None
     psi_threshold: float | None = Field(default=None, gt=0)
