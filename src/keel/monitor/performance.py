@@ -60,7 +60,7 @@ def _targets(
     return y[ok], proba[ok]
 
 
-def window_metrics(
+def _window_metrics(
     frame: pl.DataFrame, task: str, classes: Sequence[str], config: PerformanceConfig
 ) -> dict[str, Any]:
     """Metrics of one window's predictions with whatever labels have arrived: predictions,
@@ -124,7 +124,7 @@ def live_performance(
                 version=int(version),
                 role=str(role),
                 segment=None if segment is None else str(segment),
-                **window_metrics(part, task, classes, config),
+                **_window_metrics(part, task, classes, config),
             )
         )
     return out

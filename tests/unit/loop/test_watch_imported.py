@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from keel.data import DatasetStore, contract_from_dict
 from keel.loop import Loop
 from keel.loop.controller import LoopPolicy
-from keel.monitor.service import ModelStatus, WindowStatus
+from keel.monitor import LiveWindow, ModelStatus, WindowStatus
 from keel.registry import ModelStore, load_onnx
 from keel.store import ArtifactStore, Database, Settings
 
@@ -53,9 +53,9 @@ def test_watch_without_a_holdout_figure_of_the_previous_version_keeps_watching(
     models.set_alias("m", "production", 2)
     now = db.clock.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
-    window = WindowStatus(hour, 2, 500, [], [], None, {}, 0.0, None, [], 0.0, True)
-    live = {"judged": True, "version": 2, "role": "production", "metrics": {"roc_auc": 0.7}}
-    status = ModelStatus("m", 2, "classification", "roc_auc", {}, windows=[window], live=[live])
+    window = WindowStatus(hour, 2, 500, (), (), None, {}, 0.0, None, (), 0.0, True)
+    live = LiveWindow(hour, 2, "production", 500, 500, 1.0, True, {"roc_auc": 0.7})
+    status = ModelStatus("m", 2, "classification", "roc_auc", {}, windows=(window,), live=(live,))
     policy = LoopPolicy(min_watch_rows=1)
     loop = Loop(Settings(home=tmp_path), models, datasets, policy=policy)
 

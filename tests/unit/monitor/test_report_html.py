@@ -46,7 +46,7 @@ def _status() -> ModelStatus:
             ColumnDrift(
                 name=HOSTILE[1],
                 kind="categorical",
-                method="psi",
+                method="jensen_shannon",
                 statistic=0.2,
                 p_value=0.01,
                 threshold=0.1,
