@@ -92,7 +92,6 @@ class Monitor:
         name: str,
         *,
         now: dt.datetime | None = None,
-        lookback_windows: int | None = None,
         performance: bool = True,
         windows: list[WindowStatus] | None = None,
     ) -> ModelStatus:
@@ -110,7 +109,7 @@ class Monitor:
         task = ev.get("task", "classification")
         metric = primary_metric(task)
         reference = ev.get("reference") or {"columns": {}}
-        since = self._since(name, now, lookback_windows)
+        since = self._since(name, now)
         training = training_metrics(ev)
         est_ref = (reference.get("output") or {}).get("scores")
         if est_ref:
