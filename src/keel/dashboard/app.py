@@ -45,7 +45,7 @@ from keel.data import DatasetStore
 from keel.monitor import Monitor
 from keel.monitor.report import SCRIPTS, STATIC, environment, script
 from keel.registry import ModelStore, says_something
-from keel.serve import AuthError, RequestError, ScopeError, TokenRequiredError
+from keel.serve import AuthError, RequestError, ScopeError, TokenRequiredError, status_of
 from keel.store import KeelError, Settings
 
 log = logging.getLogger("keel.dashboard")
@@ -126,8 +126,7 @@ class Dashboard:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", 303)
             refusal = _refusal(viewer, "view")
-            status = 401 if isinstance(refusal, TokenRequiredError) else 403
-            return self._error(request, viewer, status, str(refusal))
+            return self._error(request, viewer, status_of(refusal), str(refusal))
 
         return endpoint
 
