@@ -242,7 +242,7 @@ def _endpoint(
         if name is None and label == "invocations":  # MLflow names no model in the path
             with contextlib.suppress(RequestError):
                 name = routes.mlflow_model(request, server)
-        server.count(name, label, response.status_code)
+        routes.count(server, name, label, response.status_code)
         return response
 
     return endpoint
@@ -291,7 +291,7 @@ class FastPredict:
             data = await routes.predict_keel(server, name, scope, receive, header)
         except Exception as exc:  # 4xx for the caller's mistakes; else 500 with an id, logged
             response = error_response(exc, scope.get("path", ""))
-            server.count(name, "predict", response.status_code)
+            routes.count(server, name, "predict", response.status_code)
             await response(scope, receive, send)
             return
         finally:

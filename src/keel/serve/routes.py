@@ -68,6 +68,15 @@ async def read_rows(request: Request, server: KeelServer, kind: str) -> Rows:
     return await server.parser.rows(await read_body(request, server), kind)
 
 
+def count(server: KeelServer, name: str | None, endpoint: str, status: int) -> None:
+    """One request in `keel_requests_total`. A name that is not served is counted under
+    model "" (names sent by callers must not grow the label set without bound)."""
+    model = (name or "").partition("@")[0]
+    if model not in server.served:
+        model = ""
+    server.metrics.requests.labels(model, "", endpoint, str(status)).inc()
+
+
 def observe(server: KeelServer, endpoint: str, t0: float, runtime: ModelRuntime) -> None:
     """A request answered (200) by `runtime`: counted with its version, and timed."""
     name = runtime.resolved.name

@@ -291,14 +291,6 @@ class KeelServer:
             raise RequestError(msg) from exc
         return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
-    def count(self, name: str | None, endpoint: str, status: int, version: str = "") -> None:
-        """One request in `keel_requests_total`. A name that is not served is counted under
-        model "" (names sent by callers must not grow the label set without bound)."""
-        model = (name or "").partition("@")[0]
-        if model not in self.served:
-            model = ""
-        self.metrics.requests.labels(model, version, endpoint, str(status)).inc()
-
     # ---- auth ------------------------------------------------------------------------------
 
     def authorize(self, header: str | None, scope: str) -> None:
