@@ -282,13 +282,17 @@ class FastPredict:
     async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> None:
         server = self.server
         headers: dict[bytes, bytes] = dict(scope["headers"])
-
-        def header(key: str) -> str | None:
-            value = headers.get(key.encode())
-            return None if value is None else value.decode("latin-1")
-
         try:
-            data = await routes.predict_keel(server, name, scope, receive, header)
+            data = await routes.predict_keel(
+                server,
+                name,
+                scope,
+                receive,
+                authorization=_text(headers.get(b"authorization")),
+                content_length=_text(headers.get(b"content-length")),
+                request_key=_text(headers.get(b"x-request-key")),
+                keel_time=_text(headers.get(b"x-keel-time")),
+            )
         except Exception as exc:  # 4xx for the caller's mistakes; else 500 with an id, logged
             response = error_response(exc, scope.get("path", ""))
             routes.count(server, name, "predict", response.status_code)
@@ -307,3 +311,8 @@ class FastPredict:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+def _text(value: bytes | None) -> str | None:
+    """A raw ASGI header value as text (HTTP headers are latin-1)."""
+    return None if value is None else value.decode("latin-1")

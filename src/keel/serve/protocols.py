@@ -66,7 +66,9 @@ def keel_answer(answered: Answered, skip: bool) -> dict[str, Any]:
 
 def keel_answer_bytes(answered: Answered, on_error: str) -> bytes:
     """keel's JSON answer as bytes (`on_error` as the request said it)."""
-    return to_json(keel_answer(answered, on_error == "skip"))
+    return orjson.dumps(
+        keel_answer(answered, on_error == "skip"), option=orjson.OPT_SERIALIZE_NUMPY
+    )
 
 
 # ---- Open Inference Protocol v2 ------------------------------------------------------------

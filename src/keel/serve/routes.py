@@ -28,8 +28,6 @@ from keel.serve.runtime import ModelRuntime
 from keel.serve.server import KeelServer
 
 Handler = Callable[[Request, KeelServer], Awaitable[Response]]
-Header = Callable[[str], str | None]
-"""A request header's value by its lower-case name (None when absent)."""
 
 
 # ---- reading and answering ----------------------------------------------------------------
@@ -92,16 +90,21 @@ async def predict_keel(
     name: str,
     scope: MutableMapping[str, Any],
     receive: Receive,
-    header: Header,
+    *,
+    authorization: str | None,
+    content_length: str | None,
+    request_key: str | None,
+    keel_time: str | None,
 ) -> bytes:
-    """`POST /v1/models/{name}/predict` from the request's parts to the answer's bytes: the
-    routed handler and the plain-ASGI hot path (`keel.serve.app.FastPredict`) both call it."""
+    """`POST /v1/models/{name}/predict` from the request's parts (its ASGI scope and receive,
+    and the headers it reads) to the answer's bytes: the routed handler and the plain-ASGI hot
+    path (`keel.serve.app.FastPredict`) both call it."""
     t0 = time.perf_counter()
-    server.authorize(header("authorization"), "predict")
+    server.authorize(authorization, "predict")
     body = await receive_body(
         receive,
         scope,
-        header("content-length"),
+        content_length,
         limit=server.settings.max_body_bytes,
         budget=server.budget,
     )
@@ -110,8 +113,8 @@ async def predict_keel(
     answered = await server.predict(
         name,
         found.rows,
-        key=header("x-request-key"),
-        at=server.replay_time(header("x-keel-time")),
+        key=request_key,
+        at=server.replay_time(keel_time),
         on_error=found.on_error,
     )
     data = await _keel_bytes(server, answered, found.on_error)
@@ -127,8 +130,17 @@ async def _keel_bytes(server: KeelServer, answered: Answered, on_error: str) -> 
 
 
 async def predict(request: Request, server: KeelServer) -> Response:
-    name = request.path_params["name"]
-    data = await predict_keel(server, name, request.scope, request.receive, request.headers.get)
+    h = request.headers
+    data = await predict_keel(
+        server,
+        request.path_params["name"],
+        request.scope,
+        request.receive,
+        authorization=h.get("authorization"),
+        content_length=h.get("content-length"),
+        request_key=h.get("x-request-key"),
+        keel_time=h.get("x-keel-time"),
+    )
     return Response(data, media_type="application/json")
 
 
