@@ -66,11 +66,18 @@ def test_serve_exports() -> None:
     import keel.serve
 
     assert sorted(keel.serve.__all__) == [
+        "AuthError",
         "Client",
         "KeelServer",
         "MicroBatcher",
         "PredictionLog",
+        "RequestError",
+        "ScopeError",
+        "TokenRequiredError",
         "create_app",
+        "error_response",
+        "exposure_warnings",
+        "status_of",
     ]
 
 

@@ -35,7 +35,7 @@ from serving_fixtures import (
 )
 
 from keel.registry import ModelStore
-from keel.serve.app import KeelServer
+from keel.serve import KeelServer
 from keel.store import ArtifactStore, Database, Settings
 from keel.store import tables as t
 
@@ -546,7 +546,7 @@ def test_a_refused_version_is_tried_again_only_when_its_artifact_changes(
             for rewrite in (None, None, -1, 0):  # then the same bytes, then other bytes
                 if rewrite is not None:
                     register_crafted(crafted_home, which=rewrite)
-                results.append(await server._sync("fraud"))
+                results.append(await server.sync("fraud"))
                 failures.append(counter._value.get())
             return results, failures, server.served["fraud"].runtimes["production"].resolved.version
         finally:
@@ -591,8 +591,8 @@ def test_a_garbage_artifact_is_refused_as_unsafe_once(crafted_home: Path) -> Non
         await server.start()
         try:
             move_production(crafted_home, 2)
-            first = await server._sync("fraud")
-            again = await server._sync("fraud")
+            first = await server.sync("fraud")
+            again = await server.sync("fraud")
             failures = server.metrics.load_failures.labels("fraud")._value.get()
             return (
                 first,
@@ -625,9 +625,9 @@ def test_a_version_that_does_not_load_within_the_budget_is_refused(crafted_home:
         server = KeelServer(fast, ModelStore.open(fast), ["fraud"])
         await server.start()
         try:
-            server.settings = settings
+            server.follower.settings = settings  # the budget the follower loads within
             move_production(crafted_home, 2)
-            refusals = await server._sync("fraud")
+            refusals = await server.sync("fraud")
             return refusals, server.served["fraud"].runtimes["production"].resolved.version
         finally:
             await server.stop()

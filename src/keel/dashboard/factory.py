@@ -12,28 +12,22 @@ from starlette.routing import Route
 from keel.dashboard.app import Dashboard
 from keel.data import DatasetStore
 from keel.registry import ModelStore
-from keel.serve.app import create_app
-from keel.serve.exposure import exposure_warnings
-from keel.serve.routes import verifier
+from keel.serve import KeelServer, create_app, exposure_warnings
 from keel.store import Settings, load_settings
 
 
 def with_dashboard(app: Starlette, settings: Settings) -> Starlette:
     """Add the dashboard's routes to a server made by `keel.serve.create_app`."""
-    server = app.state.server
+    server: KeelServer = app.state.server
     dashboard = Dashboard(
         settings,
         server.models,
         DatasetStore(server.models.db, server.models.artifacts, settings.resolved_secret_key()),
-        on_alias_moved=lambda name: server._sync(name) if name in server.served else _none(),
-        verify=verifier(server),
+        on_alias_moved=server.moved,
+        verify=server.verify_move,
     )
     app.router.routes.extend(dashboard.routes())
     return app
-
-
-async def _none() -> None:
-    return None
 
 
 def app_from_env() -> Starlette:

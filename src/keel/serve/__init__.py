@@ -11,19 +11,42 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "AuthError": "keel.serve.errors",
     "Client": "keel.serve.client",
-    "KeelServer": "keel.serve.app",
+    "KeelServer": "keel.serve.server",
     "MicroBatcher": "keel.serve.batching",
     "PredictionLog": "keel.serve.predlog",
+    "RequestError": "keel.serve.errors",
+    "ScopeError": "keel.serve.errors",
+    "TokenRequiredError": "keel.serve.errors",
     "create_app": "keel.serve.app",
+    "error_response": "keel.serve.app",
+    "status_of": "keel.serve.app",
+    "exposure_warnings": "keel.serve.exposure",
 }
 
 if TYPE_CHECKING:
-    from keel.serve.app import KeelServer, create_app
+    from keel.serve.app import create_app, error_response, status_of
     from keel.serve.batching import MicroBatcher
     from keel.serve.client import Client
+    from keel.serve.errors import AuthError, RequestError, ScopeError, TokenRequiredError
+    from keel.serve.exposure import exposure_warnings
     from keel.serve.predlog import PredictionLog
+    from keel.serve.server import KeelServer
 
 __getattr__ = lazy_getattr("keel.serve", _NAMES)
 
-__all__ = ["Client", "KeelServer", "MicroBatcher", "PredictionLog", "create_app"]
+__all__ = [
+    "AuthError",
+    "Client",
+    "KeelServer",
+    "MicroBatcher",
+    "PredictionLog",
+    "RequestError",
+    "ScopeError",
+    "TokenRequiredError",
+    "create_app",
+    "error_response",
+    "exposure_warnings",
+    "status_of",
+]

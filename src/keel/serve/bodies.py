@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from keel.serve.errors import RequestError
+from keel.serve.errors import RequestError, RetryLaterError, TooLargeError
 
 RESERVED = "keel.reserved_bytes"
 """The ASGI scope key holding the bytes a request reserved from the budget."""
@@ -69,7 +69,7 @@ class BodyBudget:
                 f"{n:,} more; at most {self.limit:,} are held at once (max_inflight_bytes). "
                 "Retry in a moment."
             )
-            raise RequestError(503, msg, retry_after_s=1)
+            raise RetryLaterError(msg, retry_after_s=1)
         self.used += n
         scope[RESERVED] = scope.get(RESERVED, 0) + n
 
@@ -79,15 +79,14 @@ class BodyBudget:
             self._large.release()
 
 
-def too_large(n: int, limit: int) -> RequestError:
-    return RequestError(
-        413, f"The body is {n:,} bytes; this server reads at most {limit:,} (max_body_bytes)."
+def too_large(n: int, limit: int) -> TooLargeError:
+    return TooLargeError(
+        f"The body is {n:,} bytes; this server reads at most {limit:,} (max_body_bytes)."
     )
 
 
-def too_many_rows(n: int, max_rows: int) -> RequestError:
-    return RequestError(
-        413,
+def too_many_rows(n: int, max_rows: int) -> TooLargeError:
+    return TooLargeError(
         f"The request has {n:,} rows; this server answers at most {max_rows:,} rows per request "
         f"(max_rows). Send them in requests of at most {max_rows:,} rows.",
     )
@@ -117,7 +116,8 @@ async def receive_body(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise RequestError(400, "The client went away before sending the whole body.")
+            msg = "The client went away before sending the whole body."
+            raise RequestError(msg)
         chunk = message.get("body", b"")
         if chunk:
             if total + len(chunk) > limit:
@@ -125,7 +125,7 @@ async def receive_body(
             if filled is not None:
                 if total + len(chunk) > size:
                     msg = f"The body is longer than its Content-Length ({size:,} bytes)."
-                    raise RequestError(400, msg)
+                    raise RequestError(msg)
                 filled[total : total + len(chunk)] = chunk
             else:
                 if size < 0:
@@ -137,10 +137,11 @@ async def receive_body(
     if filled is not None:
         if total < size:
             msg = f"The body is shorter than its Content-Length ({total:,} of {size:,} bytes)."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         body: bytes | bytearray = filled  # bytes-like: orjson, pipes and slices take it
     elif size == 0 and total:
-        raise RequestError(400, "The body is longer than its Content-Length (0 bytes).")
+        msg = "The body is longer than its Content-Length (0 bytes)."
+        raise RequestError(msg)
     else:
         body = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(body) > INLINE_PARSE_BYTES:
@@ -156,7 +157,7 @@ def loads(body: bytes | bytearray, kind: str = "json") -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         msg = f"The body is not valid JSON: {exc}.{_HINTS.get(kind, '')}"
-        raise RequestError(400, msg) from exc
+        raise RequestError(msg) from exc
 
 
 # ---- payload -> rows (pure; run in the server and in the parsing process) ----------------------
@@ -177,11 +178,13 @@ def on_error_of(payload: dict[str, Any]) -> str:
     """The body's `on_error`: "fail" (the default) or "skip"."""
     value = payload.get("on_error", "fail")
     if value not in ("fail", "skip"):
-        raise RequestError(
-            400,
+        msg = (
             f"'on_error' has the value {_described(value)}; expected 'fail' (the default: one bad "
             "row fails the request with 422) or 'skip' (bad rows answered with null and listed "
-            "in 'errors').",
+            "in 'errors')."
+        )
+        raise RequestError(
+            msg,
         )
     return str(value)
 
@@ -192,15 +195,16 @@ def columns_to_rows(columns: Any, max_rows: int, field: str = "columns") -> list
         msg = (
             f"{field!r} has the value {_described(columns)}; expected an object of name: [values]."
         )
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     for name, values in columns.items():
         if not isinstance(values, list):
             msg = f"{field!r} column {name!r} has the value {_described(values)}; expected a list of values."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) > 1:
         shown = dict(list(lengths.items())[:20])
-        raise RequestError(400, f"The columns of {field!r} have different lengths: {shown}.")
+        msg = f"The columns of {field!r} have different lengths: {shown}."
+        raise RequestError(msg)
     n = next(iter(lengths.values()), 0)
     if n > max_rows:
         raise too_many_rows(n, max_rows)
@@ -211,7 +215,7 @@ def columns_to_rows(columns: Any, max_rows: int, field: str = "columns") -> list
 def _records(value: Any, field: str, max_rows: int) -> list[Any]:
     if not isinstance(value, list):
         msg = f"{field!r} has the value {_described(value)}; expected a list of records (objects of field: value)."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     if len(value) > max_rows:
         raise too_many_rows(len(value), max_rows)
     return value
@@ -221,14 +225,15 @@ def keel_rows(payload: Any, max_rows: int) -> Rows:
     """keel's JSON: `{"rows": [{...}]}` or `{"columns": {name: [values]}}`, and `on_error`."""
     if not isinstance(payload, dict):
         msg = f"The body is a JSON {type(payload).__name__}; expected an object with 'rows' or 'columns'."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     on_error = on_error_of(payload)
     if "rows" in payload:
         return Rows(_records(payload["rows"], "rows", max_rows), on_error)
     if "columns" in payload:
         return Rows(columns_to_rows(payload["columns"], max_rows), on_error)
     shown = sorted(payload)[:20]
-    raise RequestError(400, f"The body has the keys {shown}; expected 'rows' or 'columns'.")
+    msg = f"The body has the keys {shown}; expected 'rows' or 'columns'."
+    raise RequestError(msg)
 
 
 def mlflow_rows(payload: Any, max_rows: int) -> Rows:
@@ -236,21 +241,21 @@ def mlflow_rows(payload: Any, max_rows: int) -> Rows:
     formats = "dataframe_split, dataframe_records, instances or inputs"
     if not isinstance(payload, dict):
         msg = f"The body is a JSON {type(payload).__name__}; expected an object with one of {formats}."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     if "dataframe_split" in payload:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or "columns" not in split or "data" not in split:
             msg = f"'dataframe_split' has the value {_described(split)}; expected an object with 'columns' (names) and 'data' (rows as lists)."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         columns, data = split["columns"], split["data"]
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             msg = f"'dataframe_split.columns' has the value {_described(columns)}; expected a list of column names (strings)."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         data = _records(data, "dataframe_split.data", max_rows)
         for i, row in enumerate(data):
             if not isinstance(row, list) or len(row) != len(columns):
                 msg = f"'dataframe_split.data' row {i} has the value {_described(row)}; expected a list of {len(columns)} values, one per column."
-                raise RequestError(400, msg)
+                raise RequestError(msg)
         return Rows([dict(zip(columns, row, strict=True)) for row in data])
     if "dataframe_records" in payload:
         return Rows(_records(payload["dataframe_records"], "dataframe_records", max_rows))
@@ -261,10 +266,11 @@ def mlflow_rows(payload: Any, max_rows: int) -> Rows:
                 return Rows(columns_to_rows(value, max_rows, key))
             if not isinstance(value, list):
                 msg = f"{key!r} has the value {_described(value)}; expected a list of records or an object of name: [values]."
-                raise RequestError(400, msg)
+                raise RequestError(msg)
             return Rows(_records(value, key, max_rows))
     shown = sorted(payload)[:20]
-    raise RequestError(400, f"The body has the keys {shown}; expected one of {formats}.")
+    msg = f"The body has the keys {shown}; expected one of {formats}."
+    raise RequestError(msg)
 
 
 def feedback_rows(payload: Any, max_rows: int) -> Rows:
@@ -273,7 +279,8 @@ def feedback_rows(payload: Any, max_rows: int) -> Rows:
     if not isinstance(labels, list) or not all(
         isinstance(x, dict) and "prediction_id" in x and "label" in x for x in labels
     ):
-        raise RequestError(400, "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}.")
+        msg = "Expected {'labels': [{'prediction_id': ..., 'label': ...}, ...]}."
+        raise RequestError(msg)
     if len(labels) > max_rows:
         raise too_many_rows(len(labels), max_rows)
     return Rows(labels)
@@ -285,27 +292,27 @@ def check_oip_sizes(payload: Any, max_rows: int) -> None:
     that holds exactly the shape's number of elements, flat or nested regularly by the shape."""
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
-        raise RequestError(
-            400, "Expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}."
-        )
+        msg = "Expected {'inputs': [{'name', 'shape', 'datatype', 'data'}, ...]}."
+        raise RequestError(msg)
     if "id" in payload and not isinstance(payload["id"], str):
         msg = f"'id' has the value {_described(payload['id'])}; expected a string."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     names: set[str] = set()
     for t in inputs:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             msg = f"An input has the value {_described(t)}; each input needs 'name', 'shape', 'datatype' and 'data'."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         name = t["name"]
         if name in names:
-            raise RequestError(400, f"Input {name!r} is given twice; expected each input once.")
+            msg = f"Input {name!r} is given twice; expected each input once."
+            raise RequestError(msg)
         names.add(name)
         shape = t.get("shape")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             msg = f"Input {name!r} has shape {_described(shape)}; expected a list of sizes (integers >= 0)."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         if shape and shape[0] > max_rows:
             raise too_many_rows(shape[0], max_rows)
         if "data" in t:
@@ -319,11 +326,11 @@ def flat_data(name: str, data: Any, shape: list[int]) -> list[Any]:
     expected = math.prod(shape)
     if not isinstance(data, list):
         msg = f"Input {name!r} has data {_described(data)}; expected a list of {expected} elements (shape {shape})."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     if not any(isinstance(x, list) for x in data):
         if len(data) != expected:
             msg = f"Input {name!r} has shape {shape} ({expected} elements) but its data holds {len(data)}; expected data that fits the shape."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         return data
     level: list[Any] = [data]
     for size in shape:
@@ -344,7 +351,7 @@ def flat_data(name: str, data: Any, shape: list[int]) -> list[Any]:
         f"list of {expected} elements, or lists nested {len(shape)} deep with those sizes "
         "(every row the same length)."
     )
-    raise RequestError(400, msg)
+    raise RequestError(msg)
 
 
 EXTRACT: dict[str, Callable[[Any, int], Rows]] = {

@@ -1,80 +1,101 @@
-"""The one place where errors become HTTP responses.
+"""Serving's domain errors: what went wrong, never an HTTP status.
 
-A client's mistake is a 4xx whose message names the field, the value and what was expected.
-Anything else is the server's: a 500 whose body holds a generic sentence and an `error_id`, the
-id also logged with the traceback (`keel.serve` logger), so an operator finds it and a caller
-learns nothing about the inside (no SQL, no traceback, no path). The metadata database being
-unreachable is a 503 with `Retry-After`, never a 500.
+`keel.serve.app.ERRORS` is the one table that answers each of them over HTTP (the status, the
+body's `kind`, `Retry-After`); the core (`keel.serve.server`), the body readers and the protocol
+functions only raise them. This module imports nothing of the web framework: the body-parsing
+process (`keel.serve.parsing`) imports it.
+
+    KeelError (keel.store)
+    ├── RequestError (ValueError)       a request the server cannot use as sent
+    │   ├── TooLargeError               a body, a row count or an explanation over its limit
+    │   ├── UnsupportedMediaError       a content type the endpoint does not read
+    │   ├── InputRefusedError           rows that do not fit the model's input contract
+    │   ├── VersionRefusedError         an alias move to a version this server cannot load
+    │   ├── ProtectedAliasError         a call that would leave a served model without production
+    │   └── RetryLaterError             a request the server cannot take now (says when to retry)
+    ├── AuthError (PermissionError)
+    │   ├── TokenRequiredError          no token, or one this server does not know
+    │   └── ScopeError                  a known token without the scope the call needs
+    ├── OverloadedError (RuntimeError)  a model's queue or the prediction log is full
+    ├── ModelFailedError (RuntimeError) the model raised on this input (a server failure)
+    └── LoadTimeoutError (TimeoutError) a version did not load within `load_timeout_s`
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import uuid
 from typing import Any
 
-import orjson
-from starlette.responses import Response
-
-from keel.store import (
-    ConfigError,
-    ConflictError,
-    GateFailedError,
-    IntegrityError,
-    KeelError,
-    ModelNotFoundError,
-    NotFoundError,
-    UnsafeArtifactError,
-)
-
-log = logging.getLogger("keel.serve")
+from keel.store import KeelError
 
 
 class RequestError(KeelError, ValueError):
-    """A request the server cannot use: malformed, too large, or failing the model's contract;
-    also a server too busy to take it now (503, with `retry_after_s`)."""
+    """Raised when a request cannot be used as sent: malformed, or naming what is not there.
+    `details` (JSON-able) says more, field by field or row by row."""
 
-    def __init__(
-        self, status: int, message: str, details: Any = None, *, retry_after_s: int | None = None
-    ) -> None:
+    def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
-        self.status = status
         self.details = details
+
+
+class TooLargeError(RequestError):
+    """Raised when a body, its rows or the rows to explain are over the server's limit."""
+
+
+class UnsupportedMediaError(RequestError):
+    """Raised when an endpoint is sent a content type it does not read."""
+
+
+class InputRefusedError(RequestError):
+    """Raised when rows do not fit the model's input contract (`details`: the first errors)."""
+
+
+class VersionRefusedError(RequestError):
+    """Raised before an alias move when this server cannot load the version it would serve;
+    nothing is moved."""
+
+
+class ProtectedAliasError(RequestError):
+    """Raised when a call would remove the alias a served model answers with (production)."""
+
+
+class RetryLaterError(RequestError):
+    """Raised when the server cannot take this request now (the bytes of bodies in flight, the
+    body parser restarting, an alias move not yet served); `retry_after_s` says when to retry."""
+
+    def __init__(self, message: str, details: Any = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, details)
         self.retry_after_s = retry_after_s
 
 
 class AuthError(KeelError, PermissionError):
-    """A missing token (401) or one without the scope the call needs (403)."""
+    """Raised when the caller may not make this call (see the two kinds below)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class TokenRequiredError(AuthError):
+    """Raised when a call needs a token and none, or one this server does not know, was sent."""
+
+
+class ScopeError(AuthError):
+    """Raised when the caller's token lacks the scope the call needs."""
 
 
 class OverloadedError(KeelError, RuntimeError):
-    """The server cannot take this work now and says when to retry (503 with `Retry-After`):
-    a model's queue is full or waited too long, or the prediction log's buffers are full."""
+    """The server cannot take this work now and says when to retry: a model's queue is full or
+    waited too long, or the prediction log's buffers are full."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
+class ModelFailedError(KeelError, RuntimeError):
+    """Raised when the model itself failed on a request's rows: the server's failure, never
+    shown to the caller beyond an error id."""
+
+
 class LoadTimeoutError(KeelError, TimeoutError):
     """A model version did not load and warm up within `load_timeout_s`; it was refused."""
 
-
-_STATUS: list[tuple[type[BaseException], int]] = [
-    (ModelNotFoundError, 404),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (GateFailedError, 422),
-    (ConfigError, 400),
-    (OverloadedError, 503),
-    (IntegrityError, 500),
-    (UnsafeArtifactError, 500),
-]
 
 # exception classes of the database drivers (and SQLAlchemy's wrappers of them) that mean the
 # database cannot be reached or answered in time, by module and name: serve does not import the
@@ -91,7 +112,6 @@ _UNAVAILABLE = {
     ("psycopg.errors", "InterfaceError"),
     ("psycopg_pool", "PoolTimeout"),
 }
-DATABASE_RETRY_S = 5
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -107,55 +127,15 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def status_of(exc: BaseException) -> int:
-    """The HTTP status an exception is answered with."""
-    if isinstance(exc, RequestError | AuthError):
-        return exc.status
-    if database_unavailable(exc):
-        return 503
-    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-
-
-def error_response(exc: BaseException, where: str = "") -> Response:
-    """The answer to a request that raised `exc` (`where`: the path, for the log)."""
-    status = status_of(exc)
-    headers: dict[str, str] = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    body: dict[str, Any]
-    if isinstance(exc, RequestError) and status == 503:
-        body = {"error": str(exc), "kind": type(exc).__name__}
-        headers["Retry-After"] = str(exc.retry_after_s or 1)
-    elif isinstance(exc, OverloadedError):
-        body = {"error": str(exc), "kind": type(exc).__name__}
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    elif status == 503:
-        error_id = uuid.uuid4().hex[:16]
-        log.warning("error %s on %s: the database is unavailable", error_id, where, exc_info=exc)
-        body = {
-            "error": "The metadata database is not reachable right now (down, locked or too "
-            f"slow); retry in a few seconds. The server log has the details under error id {error_id}.",
-            "kind": "DatabaseUnavailable",
-            "error_id": error_id,
-        }
-        headers["Retry-After"] = str(DATABASE_RETRY_S)
-    elif status >= 500:
-        error_id = uuid.uuid4().hex[:16]
-        log.error("error %s on %s: %s", error_id, where, exc, exc_info=exc)
-        body = {
-            "error": "The server failed on this request; nothing about it is shown here. The "
-            f"server log has the details under error id {error_id}.",
-            "kind": "InternalError",
-            "error_id": error_id,
-        }
-    else:
-        body = {"error": str(exc), "kind": type(exc).__name__}
-        details = getattr(exc, "details", None)
-        if details is not None:
-            body["details"] = details
-    try:
-        data = orjson.dumps(body)
-    except TypeError:  # details that do not serialize: the message alone still says it
-        body.pop("details", None)
-        data = orjson.dumps(body)
-    return Response(data, status_code=status, media_type="application/json", headers=headers)
+REQUEST_ERRORS: dict[str, type[RequestError]] = {
+    cls.__name__: cls
+    for cls in (
+        RequestError,
+        TooLargeError,
+        UnsupportedMediaError,
+        InputRefusedError,
+        RetryLaterError,
+    )
+}
+"""The request errors a body parser may raise, by name: the parsing process sends the name
+and the message back, and the server raises the same type."""

@@ -73,11 +73,11 @@ def split_raw(
     text = header_length.strip()
     if not text.isdigit():
         msg = f"Inference-Header-Content-Length has the value {header_length!r}; expected the length in bytes of the JSON header."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     n = int(text)
     if n == 0 or n > len(body):
         msg = f"Inference-Header-Content-Length is {n}; expected between 1 and the body's {len(body)} bytes."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     return body[:n], body[n:]
 
 
@@ -86,7 +86,7 @@ def _json(body: bytes | bytearray) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         msg = f"The body is not valid JSON: {exc}. {BINARY_HINT}"
-        raise RequestError(400, msg) from exc
+        raise RequestError(msg) from exc
 
 
 def decode_inputs(payload: Any, binary: bytes | bytearray, max_rows: int) -> list[Tensor]:
@@ -100,32 +100,32 @@ def decode_inputs(payload: Any, binary: bytes | bytearray, max_rows: int) -> lis
         params = t.get("parameters") or {}
         if not isinstance(params, dict):
             msg = f"Input {name!r} has parameters {type(params).__name__}; expected an object."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         size = params.get("binary_data_size")
         if size is None:
             if "data" not in t:
                 msg = f"Input {name!r} has neither 'data' nor parameters.binary_data_size; expected one of them."
-                raise RequestError(400, msg)
+                raise RequestError(msg)
             shape = tuple(t["shape"])
             data = flat_data(name, t["data"], t["shape"])
             out.append(Tensor(name, str(t.get("datatype", "")), shape, data))
             continue
         if "data" in t:
             msg = f"Input {name!r} has both 'data' and parameters.binary_data_size; expected one of them."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         datatype, shape = _declared(t)
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             msg = f"Input {name!r} has binary_data_size {size!r}; expected a number of bytes (an integer >= 0)."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         if offset + size > len(binary):
             msg = f"Input {name!r} declares binary_data_size {size}, but only {len(binary) - offset} bytes of binary data are left after the inputs before it."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         chunk = binary[offset : offset + size]
         offset += size
         out.append(Tensor(name, datatype, shape, _decode(name, datatype, shape, chunk)))
     if offset != len(binary):
         msg = f"The body has {len(binary)} bytes after the JSON header; the inputs' binary_data_size add up to {offset}."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     return out
 
 
@@ -133,12 +133,12 @@ def _declared(t: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
     name, datatype, shape = t["name"], t.get("datatype"), t.get("shape")
     if datatype not in DATATYPES:
         msg = f"Input {name!r} has datatype {datatype!r}; expected one of {', '.join(DATATYPES)}."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         msg = f"Input {name!r} has shape {shape!r}; expected a list of sizes (integers >= 0)."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     return str(datatype), tuple(shape)
 
 
@@ -151,10 +151,10 @@ def _decode(
     dtype = np.dtype(_DTYPES[datatype])
     if len(chunk) != n * dtype.itemsize:
         msg = f"Input {name!r} ({datatype}, shape {list(shape)}) needs {n} x {dtype.itemsize} = {n * dtype.itemsize} bytes; binary_data_size is {len(chunk)}."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     if datatype == "BOOL" and any(b > 1 for b in chunk):
         msg = f"Input {name!r} (BOOL) has a byte other than 0 or 1; expected one byte per element, 0 or 1."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     values: list[Any] = np.frombuffer(chunk, dtype=dtype).tolist()
     return values
 
@@ -165,24 +165,24 @@ def _decode_bytes(name: str, n: int, shape: tuple[int, ...], chunk: bytes | byte
     while pos < len(chunk):
         if pos + 4 > len(chunk):
             msg = f"Input {name!r} (BYTES): element {len(values)} starts at byte {pos} but fewer than 4 bytes are left for its length; expected a 4-byte little-endian length before each element."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         (length,) = struct.unpack_from("<I", chunk, pos)
         pos += 4
         if pos + length > len(chunk):
             msg = f"Input {name!r} (BYTES): element {len(values)} declares {length} bytes but only {len(chunk) - pos} are left in its binary_data_size."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         raw = chunk[pos : pos + length]
         pos += length
         try:
             values.append(raw.decode())
         except UnicodeDecodeError as exc:
             msg = f"Input {name!r} (BYTES): element {len(values)} is not UTF-8 text ({exc.reason}); expected text for a keel model's string and category fields."
-            raise RequestError(400, msg) from exc
+            raise RequestError(msg) from exc
         if len(values) > n:
             break
     if len(values) != n:
         msg = f"Input {name!r} (BYTES, shape {list(shape)}) needs {n} elements; its binary data holds {len(values)}{' or more' if len(values) > n else ''}."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     return values
 
 
@@ -192,24 +192,25 @@ def requested_outputs(payload: dict[str, Any], available: list[str]) -> list[tup
     default = params.get("binary_data_output", False) if isinstance(params, dict) else False
     if not isinstance(default, bool):
         msg = f"parameters.binary_data_output has the value {default!r}; expected true or false."
-        raise RequestError(400, msg)
+        raise RequestError(msg)
     asked = payload.get("outputs")
     if asked is None:
         return [(name, default) for name in available]
     if not isinstance(asked, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked
     ):
-        raise RequestError(400, "'outputs' must be a list of {'name': ..., 'parameters': {...}}.")
+        msg = "'outputs' must be a list of {'name': ..., 'parameters': {...}}."
+        raise RequestError(msg)
     out = []
     for o in asked:
         if o["name"] not in available:
             msg = f"Output {o['name']!r} is not one of this model's outputs {available}."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         p = o.get("parameters") or {}
         binary = p.get("binary_data", default) if isinstance(p, dict) else default
         if not isinstance(binary, bool):
             msg = f"Output {o['name']!r} has parameters.binary_data {binary!r}; expected true or false."
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         out.append((o["name"], binary))
     return out
 

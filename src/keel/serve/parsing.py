@@ -31,7 +31,7 @@ from typing import IO, Any
 import orjson
 
 from keel.serve.bodies import EXTRACT, INLINE_PARSE_BYTES, Rows, check_oip_sizes, loads
-from keel.serve.errors import RequestError
+from keel.serve.errors import REQUEST_ERRORS, RequestError, RetryLaterError
 
 CHUNK_ROWS = 256
 """Rows per chunk handed back by the parsing process (each decodes in ~0.3 ms)."""
@@ -42,7 +42,8 @@ def prepare(body: bytes | bytearray, kind: str, max_rows: int) -> tuple[Any, ...
 
     ("rows", on_error, [chunk bytes]) for the row formats of `EXTRACT`, ("checked",) for
     others (the server parses the body itself, its sizes now known to be within bounds), or
-    ("error", status, message). Exceptions do not cross the process boundary.
+    ("error", kind, message) with the name of the `RequestError` type. Exceptions do not cross
+    the process boundary.
     """
     try:
         payload = loads(body, kind)
@@ -60,9 +61,9 @@ def prepare(body: bytes | bytearray, kind: str, max_rows: int) -> tuple[Any, ...
         ]
         return ("rows", rows.on_error, chunks)
     except RequestError as exc:
-        return ("error", exc.status, str(exc))
+        return ("error", type(exc).__name__, str(exc))
     except TypeError as exc:  # a value orjson cannot write back (an integer over 64 bits)
-        return ("error", 400, f"The body holds a value keel cannot use ({exc}).")
+        return ("error", "RequestError", f"The body holds a value keel cannot use ({exc}).")
 
 
 NICENESS = 10
@@ -189,7 +190,7 @@ class BodyParser:
                 worker = _Worker()
                 self._all.append(worker)
             msg = "The body parser stopped while reading this body; retry in a moment."
-            raise RequestError(503, msg, retry_after_s=1) from None
+            raise RetryLaterError(msg, retry_after_s=1) from None
         finally:
             self._idle.put_nowait(worker)
 
@@ -216,8 +217,8 @@ class BodyParser:
 
 def _raise_if_error(verdict: tuple[Any, ...]) -> None:
     if verdict[0] == "error":
-        _, status, message = verdict
-        raise RequestError(status, message)
+        _, kind, message = verdict
+        raise REQUEST_ERRORS.get(kind, RequestError)(message)
 
 
 def _decode(chunks: list[bytes]) -> list[Any]:

@@ -203,7 +203,7 @@ class ModelRuntime:
                 f"Explanations are not available for {self.ref}: it is an imported ONNX graph, "
                 "and keel computes SHAP values only for the models it trains. Use /predict."
             )
-            raise RequestError(400, msg)
+            raise RequestError(msg)
         bg = pd.DataFrame(self.explanations["background"])[self.features]
         values, base, features = shap_values(self.pipeline, bg, self.frame(rows), self.features)
         return {

@@ -276,7 +276,8 @@ class TestViewScope:
         assert unknown.status_code == 401
         assert predictor.status_code == 403
         assert predictor.json() == {
-            "error": "The token has the scopes ['feedback', 'predict']; this needs 'view'."
+            "error": "The token has the scopes ['feedback', 'predict']; this needs 'view'.",
+            "kind": "AuthError",
         }
         assert viewer.status_code == 404  # through the door: no such prediction
         assert "No logged prediction" in viewer.json()["error"]
@@ -366,6 +367,22 @@ class TestActions:
         )
         assert obj.status_code == 400
 
+    def test_an_action_the_registry_refuses_is_answered_as_the_model_api_would(
+        self, world: World
+    ) -> None:
+        """Errors under /ui/api come from serve's one table: a model that does not exist is a
+        404 whose kind names the error, as on /v1/models/.../aliases."""
+        with world.client() as client:
+            r = client.post(
+                "/ui/api/models/fraud/promote",
+                json={"reason": "try", "version": 99},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            )
+
+        assert r.status_code == 404
+        assert r.json()["kind"] == "ModelNotFoundError"
+        assert r.json()["error"].startswith("No model named 'fraud'")
+
 
 class TestPagesShowNoMachinePaths:
     def test_a_source_outside_the_store_shows_by_its_name_only(self, world: World) -> None:
@@ -431,7 +448,9 @@ class TestHeadersAndFailures:
         assert "The metadata database cannot be reached right now" in page.text
         assert page.headers["retry-after"] == "5"
         assert action.status_code == 503
-        assert action.json()["error"].startswith("The metadata database cannot be reached")
+        assert action.json()["error"].startswith("The metadata database is not reachable")
+        assert action.json()["kind"] == "DatabaseUnavailable"
+        assert action.headers["retry-after"] == "5"
         for r in (page, action):
             assert "SELECT" not in r.text
             assert "127.0.0.1" not in r.text

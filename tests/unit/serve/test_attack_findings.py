@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from keel.registry import says_something
-from keel.serve.routes import _shown
+from keel.serve.admin import _shown
 
 
 def _nested(depth: int) -> Any:

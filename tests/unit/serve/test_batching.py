@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from keel.serve.app import error_response
 from keel.serve.batching import BatcherClosedError, MicroBatcher
-from keel.serve.errors import OverloadedError, error_response
+from keel.serve.errors import OverloadedError
 
 
 class GatedModel:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from keel.serve.app import status_of
 from keel.serve.bodies import (
     INLINE_PARSE_BYTES,
     RESERVED,
@@ -43,7 +44,7 @@ class TestKeelRows:
         """The limit and the count are both in the message."""
         error = _error(keel_rows, {"rows": [{}] * 11}, 10)
 
-        assert error.status == 413
+        assert status_of(error) == 413
         assert str(error) == (
             "The request has 11 rows; this server answers at most 10 rows per request "
             "(max_rows). Send them in requests of at most 10 rows."
@@ -53,7 +54,7 @@ class TestKeelRows:
         """100,000 values per column are refused without building 100,000 dicts."""
         error = _error(columns_to_rows, {"a": [0] * 100_000}, 10_000)
 
-        assert error.status == 413
+        assert status_of(error) == 413
         assert "100,000 rows" in str(error)
 
     @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ class TestKeelRows:
         """Each malformed shape names the field, the value it had and what was expected."""
         error = _error(keel_rows, payload, 10)
 
-        assert error.status == 400
+        assert status_of(error) == 400
         assert fragment in str(error)
 
 
@@ -100,7 +101,7 @@ class TestMlflowRows:
         """What used to be a TypeError (a 500) is a 400 naming the field and the value."""
         error = _error(mlflow_rows, payload, 10)
 
-        assert error.status == 400
+        assert status_of(error) == 400
         assert fragment in str(error)
 
     def test_every_format_gives_the_same_records(self) -> None:
@@ -119,8 +120,8 @@ class TestMlflowRows:
         """Every MLflow format counts its rows against max_rows."""
         split = {"dataframe_split": {"columns": ["a"], "data": [[1]] * 11}}
 
-        assert _error(mlflow_rows, split, 10).status == 413
-        assert _error(mlflow_rows, {"instances": [{}] * 11}, 10).status == 413
+        assert status_of(_error(mlflow_rows, split, 10)) == 413
+        assert status_of(_error(mlflow_rows, {"instances": [{}] * 11}, 10)) == 413
 
 
 def test_feedback_labels_are_counted() -> None:
@@ -128,8 +129,8 @@ def test_feedback_labels_are_counted() -> None:
     labels = {"labels": [{"prediction_id": "p", "label": 1}] * 3}
 
     assert len(feedback_rows(labels, 3).rows) == 3
-    assert _error(feedback_rows, labels, 2).status == 413
-    assert _error(feedback_rows, {"labels": [{"label": 1}]}, 2).status == 400
+    assert status_of(_error(feedback_rows, labels, 2)) == 413
+    assert status_of(_error(feedback_rows, {"labels": [{"label": 1}]}, 2)) == 400
 
 
 class TestOipData:
@@ -154,7 +155,7 @@ class TestOipData:
         """Irregular nesting, or a count that is not the shape's, names the input and shape."""
         error = _error(flat_data, "amount", data, shape)
 
-        assert error.status == 400
+        assert status_of(error) == 400
         assert str(error).startswith("Input 'amount' ")
         assert fragment in str(error)
 
@@ -164,7 +165,7 @@ class TestOipData:
         for _ in range(1000):
             deep = [deep]
 
-        assert _error(flat_data, "amount", [deep], [1]).status == 400
+        assert status_of(_error(flat_data, "amount", [deep], [1])) == 400
 
     @pytest.mark.parametrize(
         ("payload", "status", "fragment"),
@@ -183,7 +184,7 @@ class TestOipData:
         """Names once each, shapes of sizes, at most max_rows rows, data that fits."""
         error = _error(check_oip_sizes, payload, 10)
 
-        assert error.status == status
+        assert status_of(error) == status
         assert fragment in str(error)
 
 
@@ -197,7 +198,7 @@ class TestBodyBudget:
 
         error = _error(budget.reserve, second, 60)
 
-        assert error.status == 503
+        assert status_of(error) == 503
         assert error.retry_after_s == 1
         assert "holds 60 bytes of request bodies and this one needs 60 more" in str(error)
 
@@ -247,7 +248,7 @@ class TestReceiveBody:
         with pytest.raises(RequestError) as info:
             asyncio.run(receive_body(_receiver([b"x"]), {}, "11", limit=10, budget=budget))
 
-        assert info.value.status == 413
+        assert status_of(info.value) == 413
         assert (
             str(info.value)
             == "The body is 11 bytes; this server reads at most 10 (max_body_bytes)."
@@ -261,7 +262,7 @@ class TestReceiveBody:
                 receive_body(_receiver([b"x" * 6] * 2), {}, None, limit=10, budget=BodyBudget(99))
             )
 
-        assert info.value.status == 413
+        assert status_of(info.value) == 413
 
 
 def test_rows_survive_the_round_trip_through_json() -> None:

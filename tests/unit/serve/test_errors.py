@@ -10,8 +10,22 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from keel.serve.errors import RequestError, database_unavailable, error_response
-from keel.store import ModelNotFoundError, UnsafeArtifactError
+from keel.serve.app import error_response
+from keel.serve.errors import (
+    InputRefusedError,
+    ModelFailedError,
+    OverloadedError,
+    ProtectedAliasError,
+    RequestError,
+    RetryLaterError,
+    ScopeError,
+    TokenRequiredError,
+    TooLargeError,
+    UnsupportedMediaError,
+    VersionRefusedError,
+    database_unavailable,
+)
+from keel.store import ConfigError, ModelNotFoundError, UnsafeArtifactError
 
 SECRET = "INSERT INTO audit_events (actor, reason) VALUES ('api', {'x': 1}) /srv/keel/keel.db"
 
@@ -44,7 +58,7 @@ def test_a_500_body_holds_a_generic_message_and_an_error_id_that_is_logged(
 
 def test_model_failures_and_unsafe_artifacts_are_500s_that_show_nothing() -> None:
     """Server-side failures that keel raises itself are shown no more than bugs."""
-    for exc in (RequestError(500, SECRET), UnsafeArtifactError(SECRET)):
+    for exc in (ModelFailedError(SECRET), UnsafeArtifactError(SECRET)):
         body = _body(error_response(exc))
 
         assert SECRET not in str(body)
@@ -76,9 +90,9 @@ def test_database_errors_are_recognised_through_their_causes() -> None:
 
 def test_client_errors_keep_their_message_and_details() -> None:
     """4xx bodies say what was wrong, with details when there are some."""
-    response = error_response(RequestError(422, "row 0 is wrong", [{"row": 0}]))
+    response = error_response(InputRefusedError("row 0 is wrong", [{"row": 0}]))
     missing = error_response(ModelNotFoundError("No model 'x'"))
-    busy = error_response(RequestError(503, "busy", retry_after_s=2))
+    busy = error_response(RetryLaterError("busy", retry_after_s=2))
 
     assert _body(response) == {
         "error": "row 0 is wrong",
@@ -87,3 +101,32 @@ def test_client_errors_keep_their_message_and_details() -> None:
     }
     assert missing.status_code == 404
     assert busy.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        (TokenRequiredError("no token"), 401, "AuthError"),
+        (ScopeError("no scope"), 403, "AuthError"),
+        (RequestError("bad"), 400, "RequestError"),
+        (TooLargeError("big"), 413, "RequestError"),
+        (UnsupportedMediaError("xml"), 415, "RequestError"),
+        (InputRefusedError("unfit"), 422, "RequestError"),
+        (VersionRefusedError("cannot load"), 422, "RequestError"),
+        (ProtectedAliasError("production stays"), 409, "RequestError"),
+        (RetryLaterError("later"), 503, "RequestError"),
+        (OverloadedError("queue full"), 503, "OverloadedError"),
+        (ModelNotFoundError("no model"), 404, "ModelNotFoundError"),
+        (ConfigError("bad setting"), 400, "ConfigError"),
+        (ModelFailedError("model raised"), 500, "InternalError"),
+    ],
+    ids=lambda x: type(x).__name__ if isinstance(x, Exception) else str(x),
+)
+def test_each_error_type_has_one_status_and_kind(error: Exception, status: int, kind: str) -> None:
+    """The one table answers every domain error with the status and kind clients have seen."""
+    response = error_response(error)
+
+    assert response.status_code == status
+    assert _body(response)["kind"] == kind
+    assert ("www-authenticate" in response.headers) == (status == 401)
+    assert ("retry-after" in response.headers) == (status == 503)

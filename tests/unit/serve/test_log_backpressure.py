@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from keel.serve.errors import OverloadedError, error_response
+from keel.serve.app import error_response
+from keel.serve.errors import OverloadedError
 from keel.serve.predlog import LogFullError, PredictionLog, prediction_ids
 
 AT = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

@@ -10,6 +10,7 @@ import pytest
 import tritonclient.http as tc
 from tritonclient.http._utils import _get_inference_request  # what infer() sends
 
+from keel.serve.app import status_of
 from keel.serve.errors import RequestError
 from keel.serve.oip import decode_inputs, encode_response, requested_outputs, split_body
 
@@ -83,7 +84,7 @@ def _raw(inputs: list[dict[str, object]], binary: bytes, length: int | None = No
     payload, rest = split_body(head + binary, str(length if length is not None else len(head)))
     with pytest.raises(RequestError) as info:
         decode_inputs(payload, rest, 10_000)
-    assert info.value.status == 400
+    assert status_of(info.value) == 400
     return str(info.value)
 
 
@@ -166,7 +167,7 @@ def test_header_length_is_checked_against_the_body(header: str, fragment: str) -
     with pytest.raises(RequestError, match=fragment) as info:
         split_body(b'{"inputs": []}', header)
 
-    assert info.value.status == 400
+    assert status_of(info.value) == 400
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from keel.serve.app import status_of
 from keel.serve.bodies import INLINE_PARSE_BYTES
 from keel.serve.errors import RequestError
 from keel.serve.parsing import BodyParser
@@ -63,7 +64,7 @@ def test_too_many_rows_are_refused_by_the_child(parser: BodyParser) -> None:
     (error,) = _run(parser, (parser.rows, body, "keel"))
 
     assert isinstance(error, RequestError)
-    assert error.status == 413
+    assert status_of(error) == 413
     assert "20,000 rows" in str(error)
 
 
@@ -74,9 +75,9 @@ def test_bad_json_and_bad_shapes_are_400_from_the_child(parser: BodyParser) -> N
 
     a, b = _run(parser, (parser.rows, bad_json, "keel"), (parser.rows, bad_shape, "mlflow"))
 
-    assert a.status == 400
+    assert status_of(a) == 400
     assert str(a).startswith("The body is not valid JSON")
-    assert b.status == 400
+    assert status_of(b) == 400
     assert "'instances' has the value 3" in str(b)
 
 
@@ -93,7 +94,7 @@ def test_oip_bodies_are_checked_in_the_child_then_parsed(parser: BodyParser) -> 
     )
 
     assert payload == good
-    assert error.status == 400
+    assert status_of(error) == 400
     assert "does not fit its shape [2, 1]" in str(error)
 
 
@@ -111,7 +112,7 @@ def test_a_dead_parsing_process_is_503_once_then_replaced(parser: BodyParser) ->
     )
 
     assert isinstance(failed, RequestError)
-    assert failed.status == 503
+    assert status_of(failed) == 503
     assert failed.retry_after_s == 1
     assert found.rows == ROWS
 
@@ -130,4 +131,4 @@ def test_without_workers_large_bodies_are_parsed_in_the_executor() -> None:
         executor.shutdown()
 
     assert ok.rows == ROWS[:100]
-    assert too_many.status == 413
+    assert status_of(too_many) == 413
