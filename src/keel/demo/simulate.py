@@ -115,18 +115,22 @@ class TransactionSimulator:
         home = rng.choice(len(REGIONS), n, p=REGION_MIX)
         return {"name": names, "email": emails, "card": cards, "age": age, "sex": sex, "home": home}
 
-    def generate(self, *, days: float, per_day: int = 2000, start_day: float = 0.0) -> pl.DataFrame:
-        """Transactions from `start_day` for `days` days after the start, in time order."""
+    def _day_offsets(self, n: int, *, days: float, start_day: float) -> np.ndarray:
+        """`n` sorted times in days since the start, with a daily rhythm (fewer at night)."""
         rng = self._rng
-        n = int(days * per_day)
         offsets = np.sort(rng.uniform(start_day, start_day + days, n))
-        # a daily rhythm: fewer transactions at night
         hour_shift = rng.normal(0, 0.08, n)
         day_frac = np.clip(
             (offsets % 1.0) * 0.6 + 0.3 + hour_shift * (offsets % 1.0 < 0.25), 0, 0.9999
         )
         offsets = np.floor(offsets) + np.where(rng.random(n) < 0.15, offsets % 1.0, day_frac)
-        offsets = np.sort(offsets)
+        return np.sort(offsets)
+
+    def generate(self, *, days: float, per_day: int = 2000, start_day: float = 0.0) -> pl.DataFrame:
+        """Transactions from `start_day` for `days` days after the start, in time order."""
+        rng = self._rng
+        n = int(days * per_day)
+        offsets = self._day_offsets(n, days=days, start_day=start_day)
         day = offsets
         ts = np.datetime64(self.start, "us") + (offsets * 86_400e6).astype("timedelta64[us]")
         hour = ((offsets % 1.0) * 24).astype(np.int64)
