@@ -25,6 +25,7 @@ from keel.store import (
     KeelError,
     ModelNotFoundError,
     NotFoundError,
+    OverloadedError,
     UnsafeArtifactError,
 )
 
@@ -50,15 +51,6 @@ class AuthError(KeelError, PermissionError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class OverloadedError(KeelError, RuntimeError):
-    """The server cannot take this work now and says when to retry (503 with `Retry-After`):
-    a model's queue is full or waited too long, or the prediction log's buffers are full."""
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class LoadTimeoutError(KeelError, TimeoutError):
