@@ -29,9 +29,10 @@ from serving_fixtures import (
 )
 
 from keel.monitor import AlertStore, read_windows
+from keel.monitor.appender import ParquetAppender
+from keel.monitor.logfiles import PREDICTION_SCHEMA
 from keel.registry import ModelStore
 from keel.serve import Client, create_app
-from keel.serve.predlog import PREDICTION_SCHEMA, ParquetAppender
 from keel.store import ArtifactStore, Database, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -145,7 +145,7 @@ class PredictionLog:
         if not refused:
             return
         try:
-            self._sink(LogBatch(pl.DataFrame(schema=PREDICTION_SCHEMA), refused))
+            self._sink(LogBatch(pl.DataFrame(schema=self.predictions.schema), refused))
         except Exception:  # monitoring must never stop the log's writer
             log.exception("window profiles failed on refused inputs")
 

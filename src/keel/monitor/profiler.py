@@ -1,3 +1,36 @@
+"""The window profiles of one server process: folded from the prediction log's batches,
+saved to the database by a thread of their own.
+
+Serving does nothing per request for them: at each flush of the prediction log, the batch
+just written (`LogBatch`: its records and the inputs refused meanwhile) is folded into the
+profiles in memory (`Profiler.observe`), vectorised per feature. Saving them is the
+profiler's own thread (`Profiler.start`), never the log's: a slow, locked or unreachable
+database delays the profiles, not the log. A save that fails keeps every changed window
+(nothing is dropped), and the thread tries again after a pause that doubles up to
+`retry_max_s`.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+
+from keel.monitor.logfiles import LogBatch
+from keel.monitor.profiles import ProfileSpec, stored, update_columns, window_start
+from keel.store import Database, tables
+
+__all__ = ["Profiler"]
+
+_log = logging.getLogger("keel.monitor")
+
 Key = tuple[str, int, str, str, dt.datetime]  # model, version, role, segment, window start
 
 
@@ -34,60 +67,59 @@ class Profiler:
     def register(self, model: str, version: int, spec: ProfileSpec) -> None:
         self._specs[(model, version)] = spec
 
-    def observe(self, frame: Any) -> None:
-        """Fold a batch of the prediction log (the frame the log is about to write) into the
-        window profiles. Called by the log's flush thread: serving pays nothing per request,
-        and the JSON of the inputs is decoded by Polars, in Rust, per batch. Measured: the
-        first design (rows handed over per request, folded in Python) cost 17-41 % of
-        serving's throughput; see docs/benchmarks.md."""
-        import polars as pl
+    def observe(self, batch: LogBatch) -> None:
+        """Fold a batch of the prediction log (the records it wrote, the inputs refused) into
+        the window profiles. Called by the log's flush thread: serving pays nothing per
+        request, and the JSON of the inputs is decoded by Polars, in Rust, once per batch.
+        Measured: the first design (rows handed over per request, folded in Python) cost
+        17-41 % of serving's throughput; see docs/benchmarks.md."""
+        frame = batch.records
+        if frame.height:
+            frame = frame.with_columns(
+                pl.col("time").dt.truncate(f"{self.window_s}s").alias("__window"),
+                pl.col("segment").fill_null(""),
+            )
+            keys = ["model", "version", "role", "segment", "__window"]
+            for (model, version, role, segment, start), part in frame.group_by(keys):
+                key = (str(model), int(version), str(role), str(segment), _utc(start))
+                self._fold(key, part)
+        for r in batch.refused:
+            self._count_refused(r.model, r.version, r.role, r.time, r.rows)
 
-        if frame.height == 0:
+    def _fold(self, key: Key, part: pl.DataFrame) -> None:
+        spec = self._specs.get((key[0], key[1]))
+        if spec is None:
             return
-        frame = frame.with_columns(
-            pl.col("time").dt.truncate(f"{self.window_s}s").alias("__window"),
-            pl.col("segment").fill_null(""),
+        dtype = pl.Struct(
+            {f: (pl.String if f in spec.categorical else pl.Float64) for f in spec.features}
         )
-        keys = ["model", "version", "role", "segment", "__window"]
-        for (model, version, role, segment, start), part in frame.group_by(keys):
-            spec = self._specs.get((str(model), int(version)))
-            if spec is None:
-                continue
-            dtype = pl.Struct(
-                {f: (pl.String if f in spec.categorical else pl.Float64) for f in spec.features}
+        inputs = part.get_column("features").str.json_decode(dtype).struct.unnest()
+        columns: dict[str, Any] = {
+            f: inputs.get_column(f)
+            if f in spec.categorical
+            else inputs.get_column(f).to_numpy().astype(float)
+            for f in spec.features
+        }
+        probs = part.get_column("probabilities")
+        if probs.null_count() < part.height:
+            outputs = probs.list.last().cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        else:
+            outputs = (
+                part.get_column("prediction")
+                .cast(pl.Float64, strict=False)
+                .fill_null(float("nan"))
+                .to_numpy()
             )
-            inputs = part.get_column("features").str.json_decode(dtype).struct.unnest()
-            columns: dict[str, Any] = {
-                f: inputs.get_column(f)
-                if f in spec.categorical
-                else inputs.get_column(f).to_numpy().astype(float)
-                for f in spec.features
-            }
-            probs = part.get_column("probabilities")
-            if probs.null_count() < part.height:
-                outputs = probs.list.last().cast(pl.Float64).fill_null(float("nan")).to_numpy()
-            else:
-                outputs = (
-                    part.get_column("prediction")
-                    .cast(pl.Float64, strict=False)
-                    .fill_null(float("nan"))
-                    .to_numpy()
-                )
-            latency = part.get_column("latency_ms").fill_null(0.0).to_numpy()
-            key = (
-                str(model),
-                int(version),
-                str(role),
-                str(segment),
-                start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start,
-            )
-            with self._lock:
-                profile = self._profiles.setdefault(key, spec.empty())
-                update_columns(profile, columns, outputs, part.get_column("prediction"), latency)
-                self._dirty.add(key)
+        latency = part.get_column("latency_ms").fill_null(0.0).to_numpy()
+        with self._lock:
+            profile = self._profiles.setdefault(key, spec.empty())
+            update_columns(profile, columns, outputs, part.get_column("prediction"), latency)
+            self._dirty.add(key)
 
-    def error(self, model: str, version: int, role: str, time: dt.datetime, count: int = 1) -> None:
-        """Count `count` refused inputs (a failed request, or rows skipped) in the window."""
+    def _count_refused(
+        self, model: str, version: int, role: str, time: dt.datetime, count: int
+    ) -> None:
+        """Count `count` refused inputs (a failed request, or rows skipped) in their window."""
         key = (model, version, role, "", window_start(time, self.window_s))
         spec = self._specs.get((model, version))
         if spec is None:
@@ -251,3 +283,5 @@ class Profiler:
             )
 
 
+def _utc(start: dt.datetime) -> dt.datetime:
+    return start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start

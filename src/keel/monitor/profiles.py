@@ -7,24 +7,16 @@ score (what performance estimation needs); and latency. Every field merges by ad
 and max by min and max), so profiles of several workers or replicas, or of several segments,
 add up to the profile of all of them.
 
-Serving does nothing per request for them: at each flush of the prediction log, the batch just
-written is folded into the profiles in memory (`Profiler.observe`), vectorised per feature.
-Saving them is the profiler's own thread (`Profiler.start`), never the log's: a slow, locked
-or unreachable database delays the profiles, not the log. A save that fails keeps every
-changed window (nothing is dropped), and the thread tries again after a pause that doubles up
-to `retry_max_s`.
+They are folded from the prediction log's batches by `keel.monitor.profiler.Profiler` and read
+back, summed over writers, by `read_windows`.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
 import math
-import threading
-import time
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 

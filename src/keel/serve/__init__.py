@@ -14,15 +14,15 @@ _NAMES = {
     "Client": "keel.serve.client",
     "KeelServer": "keel.serve.app",
     "MicroBatcher": "keel.serve.batching",
-    "PredictionLog": "keel.serve.predlog",
+    "PredictionLog": "keel.monitor",
     "create_app": "keel.serve.app",
 }
 
 if TYPE_CHECKING:
+    from keel.monitor import PredictionLog
     from keel.serve.app import KeelServer, create_app
     from keel.serve.batching import MicroBatcher
     from keel.serve.client import Client
-    from keel.serve.predlog import PredictionLog
 
 __getattr__ = lazy_getattr("keel.serve", _NAMES)
 

@@ -39,7 +39,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.data import RecordError
-from keel.monitor import Profiler
+from keel.monitor import PredictionLog, Profiler, prediction_ids
 from keel.monitor.alerts import Alert, AlertStore
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.batching import MicroBatcher
@@ -47,16 +47,14 @@ from keel.serve.bodies import BodyBudget, Rows, receive_body, too_many_rows
 from keel.serve.errors import (
     AuthError,
     LoadTimeoutError,
-    OverloadedError,
     RequestError,
     database_unavailable,
     error_response,
 )
 from keel.serve.openapi import openapi_document
 from keel.serve.parsing import BodyParser
-from keel.serve.predlog import PredictionLog, prediction_ids
 from keel.serve.runtime import ModelRuntime, Prediction
-from keel.store import KeelError, ModelNotFoundError, Settings
+from keel.store import KeelError, ModelNotFoundError, OverloadedError, Settings
 
 log = logging.getLogger("keel.serve")
 ROLES = ("production", "canary", "shadow")
@@ -208,7 +206,7 @@ class KeelServer:
             flush_interval_s=settings.flush_interval_s,
             on_written=self.metrics.logged.inc,
             on_dropped=self.metrics.dropped.inc,
-            on_frame=self.profiler.observe if settings.profiles else None,
+            sink=self.profiler.observe if settings.profiles else None,
             spill_dir=settings.home / "spill",
             max_buffered_rows=settings.log_buffer_rows,
             max_spilled_rows=settings.log_spill_rows,
@@ -588,7 +586,7 @@ class KeelServer:
         self.metrics.errors.labels(name, "invalid_input").inc()
         for e in errors:
             self.metrics.refused.labels(name, e.rule).inc()
-        self.profiler.error(
+        self.log.refused(
             name,
             runtime.resolved.version,
             role,

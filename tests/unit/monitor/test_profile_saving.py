@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from keel.monitor.logfiles import PREDICTION_SCHEMA
-from keel.monitor.profiles import Profiler, ProfileSpec, read_windows
+from keel.monitor.logfiles import PREDICTION_SCHEMA, LogBatch
+from keel.monitor.profiler import Profiler
+from keel.monitor.profiles import ProfileSpec, read_windows
 from keel.store import Database
 
 REFERENCE = {
@@ -25,8 +26,8 @@ SPEC = ProfileSpec(("amount",), frozenset(), REFERENCE, "classification", ("0", 
 HOUR = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
-def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> pl.DataFrame:
-    return pl.DataFrame(
+def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> LogBatch:
+    return LogBatch(pl.DataFrame(
         {
             "prediction_id": [f"id{i}" for i in range(n)], "time": [at] * n, "model": ["m"] * n,
             "version": [1] * n, "role": ["production"] * n, "segment": [None] * n,
@@ -34,7 +35,7 @@ def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> pl.DataFrame:
             "probabilities": [[0.3, 0.7]] * n, "latency_ms": [1.0] * n,
         },
         schema=PREDICTION_SCHEMA,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @contextlib.contextmanager
