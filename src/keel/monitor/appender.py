@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import os
 import threading
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import polars as pl
 
 from keel.monitor.logfiles import log_files, read_log
@@ -79,6 +81,41 @@ def _micro(value: Any) -> int:
         raise TypeError(msg)
     epoch = _NAIVE_EPOCH if value.tzinfo is None else _EPOCH
     return (value - epoch) // _US
+
+
+def _frame(
+    columns: dict[str, list[Any]], buffered: dict[str, Any], schema: dict[str, Any]
+) -> pl.DataFrame:
+    """A batch's frame from the buffer's lists (times as microseconds, see `micros`)."""
+    lists = {c: _float_lists(c, columns[c]) for c, t in schema.items() if isinstance(t, pl.List)}
+    rest = {c: v for c, v in columns.items() if c not in lists or lists[c] is None}
+    frame = pl.DataFrame(rest, schema={c: buffered[c] for c in rest})
+    frame = frame.with_columns(
+        *(s for s in lists.values() if s is not None),
+        *(pl.col(c).cast(schema[c]) for c in schema if buffered[c] != schema[c]),
+    )
+    return frame.select(list(schema))
+
+
+def _float_lists(name: str, values: list[Any]) -> pl.Series | None:
+    """A list-of-floats column (the probabilities) through one NumPy array when every row
+    holds as many values, or none; None otherwise (Polars converts it then). Measured
+    (bench/log_flush.py): Polars converted 10,000 lists in ~70 ms holding the GIL, this ~1 ms."""
+    n = len(values)
+    if n == 0 or values.count(None) == n:
+        return pl.Series(name, [None] * n, dtype=pl.List(pl.Float64))
+    try:
+        lengths = set(map(len, values))
+    except TypeError:  # some rows without values
+        return None
+    if len(lengths) != 1:
+        return None
+    (k,) = lengths
+    try:
+        flat = np.fromiter(itertools.chain.from_iterable(values), dtype=float, count=n * k)
+    except (TypeError, ValueError):
+        return None
+    return pl.Series(name, flat.reshape(n, k)).cast(pl.List(pl.Float64))
 
 
 def _reason(exc: Exception) -> str:
@@ -235,8 +272,7 @@ class ParquetAppender:
             self._inflight += self._rows
             self._rows = 0
             self.over_half.clear()
-        frame = pl.DataFrame(columns, schema=self._buffer_schema)
-        return frame.with_columns(pl.col(c).cast(self.schema[c]) for c in self._times)
+        return _frame(columns, self._buffer_schema, self.schema)
 
     def _take_retry(self) -> list[pl.DataFrame]:
         with self._lock:
