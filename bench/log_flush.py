@@ -58,7 +58,7 @@ def before(batch: list[dict[str, list[Any]]]) -> tuple[float, float]:
     t1 = time.perf_counter()
     frame = pl.DataFrame(buffer, schema=PREDICTION_SCHEMA)
     t2 = time.perf_counter()
-    assert frame.height == len(batch)
+    _check(frame, len(batch))
     return (t1 - t0) * 1000, (t2 - t1) * 1000
 
 
@@ -71,8 +71,14 @@ def after(batch: list[dict[str, list[Any]]], root: str) -> tuple[float, float]:
     t1 = time.perf_counter()
     frame = appender._take()  # the flush's frame building, without the file write
     t2 = time.perf_counter()
-    assert frame is not None and frame.height == len(batch)
+    _check(frame, len(batch))
     return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+
+def _check(frame: pl.DataFrame | None, rows: int) -> None:
+    if frame is None or frame.height != rows:
+        msg = f"the batch holds {None if frame is None else frame.height} rows; expected {rows}"
+        raise RuntimeError(msg)
 
 
 def main() -> None:
