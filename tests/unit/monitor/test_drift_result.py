@@ -49,7 +49,9 @@ def test_a_wrong_field_is_named_with_its_value() -> None:
         DriftReport.from_json({"mode": "binned", "columns": [good]})
 
     assert str(kind.value) == "ColumnDrift.kind is 'text'; expected one of numeric, categorical."
-    assert str(unknown.value).startswith("ColumnDrift has no field 'p'; valid fields: drifted, error_bound,")
+    assert str(unknown.value).startswith(
+        "ColumnDrift has no field 'p'; valid fields: drifted, error_bound,"
+    )
     assert str(mode.value) == "DriftReport.mode is 'binned'; expected one of exact, profile."
 
 

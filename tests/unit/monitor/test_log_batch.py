@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from keel.monitor import LogBatch, ParquetAppender, PredictionLog, Refused, prediction_ids
-from keel.monitor.appender import micros
+from keel.monitor.logcolumns import micros
 from keel.monitor.logfiles import PREDICTION_SCHEMA
 
 AT = dt.datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
