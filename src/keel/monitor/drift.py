@@ -33,6 +33,7 @@ from scipy import special
 from keel.data import MISSING
 from keel.monitor._kolmogorov import kstwo_sf
 from keel.monitor.driftresult import ColumnDrift, DriftConfig, DriftReport
+from keel.monitor.windowprofile import CategoryCounts, NumericCounts, WindowProfile
 
 __all__ = [
     "ColumnDrift",
@@ -434,37 +435,42 @@ def with_one_missing(counts: Mapping[str, int]) -> dict[str, int]:
 
 def compare_profiles(
     reference: Mapping[str, Any],
-    window: Mapping[str, Any],
+    window: WindowProfile | Mapping[str, Any],
     config: DriftConfig | None = None,
 ) -> DriftReport:
-    """Binned drift of every column of a window profile against the reference profile."""
+    """Binned drift of every column of a window profile (typed, or its JSON) against the
+    reference profile (the JSON of a version's evaluation)."""
     config = config or DriftConfig()
+    if not isinstance(window, WindowProfile):
+        window = WindowProfile.from_json(window)
     columns: list[ColumnDrift] = []
     ref_cols = reference["columns"]
-    for name, cur in window["columns"].items():
+    for name, cur in window.columns.items():
         ref = ref_cols.get(name)
         if ref is None:
             continue
         if ref["kind"] == "categorical":
+            current = cur.counts if isinstance(cur, CategoryCounts) else {}
             columns.append(
                 categorical_drift(
-                    name, with_one_missing(ref["counts"]), with_one_missing(cur["counts"]), config
+                    name, with_one_missing(ref["counts"]), with_one_missing(current), config
                 )
             )
         else:
+            counts = cur.counts if isinstance(cur, NumericCounts) else ()
             columns.append(
                 binned_numeric_drift(
-                    name, ref["edges"], ref["counts"], cur["counts"], ref.get("std", 1.0), config
+                    name, ref["edges"], ref["counts"], counts, ref.get("std", 1.0), config
                 )
             )
-    out_ref, out_cur = reference.get("output"), window.get("output")
-    if out_ref and out_cur and out_ref.get("edges"):
+    out_ref = reference.get("output")
+    if out_ref and out_ref.get("edges") and window.output.values.counts:
         columns.append(
             binned_numeric_drift(
                 "__output__",
                 out_ref["edges"],
                 out_ref["counts"],
-                out_cur["counts"],
+                window.output.values.counts,
                 out_ref.get("std", 1.0),
                 config,
             )

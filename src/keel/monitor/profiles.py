@@ -13,6 +13,7 @@ back, summed over writers, by `read_windows`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -24,6 +25,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from keel.data import MISSING
+from keel.monitor.windowprofile import WindowProfile
 from keel.store import Database, tables
 from keel.store.database import as_utc
 
@@ -239,9 +241,9 @@ def window_start(time: dt.datetime, window_s: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts - ts % window_s, dt.UTC)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Window:
-    """One window's merged profile."""
+    """One window's profile, summed over writers (and segments, unless read by segment)."""
 
     start: dt.datetime
     window_s: int
@@ -249,7 +251,18 @@ class Window:
     role: str
     segment: str
     rows: int
-    profile: dict[str, Any]
+    profile: WindowProfile
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None:
+            msg = f"Window.start is {self.start!r}, a naive datetime; expected one in UTC."
+            raise ValueError(msg)
+
+    def merge(self, other: Window) -> Window:
+        """This window with another's profile added (another writer, segment or window)."""
+        return dataclasses.replace(
+            self, rows=self.rows + other.rows, profile=self.profile.merge(other.profile)
+        )
 
 
 def read_windows(
@@ -276,20 +289,25 @@ def read_windows(
         query = query.where(t.c.window_start < until)
     with db.engine.connect() as conn:
         records = conn.execute(query).mappings().all()
-    merged: dict[tuple[Any, ...], Window] = {}
+    # the stored JSON is summed first (the fast path of a cold year's read), typed once
+    merged: dict[tuple[Any, ...], tuple[int, int, dict[str, Any]]] = {}
     for r in records:
-        start = as_utc(r["window_start"])
-        seg = r["segment"] if by_segment else ""
-        key = (start, r["version"], r["role"], seg)
+        key = (
+            as_utc(r["window_start"]),
+            r["version"],
+            r["role"],
+            r["segment"] if by_segment else "",
+        )
         if key in merged:
-            w = merged[key]
-            w.profile = merge(w.profile, r["profile"])
-            w.rows += r["rows"]
+            window_s, rows, profile = merged[key]
+            merged[key] = (window_s, rows + r["rows"], merge(profile, r["profile"]))
         else:
-            merged[key] = Window(
-                start, r["window_s"], r["version"], r["role"], seg, r["rows"], dict(r["profile"])
-            )
-    return sorted(merged.values(), key=lambda w: (w.start, w.version, w.segment))
+            merged[key] = (r["window_s"], r["rows"], dict(r["profile"]))
+    windows = [
+        Window(start, window_s, version, role, seg, rows, WindowProfile.from_json(profile))
+        for (start, version, role, seg), (window_s, rows, profile) in merged.items()
+    ]
+    return sorted(windows, key=lambda w: (w.start, w.version, w.segment))
 
 
 def latest_window(db: Database, model: str) -> dt.datetime | None:

@@ -23,7 +23,8 @@ from keel.monitor.performance import (
     shadow_comparison,
     training_metrics,
 )
-from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, merge, read_windows
+from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, read_windows
+from keel.monitor.windowprofile import CategoryCounts, WindowProfile
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
 from keel.train.metrics import LOWER_IS_BETTER
@@ -160,16 +161,16 @@ class Monitor:
         report = compare_profiles(reference, w.profile, config)
         features = [c for c in report.columns if c.name != "__output__"]
         output = next((c for c in report.columns if c.name == "__output__"), None)
-        scores = w.profile["output"].get("scores")
+        scores = w.profile.output.scores
         estimated = estimate_binary(scores) if scores else {}
-        errors = int(w.profile.get("errors", 0))
+        errors = w.profile.errors
         unseen = total = 0
-        for name, col in w.profile["columns"].items():
-            if col["kind"] != "categorical":
+        for name, col in w.profile.columns.items():
+            if not isinstance(col, CategoryCounts):
                 continue
             known = with_one_missing(reference["columns"].get(name, {}).get("counts", {}))
-            total += sum(col["counts"].values())
-            unseen += sum(v for k, v in col["counts"].items() if k not in known)
+            total += sum(col.counts.values())
+            unseen += sum(v for k, v in col.counts.items() if k not in known)
         return WindowStatus(
             start=w.start,
             version=w.version,
@@ -179,8 +180,8 @@ class Monitor:
             output_drift=_rounded(output.to_dict()) if output else None,
             estimated=estimated,
             error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
-            latency_p99_ms=latency_quantile(w.profile["latency"]["counts"], 0.99),
-            latency_counts=list(w.profile["latency"]["counts"]),
+            latency_p99_ms=latency_quantile(list(w.profile.latency.counts), 0.99),
+            latency_counts=list(w.profile.latency.counts),
             unseen_share=unseen / total if total else 0.0,
             complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
             judged=w.rows >= config.min_rows,
@@ -298,7 +299,7 @@ class Monitor:
             )
             if x["segment"] is not None
         ]
-        estimated: dict[str, dict[str, Any]] = {}
+        estimated: dict[str, WindowProfile] = {}
         for w in read_windows(
             self.models.db,
             name,
@@ -309,14 +310,15 @@ class Monitor:
         ):
             if w.segment:
                 acc = estimated.get(w.segment)
-                estimated[w.segment] = w.profile if acc is None else merge(acc, w.profile)
+                estimated[w.segment] = w.profile if acc is None else acc.merge(w.profile)
         trained = (evaluation.get("segments") or {}).get("groups") or {}
         for segment, part in answered.filter(answered["segment"].is_not_null()).group_by(
             "segment", maintain_order=True
         ):
             seg = str(segment[0])
             pooled = pooled_performance(part, feedback, task=task, classes=classes, metric=metric)
-            scores = (estimated.get(seg) or {}).get("output", {}).get("scores")
+            profile = estimated.get(seg)
+            scores = profile.output.scores if profile is not None else None
             at_training = ((trained.get(seg) or {}).get("metrics") or {}).get(metric) or {}
             status.segments.append(
                 {
@@ -388,8 +390,7 @@ class Monitor:
                 if key not in prints or kept.get(key, ("",))[0] == prints[key]:
                     continue
                 if key in merged:
-                    m = merged[key]
-                    m.profile, m.rows = merge(m.profile, w.profile), m.rows + w.rows
+                    merged[key] = merged[key].merge(w)
                 else:
                     merged[key] = Window(
                         key[1], sources[key].window_s, w.version, role, "", w.rows, w.profile

@@ -146,7 +146,7 @@ def test_refused_inputs_reach_their_window_through_the_log_batch(db: Database) -
     profiler.flush()
 
     windows = read_windows(db, "m")
-    assert [(w.start, w.rows, w.profile["errors"]) for w in windows] == [
+    assert [(w.start, w.rows, w.profile.errors) for w in windows] == [
         (HOUR, 4, 3),
         (HOUR + dt.timedelta(hours=1), 0, 2),
     ]
