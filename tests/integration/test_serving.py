@@ -320,7 +320,7 @@ def test_window_profiles_count_replayed_traffic(server: Server, home: Path) -> N
     db.dispose()
 
     assert [(w.start.hour, w.rows) for w in windows] == [(10, 40), (11, 30)]
-    first = windows[0].profile
+    first = windows[0].profile.to_json()
     assert sum(first["columns"]["amount"]["counts"]) == 40
     assert first["columns"]["merchant_category"]["counts"] == {
         "grocery": 10, "travel": 10, "electronics": 10, "fuel": 10
