@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import statistics
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -48,13 +49,32 @@ def requests(n: int) -> list[dict[str, list[Any]]]:
     return out
 
 
+class _Before:
+    """The previous appender's buffer: lists per column holding the values as given (tz-aware
+    datetimes), appended under its lock after the same bound check."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buffer: dict[str, list[Any]] = {c: [] for c in PREDICTION_SCHEMA}
+        self.rows = 0
+
+    def append_columns(self, columns: dict[str, list[Any]]) -> None:
+        n = len(next(iter(columns.values())))
+        with self.lock:
+            if self.rows and self.rows + n > 250_000:
+                raise RuntimeError("full")
+            for c, values in self.buffer.items():
+                values.extend(columns[c])
+            self.rows += n
+
+
 def before(batch: list[dict[str, list[Any]]]) -> tuple[float, float]:
     """The previous buffer: lists per column holding datetimes, one frame at the flush."""
+    old = _Before()
     t0 = time.perf_counter()
-    buffer: dict[str, list[Any]] = {c: [] for c in PREDICTION_SCHEMA}
     for columns in batch:
-        for c, values in buffer.items():
-            values.extend(columns[c])
+        old.append_columns(columns)
+    buffer = old.buffer
     t1 = time.perf_counter()
     frame = pl.DataFrame(buffer, schema=PREDICTION_SCHEMA)
     t2 = time.perf_counter()

@@ -151,7 +151,10 @@ class ParquetAppender:
         """Append equal-length lists, one per column of the schema; `LogFullError` when the
         buffer has no room for them and the spill has none either."""
         n = len(next(iter(columns.values()))) if columns else 0
-        times = {c: micros(columns[c]) for c in self._times}
+        if self._times:
+            columns = dict(columns)  # the caller's lists stay as given
+            for c in self._times:
+                columns[c] = micros(columns[c])
         with self._lock:
             held = self._held()
             if held and held + n > self.max_buffered_rows:
@@ -165,7 +168,7 @@ class ParquetAppender:
                 )
                 raise LogFullError(msg, retry_after_s=self.retry_after_s)
             for c, values in self._buffer.items():
-                values.extend(times[c] if c in times else columns[c])
+                values.extend(columns[c])
             self._rows += n
             if self._rows * 2 >= self.max_buffered_rows:
                 self.over_half.set()

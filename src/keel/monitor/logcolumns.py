@@ -1,10 +1,11 @@
 """From the values serving hands the log to the columns of a batch, without holding the GIL
 for long: the writer thread builds a batch while the event loop waits for the interpreter.
 
-Measured (bench/log_flush.py, 10,000 one-row requests): Polars built the frame in ~66 ms, of
-which ~30 ms converting tz-aware datetimes and ~35 ms (up to ~70 ms alone) converting the
-lists of probabilities, one Python object at a time; with times as epoch microseconds and the
-probabilities through one NumPy array, ~5 ms.
+Measured (bench/log_flush.py, 10,000 one-row requests, a busy 2-core machine): Polars built
+the flush's frame in 66-360 ms holding the GIL, ~30 ms of it converting tz-aware datetimes and
+most of the rest the lists of probabilities, one Python object at a time; with times as epoch
+microseconds (converted as each request is appended, ~1-2 us each) and the probabilities
+through one NumPy array, 5-47 ms (8-12x less, same run).
 """
 
 from __future__ import annotations
@@ -20,34 +21,33 @@ __all__ = ["batch_frame", "micros"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NAIVE_EPOCH = dt.datetime(1970, 1, 1)
-_US = dt.timedelta(microseconds=1)
 
 
 def micros(values: list[Any]) -> list[int]:
     """Epoch microseconds of datetimes (naive ones taken as UTC; integers kept as they are).
 
-    Measured (bench/log_flush.py): Polars converts tz-aware datetimes one by one while holding
-    the GIL, 25-44 ms per 10,000 records at each flush, which the event loop waited for (the
-    serving p99). The records of one request share one time: each distinct time is converted
-    once here, and the flush casts integers.
+    Polars converts tz-aware datetimes one by one while holding the GIL, 25-44 ms per 10,000
+    records at each flush, which the event loop waited for (the serving p99). Here each
+    request's records are converted as they are appended (one time per request: once), and
+    the flush casts integers.
     """
-    if not values:
-        return []
-    first = values[0]
-    if values.count(first) == len(values):  # one request: a single time (identity is fast)
-        return [_micro(first)] * len(values)
+    n = len(values)
+    if n == 1 or (n and values.count(values[0]) == n):  # one request: one time (by identity)
+        return [_micro(values[0])] * n
     seen: dict[Any, int] = {}
     return [seen[v] if v in seen else seen.setdefault(v, _micro(v)) for v in values]
 
 
 def _micro(value: Any) -> int:
-    if isinstance(value, int):
+    if type(value) is dt.datetime:  # the common case first: ~1 us on the request's path
+        d = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
+        return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if not isinstance(value, dt.datetime):
-        msg = f"A log record's time is {value!r}; expected a datetime."
-        raise TypeError(msg)
-    epoch = _NAIVE_EPOCH if value.tzinfo is None else _EPOCH
-    return (value - epoch) // _US
+    if isinstance(value, dt.datetime):  # a subclass (pandas' Timestamp)
+        return _micro(dt.datetime.fromisoformat(value.isoformat()))
+    msg = f"A log record's time is {value!r}; expected a datetime."
+    raise TypeError(msg)
 
 
 def batch_frame(

@@ -139,3 +139,15 @@ def test_a_refused_count_needs_an_aware_time_and_a_positive_count() -> None:
         Refused("m", 1, "production", AT.replace(tzinfo=None), 1)
     with pytest.raises(ValueError, match="at least 1"):
         Refused("m", 1, "production", AT, 0)
+
+
+def test_pandas_timestamps_and_microseconds_are_taken_too() -> None:
+    """A pandas Timestamp (a datetime subclass) and epoch microseconds land as the same instant."""
+    import pandas as pd
+
+    stamp = pd.Timestamp(AT)
+    us = micros([AT])[0]
+
+    assert micros([stamp, us, AT]) == [us, us, us]
+    with pytest.raises(TypeError, match="True"):
+        micros([True])
