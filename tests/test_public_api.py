@@ -15,13 +15,35 @@ def test_keel_exports() -> None:
 def test_store_exports() -> None:
     """keel.store's public names."""
     assert sorted(keel.store.__all__) == [
-        "ALERT_RULE_KINDS", "AlertRuleSection", "ArtifactStore", "Clock", "ConfigError",
-        "ConflictError", "ContractError", "Database", "DatasetNotFoundError", "DriftSection",
-        "FakeClock", "GateFailedError", "IntegrityError", "KeelError", "ModelNotFoundError",
-        "NotFoundError", "PerformanceSection", "SchemaError", "Settings", "SourceError",
-        "StoredObject", "SystemClock", "UnsafeArtifactError", "ValidationFailedError", "as_utc",
-        "load_settings", "sha256_file",
-    ]  # fmt: skip
+        "ALERT_RULE_KINDS",
+        "AlertRuleSection",
+        "ArtifactStore",
+        "Clock",
+        "ConfigError",
+        "ConflictError",
+        "ContractError",
+        "Database",
+        "DatasetNotFoundError",
+        "DriftSection",
+        "FakeClock",
+        "GateFailedError",
+        "IntegrityError",
+        "KeelError",
+        "ModelNotFoundError",
+        "NotFoundError",
+        "OverloadedError",
+        "PerformanceSection",
+        "SchemaError",
+        "Settings",
+        "SourceError",
+        "StoredObject",
+        "SystemClock",
+        "UnsafeArtifactError",
+        "ValidationFailedError",
+        "as_utc",
+        "load_settings",
+        "sha256_file",
+    ]
 
 
 def test_data_exports() -> None:
@@ -70,7 +92,6 @@ def test_serve_exports() -> None:
         "Client",
         "KeelServer",
         "MicroBatcher",
-        "PredictionLog",
         "RequestError",
         "ScopeError",
         "TokenRequiredError",

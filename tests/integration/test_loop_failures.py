@@ -56,7 +56,7 @@ def _log_rows(
     import orjson
     import polars as pl
 
-    from keel.serve.predlog import PredictionLog, prediction_ids
+    from keel.monitor import PredictionLog, prediction_ids
 
     prod = models.get("fraud@1")
     frame = datasets.load(str(prod.dataset_version)).head(200)

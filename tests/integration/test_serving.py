@@ -29,9 +29,10 @@ from serving_fixtures import (
 )
 
 from keel.monitor import AlertStore, read_windows
+from keel.monitor.appender import ParquetAppender
+from keel.monitor.logfiles import PREDICTION_SCHEMA
 from keel.registry import ModelStore
 from keel.serve import Client, create_app
-from keel.serve.predlog import PREDICTION_SCHEMA, ParquetAppender
 from keel.store import ArtifactStore, Database, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -316,7 +317,7 @@ def test_window_profiles_count_replayed_traffic(server: Server, home: Path) -> N
     db.dispose()
 
     assert [(w.start.hour, w.rows) for w in windows] == [(10, 40), (11, 30)]
-    first = windows[0].profile
+    first = windows[0].profile.to_json()
     assert sum(first["columns"]["amount"]["counts"]) == 40
     assert first["columns"]["merchant_category"]["counts"] == {
         "grocery": 10, "travel": 10, "electronics": 10, "fuel": 10

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,71 +32,33 @@ from scipy import special
 
 from keel.data import MISSING
 from keel.monitor._kolmogorov import kstwo_sf
+from keel.monitor.driftresult import ColumnDrift, DriftConfig, DriftReport
+from keel.monitor.windowprofile import CategoryCounts, NumericCounts, WindowProfile
+
+__all__ = [
+    "ColumnDrift",
+    "DriftConfig",
+    "DriftReport",
+    "bin_counts",
+    "bin_edges",
+    "binned_numeric_drift",
+    "categorical_drift",
+    "chi2_homogeneity",
+    "compare_frames",
+    "compare_profiles",
+    "discrete_drift",
+    "js_distance",
+    "ks_p_value",
+    "ks_wasserstein_counts",
+    "ks_wasserstein_sorted",
+    "numeric_drift",
+    "psi",
+    "with_one_missing",
+]
 
 _EPS = 1e-4  # floor for empty bins in PSI (the value Evidently and NannyML use)
 _EXACT_KS_MAX_N = 10_000  # up to here scipy's exact KS p-value; beyond, the asymptotic one
 _DISCRETE_MAX_VALUES = 1_000  # integer columns with at most this many values: from counts
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Thresholds of the drift verdict."""
-
-    alpha: float = 0.01
-    """A column is drifted only if its test's p-value is under this."""
-    wasserstein: float = 0.05
-    """Numeric effect size: Wasserstein distance in reference standard deviations."""
-    jensen_shannon: float = 0.02
-    """Categorical effect size: Jensen-Shannon distance, base 2."""
-    min_rows: int = 100
-    """Windows with fewer rows are not judged."""
-
-
-@dataclass
-class ColumnDrift:
-    """The drift of one column between reference and current."""
-
-    name: str
-    kind: str  # numeric | categorical
-    method: str  # wasserstein | jensen_shannon
-    statistic: float
-    p_value: float | None
-    threshold: float
-    drifted: bool
-    test: str
-    n_reference: int
-    n_current: int
-    psi: float
-    jensen_shannon: float
-    ks: float | None = None
-    error_bound: float | None = None
-    judged: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DriftReport:
-    """Every column's drift, and which drifted."""
-
-    columns: list[ColumnDrift]
-    mode: str  # exact | profile
-    multivariate: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def drifted_columns(self) -> list[str]:
-        return [c.name for c in self.columns if c.drifted]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "columns": [c.to_dict() for c in self.columns],
-            "drifted_columns": self.drifted_columns,
-            "multivariate": self.multivariate,
-            **self.extra,
-        }
 
 
 # ---- the statistics -------------------------------------------------------------------------
@@ -452,7 +413,7 @@ def compare_frames(
     # NumPy's sort and searchsorted release the GIL: columns run side by side
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         columns = list(pool.map(one, names))
-    return DriftReport(columns=columns, mode="exact")
+    return DriftReport(columns=tuple(columns), mode="exact")
 
 
 def _category_counts(series: Any) -> dict[str, int]:
@@ -474,39 +435,44 @@ def with_one_missing(counts: Mapping[str, int]) -> dict[str, int]:
 
 def compare_profiles(
     reference: Mapping[str, Any],
-    window: Mapping[str, Any],
+    window: WindowProfile | Mapping[str, Any],
     config: DriftConfig | None = None,
 ) -> DriftReport:
-    """Binned drift of every column of a window profile against the reference profile."""
+    """Binned drift of every column of a window profile (typed, or its JSON) against the
+    reference profile (the JSON of a version's evaluation)."""
     config = config or DriftConfig()
+    if not isinstance(window, WindowProfile):
+        window = WindowProfile.from_json(window)
     columns: list[ColumnDrift] = []
     ref_cols = reference["columns"]
-    for name, cur in window["columns"].items():
+    for name, cur in window.columns.items():
         ref = ref_cols.get(name)
         if ref is None:
             continue
         if ref["kind"] == "categorical":
+            current = cur.counts if isinstance(cur, CategoryCounts) else {}
             columns.append(
                 categorical_drift(
-                    name, with_one_missing(ref["counts"]), with_one_missing(cur["counts"]), config
+                    name, with_one_missing(ref["counts"]), with_one_missing(current), config
                 )
             )
         else:
+            counts = cur.counts if isinstance(cur, NumericCounts) else ()
             columns.append(
                 binned_numeric_drift(
-                    name, ref["edges"], ref["counts"], cur["counts"], ref.get("std", 1.0), config
+                    name, ref["edges"], ref["counts"], counts, ref.get("std", 1.0), config
                 )
             )
-    out_ref, out_cur = reference.get("output"), window.get("output")
-    if out_ref and out_cur and out_ref.get("edges"):
+    out_ref = reference.get("output")
+    if out_ref and out_ref.get("edges") and window.output.values.counts:
         columns.append(
             binned_numeric_drift(
                 "__output__",
                 out_ref["edges"],
                 out_ref["counts"],
-                out_cur["counts"],
+                window.output.values.counts,
                 out_ref.get("std", 1.0),
                 config,
             )
         )
-    return DriftReport(columns=columns, mode="profile")
+    return DriftReport(columns=tuple(columns), mode="profile")

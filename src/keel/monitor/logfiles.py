@@ -1,6 +1,6 @@
 """The prediction log's format: where its Parquet files are and what their columns hold.
 
-Serving writes these files (`keel.serve.predlog`); monitoring, the loop and anyone with Polars
+Serving writes these files through `keel.monitor.predlog`; monitoring, the loop and anyone with Polars
 or DuckDB read them. Layout under the artifact root:
 `{kind}/model=NAME/date=YYYY-MM-DD/part-<ms>-<id>.parquet`, kind `predictions` or `feedback`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -39,6 +40,45 @@ SCHEMAS: dict[str, Any] = {"predictions": PREDICTION_SCHEMA, "feedback": FEEDBAC
 MONITORED = ("prediction_id", "time", "model", "version", "role", "segment", "prediction",
              "probabilities")  # fmt: skip
 """The prediction columns monitoring reads (not the inputs' JSON, most of a file's bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Inputs the contract refused for one version and role in one second (no answer, no
+    record: only their count reaches the window profiles)."""
+
+    model: str
+    version: int
+    role: str
+    time: dt.datetime
+    rows: int
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            msg = f"Refused.time is {self.time!r}, a naive datetime; expected one in UTC."
+            raise ValueError(msg)
+        if self.rows < 1:
+            msg = f"Refused.rows is {self.rows!r}; expected a count of at least 1."
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """One batch of the prediction log as its writer took it: the records (columns of
+    `PREDICTION_SCHEMA`) just written to the log's files or a spill file, and the inputs
+    refused since the batch before. What the window profiles are folded from."""
+
+    records: pl.DataFrame
+    refused: tuple[Refused, ...] = ()
+
+    def __post_init__(self) -> None:
+        missing = [c for c in PREDICTION_SCHEMA if c not in self.records.columns]
+        if missing:
+            msg = (
+                f"LogBatch.records lacks the columns {missing}; expected those of "
+                f"PREDICTION_SCHEMA: {list(PREDICTION_SCHEMA)}."
+            )
+            raise ValueError(msg)
 
 
 def prediction_ids(n: int, at: dt.datetime) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from keel.monitor.drift import (
     compare_frames,
     compare_profiles,
 )
+from keel.monitor.driftresult import DomainDrift
 
 _FEW_VALUES = 5  # numeric columns with at most this many distinct values are compared as categories
 _DOMAIN_SAMPLE = 20_000
@@ -132,11 +134,14 @@ def drift_between(
         ref_profile, edges = profile_of(reference, numeric, categorical)
         cur_profile, _ = profile_of(current, numeric, categorical, edges)
         report = compare_profiles(ref_profile, cur_profile, config)
-    report.extra["missing_columns"] = missing
-    report.extra["rows"] = {"reference": reference.height, "current": current.height}
-    if multivariate:
-        report.multivariate = domain_classifier(reference, current, numeric, categorical)
-    return report
+    return dataclasses.replace(
+        report,
+        missing_columns=tuple(missing),
+        rows=(reference.height, current.height),
+        multivariate=(
+            domain_classifier(reference, current, numeric, categorical) if multivariate else None
+        ),
+    )
 
 
 def domain_classifier(
@@ -147,7 +152,7 @@ def domain_classifier(
     *,
     sample: int = _DOMAIN_SAMPLE,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> DomainDrift:
     """Can a model tell the two apart? Cross-validated ROC AUC of a gradient-boosted classifier
     on a sample of each; 0.5 means no. Drifted when the AUC's lower 99.9 % bound (Hanley and
     McNeil's standard error) clears 0.5 by the margin of 0.02."""
@@ -185,11 +190,6 @@ def domain_classifier(
         np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n2 - 1) * (q2 - auc**2)) / (n1 * n2))
     )
     lower = auc - 3.29 * se
-    return {
-        "method": "domain_classifier",
-        "auc": auc,
-        "auc_lower": lower,
-        "threshold": 0.52,
-        "drifted": bool(lower > 0.52),
-        "rows": [n1, n2],
-    }
+    return DomainDrift(
+        auc=auc, auc_lower=lower, threshold=0.52, drifted=bool(lower > 0.52), rows=(n1, n2)
+    )

@@ -26,7 +26,7 @@ from keel.monitor.performance import (
     shadow_comparison,
     training_metrics,
 )
-from keel.monitor.profiles import latest_window, merge, read_windows
+from keel.monitor.profiles import latest_window, read_windows
 from keel.monitor.rules import AlertRule, rules_from_settings
 from keel.monitor.status import (
     LiveWindow,
@@ -36,6 +36,7 @@ from keel.monitor.status import (
     ShadowComparison,
     WindowStatus,
 )
+from keel.monitor.windowprofile import WindowProfile
 from keel.monitor.windows import WindowQuery, judged_windows, latency_quantile
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
@@ -220,13 +221,13 @@ class Monitor:
             )
             if x.segment is not None
         )
-        estimated: dict[str, dict[str, Any]] = {}
+        estimated: dict[str, WindowProfile] = {}
         for w in read_windows(
             self.models.db, name, version=version, role="production", since=since, by_segment=True
         ):
             if w.segment:
                 acc = estimated.get(w.segment)
-                estimated[w.segment] = w.profile if acc is None else merge(acc, w.profile)
+                estimated[w.segment] = w.profile if acc is None else acc.merge(w.profile)
         trained = (evaluation.get("segments") or {}).get("groups") or {}
         out = []
         for segment, part in answered.filter(answered["segment"].is_not_null()).group_by(
@@ -234,7 +235,8 @@ class Monitor:
         ):
             seg = str(segment[0])
             pooled = pooled_performance(part, feedback, task=task, classes=classes, metric=metric)
-            scores = (estimated.get(seg) or {}).get("output", {}).get("scores")
+            profile = estimated.get(seg)
+            scores = profile.output.scores if profile is not None else None
             at_training = ((trained.get(seg) or {}).get("metrics") or {}).get(metric) or {}
             out.append(
                 SegmentStatus(

@@ -16,8 +16,9 @@ import numpy as np
 from keel.monitor import summaries
 from keel.monitor.drift import DriftConfig, compare_profiles, with_one_missing
 from keel.monitor.performance import estimate_binary
-from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, merge, read_windows
+from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, read_windows
 from keel.monitor.status import WindowStatus, rounded
+from keel.monitor.windowprofile import CategoryCounts, WindowProfile
 from keel.registry import ModelStore
 
 ROLE = "production"
@@ -35,15 +36,15 @@ def latency_quantile(counts: list[int] | tuple[int, ...], q: float) -> float | N
     return float(bound) if np.isfinite(bound) else float(LATENCY_BUCKETS_MS[-2])
 
 
-def _unseen_share(profile: dict[str, Any], reference: dict[str, Any]) -> float:
+def _unseen_share(profile: WindowProfile, reference: dict[str, Any]) -> float:
     """The share of a window's categorical values that the reference never saw."""
     unseen = total = 0
-    for name, col in profile["columns"].items():
-        if col["kind"] != "categorical":
+    for name, col in profile.columns.items():
+        if not isinstance(col, CategoryCounts):
             continue
         known = with_one_missing(reference["columns"].get(name, {}).get("counts", {}))
-        total += sum(col["counts"].values())
-        unseen += sum(v for k, v in col["counts"].items() if k not in known)
+        total += sum(col.counts.values())
+        unseen += sum(v for k, v in col.counts.items() if k not in known)
     return unseen / total if total else 0.0
 
 
@@ -54,8 +55,8 @@ def judge_window(
     report = compare_profiles(reference, w.profile, config)
     features = [rounded(c) for c in report.columns if c.name != "__output__"]
     output = next((c for c in report.columns if c.name == "__output__"), None)
-    scores = w.profile["output"].get("scores")
-    errors = int(w.profile.get("errors", 0))
+    scores = w.profile.output.scores
+    errors = w.profile.errors
     judged = w.rows >= config.min_rows
     return WindowStatus(
         start=w.start,
@@ -66,8 +67,8 @@ def judge_window(
         output_drift=rounded(output) if output else None,
         estimated=estimate_binary(scores) if scores else {},
         error_rate=errors / (w.rows + errors) if (w.rows + errors) else 0.0,
-        latency_p99_ms=latency_quantile(w.profile["latency"]["counts"], 0.99),
-        latency_counts=tuple(w.profile["latency"]["counts"]),
+        latency_p99_ms=latency_quantile(list(w.profile.latency.counts), 0.99),
+        latency_counts=tuple(w.profile.latency.counts),
         unseen_share=_unseen_share(w.profile, reference),
         complete=w.start + dt.timedelta(seconds=w.window_s) <= now,
         judged=judged,
@@ -139,8 +140,7 @@ def _judge_stale(
         if key not in prints or kept.get(key, ("",))[0] == prints[key]:
             continue
         if key in merged:
-            m = merged[key]
-            m.profile, m.rows = merge(m.profile, w.profile), m.rows + w.rows
+            merged[key] = merged[key].merge(w)
         else:
             merged[key] = Window(
                 key[1], sources[key].window_s, w.version, ROLE, "", w.rows, w.profile

@@ -15,7 +15,6 @@ _NAMES = {
     "Client": "keel.serve.client",
     "KeelServer": "keel.serve.server",
     "MicroBatcher": "keel.serve.batching",
-    "PredictionLog": "keel.serve.predlog",
     "RequestError": "keel.serve.errors",
     "ScopeError": "keel.serve.errors",
     "TokenRequiredError": "keel.serve.errors",
@@ -26,27 +25,32 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:
-    from keel.serve.app import create_app, error_response, status_of
-    from keel.serve.batching import MicroBatcher
-    from keel.serve.client import Client
-    from keel.serve.errors import AuthError, RequestError, ScopeError, TokenRequiredError
-    from keel.serve.exposure import exposure_warnings
-    from keel.serve.predlog import PredictionLog
-    from keel.serve.server import KeelServer
+    from keel.serve.app import (
+        create_app as create_app,
+    )
+    from keel.serve.app import (
+        error_response as error_response,
+    )
+    from keel.serve.app import (
+        status_of as status_of,
+    )
+    from keel.serve.batching import MicroBatcher as MicroBatcher
+    from keel.serve.client import Client as Client
+    from keel.serve.errors import (
+        AuthError as AuthError,
+    )
+    from keel.serve.errors import (
+        RequestError as RequestError,
+    )
+    from keel.serve.errors import (
+        ScopeError as ScopeError,
+    )
+    from keel.serve.errors import (
+        TokenRequiredError as TokenRequiredError,
+    )
+    from keel.serve.exposure import exposure_warnings as exposure_warnings
+    from keel.serve.server import KeelServer as KeelServer
 
 __getattr__ = lazy_getattr("keel.serve", _NAMES)
 
-__all__ = [
-    "AuthError",
-    "Client",
-    "KeelServer",
-    "MicroBatcher",
-    "PredictionLog",
-    "RequestError",
-    "ScopeError",
-    "TokenRequiredError",
-    "create_app",
-    "error_response",
-    "exposure_warnings",
-    "status_of",
-]
+__all__ = sorted(_NAMES)

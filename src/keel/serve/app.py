@@ -33,7 +33,6 @@ from keel.serve.errors import (
     AuthError,
     InputRefusedError,
     ModelFailedError,
-    OverloadedError,
     ProtectedAliasError,
     RequestError,
     RetryLaterError,
@@ -53,6 +52,7 @@ from keel.store import (
     IntegrityError,
     ModelNotFoundError,
     NotFoundError,
+    OverloadedError,
     Settings,
     UnsafeArtifactError,
 )

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from keel.serve.errors import OverloadedError
+from keel.store import OverloadedError
 
 T = TypeVar("T")
 R = TypeVar("R")

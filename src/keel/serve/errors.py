@@ -79,15 +79,6 @@ class ScopeError(AuthError):
     """Raised when the caller's token lacks the scope the call needs."""
 
 
-class OverloadedError(KeelError, RuntimeError):
-    """The server cannot take this work now and says when to retry: a model's queue is full or
-    waited too long, or the prediction log's buffers are full."""
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
 class ModelFailedError(KeelError, RuntimeError):
     """Raised when the model itself failed on a request's rows: the server's failure, never
     shown to the caller beyond an error id."""

@@ -8,8 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from keel.monitor import Profiler
-from keel.serve.predlog import PredictionLog
+from keel.monitor import PredictionLog, Profiler
 
 
 class Metrics:

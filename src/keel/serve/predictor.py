@@ -20,19 +20,17 @@ from typing import Any, TypeVar
 import orjson
 
 from keel.data import RecordError
-from keel.monitor import Profiler
+from keel.monitor import PredictionLog, Profiler, prediction_ids
 from keel.serve.bodies import too_many_rows
 from keel.serve.errors import (
     InputRefusedError,
     ModelFailedError,
-    OverloadedError,
     RequestError,
 )
 from keel.serve.metrics import Metrics
-from keel.serve.predlog import PredictionLog, prediction_ids
 from keel.serve.runtime import ModelRuntime, Prediction
 from keel.serve.traffic import Batcher, Served, by_segment, choose, routes_by_segment
-from keel.store import Settings
+from keel.store import OverloadedError, Settings
 
 T = TypeVar("T")
 
@@ -171,7 +169,7 @@ class Predictor:
         self.metrics.errors.labels(name, "invalid_input").inc()
         for e in errors:
             self.metrics.refused.labels(name, e.rule).inc()
-        self.profiler.error(
+        self.log.refused(
             name,
             runtime.resolved.version,
             role,

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from keel.monitor import Profiler
+from keel.monitor import PredictionLog, Profiler
 from keel.monitor.alerts import AlertStore
 from keel.registry import ModelStore
 from keel.serve.bodies import BodyBudget
@@ -38,7 +38,6 @@ from keel.serve.follower import Follower
 from keel.serve.metrics import Metrics
 from keel.serve.parsing import BodyParser
 from keel.serve.predictor import INLINE_ROWS, Answered, Predictor, unfit
-from keel.serve.predlog import PredictionLog
 from keel.serve.runtime import ModelRuntime
 from keel.serve.traffic import Served, choose
 from keel.store import KeelError, ModelNotFoundError, Settings
@@ -67,7 +66,7 @@ class KeelServer:
             flush_interval_s=settings.flush_interval_s,
             on_written=self.metrics.logged.inc,
             on_dropped=self.metrics.dropped.inc,
-            on_frame=self.profiler.observe if settings.profiles else None,
+            sink=self.profiler.observe if settings.profiles else None,
             spill_dir=settings.home / "spill",
             max_buffered_rows=settings.log_buffer_rows,
             max_spilled_rows=settings.log_spill_rows,

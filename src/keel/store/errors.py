@@ -16,6 +16,7 @@ KeelError
 ├── GateFailedError (ValueError)         a candidate failed a gate
 ├── UnsafeArtifactError (RuntimeError)   an artifact holds untrusted types or bad contents
 ├── ConflictError (RuntimeError)         a concurrent change won; retry
+├── OverloadedError (RuntimeError)       no room for this work now; retry after `retry_after_s`
 └── IntegrityError (RuntimeError)        stored content does not match its recorded hash
 ```
 """
@@ -77,3 +78,12 @@ class UnsafeArtifactError(KeelError, RuntimeError):
 
 class GateFailedError(KeelError, ValueError):
     """Raised when a candidate fails one of its gates and is not registered or promoted."""
+
+
+class OverloadedError(KeelError, RuntimeError):
+    """The server cannot take this work now and says when to retry (503 with `Retry-After`):
+    a model's queue is full or waited too long, or the prediction log's buffers are full."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

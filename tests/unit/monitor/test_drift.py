@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 import pytest
@@ -20,19 +22,22 @@ from keel.monitor.drift import (
     psi,
 )
 
-RNG = np.random.default_rng(7)
+Samples = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
+SAMPLES: dict[str, Samples] = {
+    "normal-shifted": lambda rng: (rng.normal(0, 1, 3000), rng.normal(0.1, 1.2, 2500)),
+    "normal-same": lambda rng: (rng.normal(0, 1, 30_000), rng.normal(0, 1, 20_000)),
+    "poisson-ties": lambda rng: (
+        rng.poisson(4, 20_000).astype(float),
+        rng.poisson(5, 15_000).astype(float),
+    ),
+    "lognormal": lambda rng: (rng.lognormal(0, 1, 500), rng.lognormal(0.2, 1, 700)),
+}
 
 
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        (RNG.normal(0, 1, 3000), RNG.normal(0.1, 1.2, 2500)),
-        (RNG.normal(0, 1, 30_000), RNG.normal(0, 1, 20_000)),
-        (RNG.poisson(4, 20_000).astype(float), RNG.poisson(5, 15_000).astype(float)),  # ties
-        (RNG.lognormal(0, 1, 500), RNG.lognormal(0.2, 1, 700)),
-    ],
-)
-def test_exact_numeric_statistics_equal_scipy(a: np.ndarray, b: np.ndarray) -> None:
+@pytest.mark.parametrize("case", list(SAMPLES))
+def test_exact_numeric_statistics_equal_scipy(case: str) -> None:
+    """KS statistic, its p-value and the Wasserstein distance equal scipy's."""
+    a, b = SAMPLES[case](np.random.default_rng(7))
     col = numeric_drift("x", a, b)
     ks = stats.ks_2samp(a, b)
     assert col.ks == pytest.approx(ks.statistic, abs=1e-9)
@@ -88,8 +93,10 @@ def test_psi_matches_the_textbook_formula() -> None:
 
 @pytest.mark.parametrize("shift", [0.0, 0.1, 0.5, 1.5])
 def test_binned_wasserstein_within_its_bound(shift: float) -> None:
-    a = RNG.normal(0, 1, 50_000)
-    b = RNG.normal(shift, 1, 50_000)
+    """The binned distance is within its stated error bound of the exact one."""
+    rng = np.random.default_rng(11)
+    a = rng.normal(0, 1, 50_000)
+    b = rng.normal(shift, 1, 50_000)
     edges = bin_edges(a)
     # reference clipped into the end bins, like the reference profile and serving's profiles
     ac, bc = np.clip(a, edges[0], edges[-1]), np.clip(b, edges[0], edges[-1])
@@ -103,27 +110,31 @@ def test_binned_wasserstein_within_its_bound(shift: float) -> None:
 
 
 def test_small_windows_are_not_judged() -> None:
-    col = numeric_drift("x", RNG.normal(0, 1, 5000), RNG.normal(3, 1, 20))
+    """A window under min_rows is neither judged nor drifted, however far it moved."""
+    rng = np.random.default_rng(3)
+    col = numeric_drift("x", rng.normal(0, 1, 5000), rng.normal(3, 1, 20))
     assert not col.judged
     assert not col.drifted
 
 
 def test_compare_frames_flags_only_the_drifted_columns() -> None:
+    """Of four columns, the two that moved are flagged, and the report's JSON names each."""
+    rng = np.random.default_rng(5)
     n = 20_000
     ref = pl.DataFrame(
         {
-            "x": RNG.normal(0, 1, n),
-            "y": RNG.normal(0, 1, n),
-            "c": RNG.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1]),
-            "k": RNG.choice(["a", "b"], n),
+            "x": rng.normal(0, 1, n),
+            "y": rng.normal(0, 1, n),
+            "c": rng.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1]),
+            "k": rng.choice(["a", "b"], n),
         }
     )
     cur = pl.DataFrame(
         {
-            "x": RNG.normal(0.3, 1, n),
-            "y": RNG.normal(0, 1, n),
-            "c": RNG.choice(["a", "b", "c"], n, p=[0.4, 0.3, 0.3]),
-            "k": RNG.choice(["a", "b"], n),
+            "x": rng.normal(0.3, 1, n),
+            "y": rng.normal(0, 1, n),
+            "c": rng.choice(["a", "b", "c"], n, p=[0.4, 0.3, 0.3]),
+            "k": rng.choice(["a", "b"], n),
         }
     )
     report = compare_frames(ref, cur, numeric=["x", "y"], categorical=["c", "k"])
@@ -137,11 +148,13 @@ def test_compare_frames_flags_only_the_drifted_columns() -> None:
 
 
 def test_integer_columns_from_counts_equal_scipy() -> None:
+    """Integer columns compared from value counts give scipy's statistics."""
     from keel.monitor.drift import discrete_drift
 
+    rng = np.random.default_rng(13)
     for n in (3000, 40_000):
-        a = RNG.poisson(4, n).astype(float)
-        b = RNG.poisson(4.3, n + 17).astype(float)
+        a = rng.poisson(4, n).astype(float)
+        b = rng.poisson(4.3, n + 17).astype(float)
         col = discrete_drift("k", a, b)
         ks = stats.ks_2samp(a, b)
         assert col.ks == pytest.approx(ks.statistic, abs=1e-12)

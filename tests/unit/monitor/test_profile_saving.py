@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from keel.monitor.logfiles import PREDICTION_SCHEMA
-from keel.monitor.profiles import Profiler, ProfileSpec, read_windows
+from keel.monitor.logfiles import PREDICTION_SCHEMA, LogBatch, Refused
+from keel.monitor.profiler import Profiler
+from keel.monitor.profiles import ProfileSpec, read_windows
 from keel.store import Database
 
 REFERENCE = {
@@ -25,8 +26,8 @@ SPEC = ProfileSpec(("amount",), frozenset(), REFERENCE, "classification", ("0", 
 HOUR = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
-def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> pl.DataFrame:
-    return pl.DataFrame(
+def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> LogBatch:
+    return LogBatch(pl.DataFrame(
         {
             "prediction_id": [f"id{i}" for i in range(n)], "time": [at] * n, "model": ["m"] * n,
             "version": [1] * n, "role": ["production"] * n, "segment": [None] * n,
@@ -34,7 +35,7 @@ def batch(n: int, at: dt.datetime = HOUR, amount: float = 5.0) -> pl.DataFrame:
             "probabilities": [[0.3, 0.7]] * n, "latency_ms": [1.0] * n,
         },
         schema=PREDICTION_SCHEMA,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -128,3 +129,24 @@ def test_the_saver_thread_retries_until_the_database_is_back(db: Database) -> No
         profiler.stop(timeout_s=30)
     assert [w.rows for w in read_windows(db, "m")] == [10]
     assert profiler.failures >= 1
+
+
+def test_refused_inputs_reach_their_window_through_the_log_batch(db: Database) -> None:
+    """The inputs refused during a batch are counted in the window of their time, beside the
+    batch's answered rows; an unregistered version's are ignored."""
+    profiler = profiler_for(db)
+    answered = batch(4)
+    refused = (
+        Refused("m", 1, "production", HOUR + dt.timedelta(minutes=5), 3),
+        Refused("m", 1, "production", HOUR + dt.timedelta(hours=1), 2),
+        Refused("other", 1, "production", HOUR, 9),
+    )
+
+    profiler.observe(LogBatch(answered.records, refused))
+    profiler.flush()
+
+    windows = read_windows(db, "m")
+    assert [(w.start, w.rows, w.profile.errors) for w in windows] == [
+        (HOUR, 4, 3),
+        (HOUR + dt.timedelta(hours=1), 0, 2),
+    ]

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from keel.serve.app import error_response
-from keel.serve.errors import OverloadedError
-from keel.serve.predlog import LogFullError, PredictionLog, prediction_ids
+from keel.monitor import LogBatch, LogFullError, PredictionLog, prediction_ids
+from keel.serve import error_response
+from keel.store import OverloadedError
 
 AT = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
@@ -154,11 +154,11 @@ def test_profiles_are_folded_after_the_batch_is_on_disk(tmp_path: Path) -> None:
     on_disk_when_folded: list[bool] = []
     batch = records(12)
 
-    def profiles(frame: pl.DataFrame) -> None:
+    def profiles(batch: LogBatch) -> None:
         ids = logged_ids(tmp_path / "store")
-        on_disk_when_folded.append(set(frame.get_column("prediction_id")) <= ids)
+        on_disk_when_folded.append(set(batch.records.get_column("prediction_id")) <= ids)
 
-    log = PredictionLog(str(tmp_path / "store"), on_frame=profiles)
+    log = PredictionLog(str(tmp_path / "store"), sink=profiles)
     log.log(batch)
     assert log.flush() == 12
     assert on_disk_when_folded == [True]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from keel.serve.predlog import PredictionLog, day_of, prediction_ids
+from keel.monitor.logfiles import day_of
+from keel.monitor.predlog import PredictionLog, prediction_ids
 
 DAY1 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)
 DAY2 = dt.datetime(2025, 3, 20, 8, tzinfo=dt.UTC)

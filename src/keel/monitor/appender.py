@@ -1,14 +1,9 @@
-"""The prediction log and the feedback store: Parquet files appended in batches.
+"""Buffered, atomic Parquet appends of the prediction log, with a bounded buffer and a spill.
 
-Records are buffered in memory and flushed every `flush_interval_s` (and at shutdown) to
-`predictions/model=NAME/date=YYYY-MM-DD/part-<ms>-<id>.parquet` under the log root, each file
-written under a temporary name and renamed, so a reader (or a restart after `kill -9`) never
-sees a torn file; at most the last interval is lost. Feedback (labels joined later by
-prediction id) goes the same way to `feedback/model=NAME/...`.
-
-The writer thread writes Parquet and nothing else: window profiles are folded from each batch
-in memory and saved to the database by the profiler's own thread, so a slow, locked or
-unreachable database never holds the log.
+Records are buffered in memory, as lists per column, and flushed (by `PredictionLog`'s thread,
+and at shutdown) to `{kind}/model=NAME/date=YYYY-MM-DD/part-<ms>-<id>.parquet` under the log
+root, each file written under a temporary name and renamed, so a reader (or a restart after
+`kill -9`) never sees a torn file; at most the last interval is lost.
 
 When full, the policy is spill, then shed; nothing answered is ever dropped:
 
@@ -18,10 +13,13 @@ When full, the policy is spill, then shed; nothing answered is ever dropped:
    (Parquet, atomic like the log's files), at most `max_spilled_rows` rows; the writer moves
    spill files to the store, oldest first, as soon as it takes them again, and a restarted
    server finds and moves what a killed one left;
-3. with the buffer full and no room to spill, `log` raises `LogFullError` (503 with
+3. with the buffer full and no room to spill, `append_columns` raises `LogFullError` (503 with
    `Retry-After`): the caller is not answered, so every answered prediction's record is held
    in memory, a spill file or the log. A batch that neither the store nor the spill takes goes
    back to the buffer and is tried again.
+
+Each batch taken from the buffer is handed once, as the columnar frame written, to the
+appender's `on_frame` (the window profiles): after its write, or after its spill.
 """
 
 from __future__ import annotations
@@ -31,9 +29,7 @@ import datetime as dt
 import logging
 import os
 import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -41,25 +37,19 @@ from typing import Any
 import fsspec
 import polars as pl
 
-from keel.monitor.logfiles import (
-    FEEDBACK_SCHEMA,
-    PREDICTION_SCHEMA,
-    day_of,
-    log_files,
-    prediction_ids,
-    read_log,
-)
-from keel.serve.errors import OverloadedError
+from keel.monitor.logcolumns import batch_frame, micros
+from keel.monitor.logfiles import log_files, read_log
+from keel.store import OverloadedError
 
-__all__ = ["LogFullError", "ParquetAppender", "PredictionLog", "day_of", "prediction_ids"]
+__all__ = ["LogFullError", "ParquetAppender"]
 
-_KNOWN_IDS = 2_000_000  # ids remembered in memory for feedback; older ones are looked up on disk
-log = logging.getLogger("keel.serve")
+log = logging.getLogger("keel.monitor")
 
 
 class LogFullError(OverloadedError):
-    """Raised by `PredictionLog.log` when the buffer is full and the spill has no room: the
-    request is refused (503) rather than answered without its record."""
+    """Raised by `ParquetAppender.append_columns` (so `PredictionLog.log`) when the buffer is
+    full and the spill has no room: the request is refused (503) rather than answered without
+    its record."""
 
 
 def _reason(exc: Exception) -> str:
@@ -90,6 +80,9 @@ class ParquetAppender:
         root: the log's root (a folder or an fsspec URL).
         kind: `predictions` or `feedback`.
         schema: the columns.
+        on_written: called with the rows of each flush that reached the log's files.
+        on_dropped: called with rows counted as dropped (only without a spill).
+        on_frame: called once with each batch taken from the buffer, after its write or spill.
         spill_dir: local folder for spill files; None: a batch the store refuses is counted
             as dropped (the behaviour of an embedded log without a home folder).
         max_buffered_rows: bound of the memory buffer.
@@ -121,6 +114,9 @@ class ParquetAppender:
         # columnar buffer: measured, building a frame from ~3,000 row dicts held the GIL for
         # ~100 ms at every flush (the p99 of serving); from lists per column it takes ~2 ms
         self._buffer: dict[str, list[Any]] = {c: [] for c in schema}
+        # times are buffered as epoch microseconds (see `micros`) and cast once per batch
+        self._times = [c for c, t in schema.items() if isinstance(t, pl.Datetime)]
+        self._buffer_schema = {c: (pl.Int64 if c in self._times else t) for c, t in schema.items()}
         self._rows = 0  # rows in _buffer
         self._retry: list[pl.DataFrame] = []  # batches neither the store nor the spill took
         self._retry_rows = 0
@@ -146,6 +142,7 @@ class ParquetAppender:
     # ---- taking records --------------------------------------------------------------------
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records given as dicts (a few: feedback); see `append_columns`."""
         records = list(records)
         columns = {c: [r.get(c) for r in records] for c in self.schema}
         self.append_columns(columns)
@@ -154,6 +151,10 @@ class ParquetAppender:
         """Append equal-length lists, one per column of the schema; `LogFullError` when the
         buffer has no room for them and the spill has none either."""
         n = len(next(iter(columns.values()))) if columns else 0
+        if self._times:
+            columns = dict(columns)  # the caller's lists stay as given
+            for c in self._times:
+                columns[c] = micros(columns[c])
         with self._lock:
             held = self._held()
             if held and held + n > self.max_buffered_rows:
@@ -208,7 +209,7 @@ class ParquetAppender:
             self._inflight += self._rows
             self._rows = 0
             self.over_half.clear()
-        return pl.DataFrame(columns, schema=self.schema)
+        return batch_frame(columns, self._buffer_schema, self.schema)
 
     def _take_retry(self) -> list[pl.DataFrame]:
         with self._lock:
@@ -437,151 +438,3 @@ class ParquetAppender:
     def read(self, model: str) -> pl.DataFrame:
         """Everything flushed for a model (reads each file; a torn file cannot exist)."""
         return read_log(self.root, self.kind, model)
-
-
-class PredictionLog:
-    """Prediction records and feedback for every served model, flushed by a background thread
-    (Parquet only) and relieved by a spill thread when the buffer passes half its bound."""
-
-    def __init__(
-        self,
-        root: str,
-        *,
-        flush_interval_s: float = 1.0,
-        on_written: Callable[[int], None] | None = None,
-        on_dropped: Callable[[int], None] | None = None,
-        on_frame: Callable[[pl.DataFrame], None] | None = None,
-        spill_dir: str | Path | None = None,
-        max_buffered_rows: int = 250_000,
-        max_spilled_rows: int = 2_000_000,
-    ) -> None:
-        self.flush_interval_s = flush_interval_s
-        retry_after_s = max(1.0, 2 * flush_interval_s)
-        self.predictions = ParquetAppender(
-            root,
-            "predictions",
-            schema=PREDICTION_SCHEMA,
-            on_written=on_written,
-            on_dropped=on_dropped,
-            on_frame=on_frame,
-            spill_dir=spill_dir,
-            max_buffered_rows=max_buffered_rows,
-            max_spilled_rows=max_spilled_rows,
-            retry_after_s=retry_after_s,
-        )
-        self.feedback = ParquetAppender(
-            root,
-            "feedback",
-            schema=FEEDBACK_SCHEMA,
-            spill_dir=spill_dir,
-            max_buffered_rows=max_buffered_rows,
-            max_spilled_rows=max_spilled_rows,
-            retry_after_s=retry_after_s,
-        )
-        self._recent: OrderedDict[str, str] = OrderedDict()  # prediction id -> model
-        self._recent_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.last_flush_at: float | None = None  # time.monotonic() of the last completed flush
-
-    def log(self, columns: dict[str, list[Any]]) -> None:
-        """Append prediction records given as lists per column (see PREDICTION_SCHEMA)."""
-        self.predictions.append_columns(columns)
-        ids, models, roles = columns["prediction_id"], columns["model"], columns["role"]
-        with self._recent_lock:
-            for pid, model, role in zip(ids, models, roles, strict=True):
-                if role != "shadow":
-                    self._recent[pid] = model
-            while len(self._recent) > _KNOWN_IDS:
-                self._recent.popitem(last=False)
-
-    def add_feedback(
-        self, model: str, labels: list[tuple[str, Any]], now: dt.datetime
-    ) -> tuple[int, list[str]]:
-        """Accept labels whose prediction ids this model answered; return (accepted, unknown ids).
-
-        Ids not remembered in memory are looked up in the log's files of the days they name
-        (only the id and role columns are read); call it off the event loop."""
-        ids = [pid for pid, _ in labels]
-        known = self._known(model, ids)
-        accepted = [(pid, label) for pid, label in labels if pid in known]
-        self.feedback.append(
-            {"prediction_id": pid, "time": now, "model": model, "label": str(label)}
-            for pid, label in accepted
-        )
-        return len(accepted), [pid for pid in ids if pid not in known]
-
-    def _known(self, model: str, ids: list[str]) -> set[str]:
-        with self._recent_lock:
-            found = {i for i in ids if self._recent.get(i) == model}
-        missing = [i for i in ids if i not in found]
-        if not missing:
-            return found
-        named = [day_of(i) for i in missing]
-        days = [d for d in named if d is not None]
-        logged = read_log(
-            self.predictions.root,
-            "predictions",
-            model,
-            # time-ordered ids: only their days' files; an older random id: every day
-            days=days if len(days) == len(named) else None,
-            columns=["prediction_id", "role"],
-        )
-        hits = logged.filter(pl.col("prediction_id").is_in(missing) & (pl.col("role") != "shadow"))
-        found.update(hits.get_column("prediction_id").to_list())
-        return found
-
-    def flush(self) -> int:
-        """Write buffered predictions and feedback to Parquet (never touches the database)."""
-        written = self.predictions.flush() + self.feedback.flush()
-        self.last_flush_at = time.monotonic()
-        return written
-
-    @property
-    def backlogged(self) -> bool:
-        """Whether records wait in spill files (the store failed or the writer fell behind)."""
-        return bool(self.predictions.spilled_rows or self.feedback.spilled_rows)
-
-    @property
-    def shedding(self) -> bool:
-        """Whether new predictions are refused now (buffer and spill full)."""
-        return self.predictions.full
-
-    def start(self) -> None:
-        def write() -> None:
-            # a fixed cadence from each flush's start: a slow write does not stretch the gap
-            # that a kill -9 can lose beyond the write itself
-            next_at = time.monotonic() + self.flush_interval_s
-            while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-                next_at = time.monotonic() + self.flush_interval_s
-                try:
-                    self.flush()
-                except Exception:  # the writer must survive anything; the batch is rebuffered
-                    log.exception("the prediction log's flush failed")
-
-        def relieve() -> None:
-            appenders = (self.predictions, self.feedback)
-            while not self._stop.is_set():
-                if not any(a.over_half.wait(0) for a in appenders):
-                    self.predictions.over_half.wait(self.flush_interval_s)
-                for a in appenders:
-                    try:
-                        a.relieve()
-                    except Exception:
-                        log.exception("the prediction log's spill failed")
-                time.sleep(0.01)  # the writer takes the lock too: let it
-
-        self._threads = [
-            threading.Thread(target=write, name="keel-log-flush", daemon=True),
-            threading.Thread(target=relieve, name="keel-log-spill", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=timeout_s)
-        self.predictions.close(timeout_s)
-        self.feedback.close(timeout_s)
-        self.last_flush_at = time.monotonic()
