@@ -17,7 +17,7 @@ def test_store_exports() -> None:
     assert sorted(keel.store.__all__) == [
         "ArtifactStore", "Clock", "ConfigError", "ConflictError", "ContractError", "Database",
         "DatasetNotFoundError", "FakeClock", "GateFailedError", "IntegrityError", "KeelError",
-        "ModelNotFoundError", "NotFoundError", "SchemaError", "Settings", "SourceError",
+        "LoopPolicy", "ModelNotFoundError", "NotFoundError", "SchemaError", "Settings", "SourceError",
         "StoredObject", "SystemClock", "UnsafeArtifactError", "ValidationFailedError", "as_utc",
         "load_settings", "sha256_file",
     ]  # fmt: skip

@@ -24,6 +24,7 @@ _NAMES = {
     "IntegrityError": "keel.store.errors",
     "KeelError": "keel.store.errors",
     "load_settings": "keel.store.settings",
+    "LoopPolicy": "keel.store.loop_section",
     "ModelNotFoundError": "keel.store.errors",
     "NotFoundError": "keel.store.errors",
     "SchemaError": "keel.store.errors",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         UnsafeArtifactError,
         ValidationFailedError,
     )
+    from keel.store.loop_section import LoopPolicy
     from keel.store.settings import Settings, load_settings
 
 
@@ -72,6 +74,7 @@ __all__ = [
     "GateFailedError",
     "IntegrityError",
     "KeelError",
+    "LoopPolicy",
     "ModelNotFoundError",
     "NotFoundError",
     "SchemaError",

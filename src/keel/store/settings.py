@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from keel.store.errors import ConfigError
+from keel.store.loop_section import LoopPolicy
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 _NEVER_TRUSTED = frozenset(
@@ -177,8 +178,9 @@ class Settings(BaseSettings):
     performance: dict[str, Any] = Field(default_factory=dict)
     """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`."""
 
-    loop: dict[str, Any] = Field(default_factory=dict)
-    """The loop's policy overriding `keel.loop.LoopPolicy` (margins, waits, watch period)."""
+    loop: LoopPolicy = LoopPolicy()
+    """The loop's policy (`keel.loop.LoopPolicy`: judge, margins, waits, watch period),
+    validated at load: a mistyped key is refused with the valid keys named."""
 
     profiles: bool = True
     """Whether the server keeps window profiles (monitoring). Off only to measure their cost."""
