@@ -9,11 +9,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import polars as pl
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keel.data import Anonymize, DatasetStore, infer_contract, validate, with_column
+from keel.data import Anonymize, Contract, DatasetStore, infer_contract, validate, with_column
 from keel.data.faults import inject_faults
 from keel.demo.simulate import TransactionSimulator
 from keel.render import console, print_contract, print_report, print_version
@@ -149,6 +150,34 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
     }
 
 
+def transactions_contract(january: pl.DataFrame) -> Contract:
+    """The demo's contract, inferred from January, with a person's edits."""
+    contract = infer_contract(
+        january,
+        name="transactions",
+        id="transaction_id",
+        timestamp="ts",
+        target="is_fraud",
+        segment="region",
+        sensitive=["customer_age", "customer_sex"],
+        pii=["customer_name", "email", "card_number"],
+        ignore=["label_available_at"],
+    )
+    # ages reach the data only in bands of twenty; k-anonymity over the quasi-identifiers
+    # (age band, sex, region) must be at least 5
+    age = contract.column("customer_age")
+    contract = with_column(
+        contract, replace(age, anonymize=Anonymize(method="generalize", band=20))
+    )
+    contract = replace(
+        contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
+    )
+    # merchants open new categories: serve them as "__other__" (and alert on their share)
+    # rather than refuse the payment
+    category = contract.column("merchant_category")
+    return with_column(contract, replace(category, unseen="other"))
+
+
 def run_demo(
     *,
     home: str | Path = ".keel/demo",
@@ -194,30 +223,7 @@ def run_demo(
         progress.advance(task)
 
     console.rule("1. infer a contract from January")
-    contract = infer_contract(
-        january,
-        name="transactions",
-        id="transaction_id",
-        timestamp="ts",
-        target="is_fraud",
-        segment="region",
-        sensitive=["customer_age", "customer_sex"],
-        pii=["customer_name", "email", "card_number"],
-        ignore=["label_available_at"],
-    )
-    # a person's edits: ages reach the data only in bands of twenty; k-anonymity over the
-    # quasi-identifiers (age band, sex, region) must be at least 5
-    age = contract.column("customer_age")
-    contract = with_column(
-        contract, replace(age, anonymize=Anonymize(method="generalize", band=20))
-    )
-    contract = replace(
-        contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
-    )
-    # merchants open new categories: serve them as "__other__" (and alert on their share)
-    # rather than refuse the payment
-    category = contract.column("merchant_category")
-    contract = with_column(contract, replace(category, unseen="other"))
+    contract = transactions_contract(january)
     contract_path = home / "contract.yaml"
     contract.save(contract_path)
     print_contract(contract)

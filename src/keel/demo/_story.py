@@ -21,7 +21,7 @@ from keel.data import DatasetStore
 from keel.demo.replay import Replay
 from keel.demo.simulate import TransactionSimulator
 from keel.render import console
-from keel.store import Settings
+from keel.store import LoopPolicy, Settings
 
 TOKEN = "demo-admin-token"
 ALERT_RULES = [
@@ -51,6 +51,28 @@ ALERT_RULES = [
     {"name": "error_rate", "kind": "error_rate", "threshold": 0.01, "severity": "critical"},
 ]
 LOOP_POLICY: dict[str, Any] = {
+    # judged on a backtest: the newest rows it was not trained on, scored beside production
+    "judge": "backtest",
+    # a fresh model every three days, on the last three weeks; a row without a label yet
+    # counts as legitimate (no chargeback yet), so recent frauds come with their negatives
+    "retrain_every_s": 3 * 86400,
+    "retrain_cooldown_s": 3 * 86400,
+    "recent_days": 21,
+    "older_share": 0.2,
+    "missing_label": "0",
+    "min_new_labels": 2000,
+    "backtest_min_labels": 600,
+    "backtest_min_minority": 10,
+    "health_min_requests": 300,
+    "shadow_min_requests": 1000,
+    "shadow_min_labels": 1500,
+    "shadow_max_wait_s": 8 * 86400,
+    "watch_s": 10 * 86400,
+    "min_watch_rows": 200,
+    "retrain_timeout_s": 600,
+}
+EARLIER_POLICY: dict[str, Any] = {
+    "judge": "shadow",
     "recent_days": 45,
     "older_share": 0.2,
     "min_new_labels": 2000,
@@ -62,6 +84,8 @@ LOOP_POLICY: dict[str, Any] = {
     "min_watch_rows": 200,
     "retrain_timeout_s": 600,
 }
+"""The demo's policy before issue 13 (judged on labelled shadow requests alone), for
+`bench/loop.py`."""
 LABEL_DELAY_SCALE = 0.3  # the demo's labels come 3x sooner than the simulator's (45 -> 13.5 days)
 
 
@@ -78,7 +102,7 @@ def story_settings(home: Path) -> Settings:
         window_s=86400,
         lookback_windows=60,
         alert_rules=ALERT_RULES,
-        loop=LOOP_POLICY,
+        loop=LoopPolicy(**LOOP_POLICY),
         alert_file=str(home / "alerts.jsonl"),
         tokens={TOKEN: ["admin", "predict", "feedback", "view"]},
         replay_time=True,

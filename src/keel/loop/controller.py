@@ -121,8 +121,9 @@ class Loop:
         if shadow is not None and status.version is not None and self.policy.judge == "backtest":
             trained = self.models.get(f"{name}@{shadow.version}").created_at
             backtest = self.monitor.backtest(
-                name, shadow.version, status.version, labelled_after=trained, now=now
-            )
+                name, shadow.version, status.version, labelled_after=trained, now=now,
+                missing_label=self.policy.missing_label,
+            )  # fmt: skip
         watch = None
         move = next((m for m in reversed(moves) if m.alias == "production"), None)
         if (
@@ -209,6 +210,7 @@ class Loop:
         result = run_retrain(
             self.settings, name, production, now=now, since=since,
             older_share=self.policy.older_share, timeout_s=self.policy.retrain_timeout_s,
+            missing_label=self.policy.missing_label,
         )  # fmt: skip
         self.monitor.alerts.handle([a.id for a in triggers if a.id is not None], now)
         numbers.update(result.to_json())

@@ -73,13 +73,18 @@ def fresh_frame(
     *,
     since: dt.datetime,
     older_share: float,
+    missing_label: str | None = None,
 ) -> tuple[pl.DataFrame, Contract, dict[str, int]]:
-    """Logged rows since `since` with their labels, plus a share of older rows; and the
-    contract restricted to the columns both carry (the log holds no PII)."""
+    """Logged rows since `since` with their labels (or `missing_label` where none came yet),
+    plus a share of older rows; and the contract restricted to the columns both carry (the log
+    holds no PII)."""
     root = settings.resolved_artifacts
     preds = read_log(root, "predictions", name, since.date())
     preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
-    rows = labelled(preds, read_log(root, "feedback", name)).filter(pl.col("label").is_not_null())
+    rows = labelled(preds, read_log(root, "feedback", name))
+    if missing_label is not None:
+        rows = rows.with_columns(pl.col("label").fill_null(missing_label))
+    rows = rows.filter(pl.col("label").is_not_null())
     rows = rows.unique("prediction_id", keep="last", maintain_order=True)
     target = contract.with_role("target")[0]
     id_cols, ts_cols = contract.with_role("id"), contract.with_role("timestamp")
@@ -142,6 +147,7 @@ def retrain_child(
     now: dt.datetime,
     since: dt.datetime,
     older_share: float,
+    missing_label: str | None,
     conn: Any,
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
@@ -154,8 +160,9 @@ def retrain_child(
         contract = models.contract(prod.ref)
         older = datasets.load(prod.dataset_version) if prod.dataset_version else None
         frame, subset, counts = fresh_frame(
-            settings, name, contract, older, since=since, older_share=older_share
-        )
+            settings, name, contract, older, since=since, older_share=older_share,
+            missing_label=missing_label,
+        )  # fmt: skip
         dataset_name = (prod.dataset_version or name).partition("@")[0]
         result = datasets.ingest(
             frame,
@@ -213,13 +220,14 @@ def run_retrain(
     since: dt.datetime,
     older_share: float,
     timeout_s: float,
+    missing_label: str | None = None,
 ) -> RetrainResult:
     """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
 
     Without a labelled logged row since `since`, no child is started: the answer says what
     is missing (the child would fail with a puzzling `No features to train on`)."""
     logged, labels = logged_rows(settings, name, since=since)
-    if labels == 0:
+    if labels == 0 and not (missing_label is not None and logged):
         return RetrainResult(
             ok=False,
             error=(
@@ -233,7 +241,7 @@ def run_retrain(
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=retrain_child,
-        args=(settings, name, production, now, since, older_share, child),
+        args=(settings, name, production, now, since, older_share, missing_label, child),
         name=f"keel-retrain-{name}",
     )
     proc.start()

@@ -233,18 +233,26 @@ def backtest(
     labelled_after: dt.datetime,
     since: dt.datetime,
     metric: str,
+    missing_label: str | None = None,
     seed: int = 0,
 ) -> Backtest:
     """`challenger` against `production` on the logged rows (since `since`; production and
     canary traffic, not a shadow's answers) whose label arrived after `labelled_after`: both
-    scored offline on the same rows, the difference with its paired-bootstrap interval."""
+    scored offline on the same rows, the difference with its paired-bootstrap interval.
+
+    With `missing_label` (the retrain counted unlabelled rows as that label), the rows logged
+    after `labelled_after` instead, an unlabelled one counted as `missing_label` too."""
     root = settings.resolved_artifacts
     preds = read_log(root, "predictions", name, since.date(), columns=_LOGGED)
     preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
     preds = preds.unique("prediction_id", keep="last", maintain_order=True)
-    rows = labelled(preds, read_log(root, "feedback", name)).filter(
-        pl.col("label").is_not_null() & (pl.col("label_time") > labelled_after)
-    )
+    rows = labelled(preds, read_log(root, "feedback", name))
+    if missing_label is None:
+        rows = rows.filter(pl.col("label").is_not_null() & (pl.col("label_time") > labelled_after))
+    else:
+        rows = rows.filter(pl.col("time") > labelled_after).with_columns(
+            pl.col("label").fill_null(missing_label)
+        )
     ev = models.get(f"{name}@{production}").evaluation
     task, classes = ev.get("task", "classification"), [str(c) for c in ev.get("classes", [])]
     y = _label_index(rows, task, classes)

@@ -484,13 +484,14 @@ class Monitor:
 
     def backtest(
         self, name: str, challenger: int, production: int, *, labelled_after: dt.datetime,
-        now: dt.datetime,
+        now: dt.datetime, missing_label: str | None = None,
     ) -> compare.Backtest:  # fmt: skip
         """`challenger` against `production` on labelled rows it was not trained on."""
         metric = primary_metric(self.models.get(f"{name}@{production}").evaluation.get("task", ""))
         return compare.backtest(
             self.settings, self.models, name, challenger=challenger, production=production,
             labelled_after=labelled_after, since=self._since(name, now), metric=metric,
+            missing_label=missing_label,
         )  # fmt: skip
 
     # ---- rules --------------------------------------------------------------------------

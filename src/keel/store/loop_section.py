@@ -32,6 +32,12 @@ class LoopPolicy(BaseModel):
     """Logged rows of this many days (with labels) make the fresh dataset."""
     older_share: float = Field(default=0.3, ge=0, lt=1)
     """Share of the fresh dataset taken from the production version's training data."""
+    missing_label: str | None = None
+    """Labels come late: a retrain (and a backtest) counts a logged row without a label yet as
+    this label (for fraud, "0": no chargeback yet) rather than leaving the row out. Leaving
+    unlabelled rows out keeps the recent days' early labels (the frauds) without their
+    negatives, a bias the model learns; counting them as negatives only thins the recent
+    positives, evenly. None: labelled rows only."""
     min_new_labels: int = Field(default=300, ge=0)
     """Fewest labelled logged rows before a retrain."""
     retrain_every_s: float | None = Field(default=None, gt=0)
