@@ -259,48 +259,16 @@ def run_story(
                 if (day - first_day) % step_every == step_every - 1:
                     client.flush()
                     t_loop = time.perf_counter()
-                    decisions = loop.step("fraud", now=now)
+                    broken = _loop_step(loop, now, story, broken)
                     timings["loop"] += time.perf_counter() - t_loop
-                    for d in decisions:
-                        if d.action not in ("none", "wait"):
-                            story.append((f"{now:%Y-%m-%d}", d.action, d.reason))
-                    actions = {a for _, a, _ in story}
-                    if broken is None and "promote" in actions:
-                        broken = _broken_candidate(models, datasets)
-                        models.set_alias(
-                            "fraud",
-                            "production",
-                            broken,
-                            reason="hand promotion (a mistake)",
-                            actor="demo-user",
-                        )
-                        story.append(
-                            (
-                                f"{now:%Y-%m-%d}",
-                                "hand promotion",
-                                f"a person promotes fraud@{broken}, a model that predicts the base rate",
-                            )
-                        )
                 elapsed = time.perf_counter() - t0
-                if any(a == "rollback" for _, a, _ in story) and not keep_serving:
-                    rolled = next(w for w, a, _ in story if a == "rollback")
-                    if now >= dt.datetime.fromisoformat(rolled).replace(
-                        tzinfo=dt.UTC
-                    ) + dt.timedelta(days=6):
-                        break  # the story is told
+                if _told(story, now) and not keep_serving:
+                    break
                 live.update(_progress(day, first_day, last_day, replay, elapsed, models, story))
         client_stats = replay.stats
         prod = models.aliases("fraud")["production"].version
         if keep_serving:
-            console.print(
-                f"[bold]serving[/] at {url}; dashboard at {url}/ui (log in with the token "
-                f"{TOKEN}); Ctrl-C to stop"
-            )
-            try:
-                while server.poll() is None:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+            _serve_on(url, server)
     finally:
         stop_server(server)
     elapsed = time.perf_counter() - t0
@@ -318,6 +286,49 @@ def run_story(
         "models": models,
         "settings": settings,
     }
+
+
+def _loop_step(
+    loop: Any, now: dt.datetime, story: list[tuple[str, str, str]], broken: int | None
+) -> int | None:
+    """One loop step, told; after the loop's first promotion, a person's mistake."""
+    for d in loop.step("fraud", now=now):
+        if d.action not in ("none", "wait"):
+            story.append((f"{now:%Y-%m-%d}", d.action, d.reason))
+    if broken is not None or "promote" not in {a for _, a, _ in story}:
+        return broken
+    broken = _broken_candidate(loop.models, loop.datasets)
+    loop.models.set_alias(
+        "fraud", "production", broken, reason="hand promotion (a mistake)", actor="demo-user"
+    )
+    story.append(
+        (
+            f"{now:%Y-%m-%d}",
+            "hand promotion",
+            f"a person promotes fraud@{broken}, a model that predicts the base rate",
+        )
+    )
+    return broken
+
+
+def _told(story: list[tuple[str, str, str]], now: dt.datetime) -> bool:
+    """The story is told six days after the loop's first rollback."""
+    rolled = next((w for w, a, _ in story if a == "rollback"), None)
+    if rolled is None:
+        return False
+    return now >= dt.datetime.fromisoformat(rolled).replace(tzinfo=dt.UTC) + dt.timedelta(days=6)
+
+
+def _serve_on(url: str, server: subprocess.Popen[bytes]) -> None:
+    console.print(
+        f"[bold]serving[/] at {url}; dashboard at {url}/ui (log in with the token "
+        f"{TOKEN}); Ctrl-C to stop"
+    )
+    try:
+        while server.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
 
 
 def _progress(

@@ -177,9 +177,11 @@ def score_logged(models: ModelStore, ref: str, rows: pl.DataFrame) -> tuple[np.n
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
     features = list(version.evaluation["features"])
+    keep = set(features)
     inputs = dataclasses.replace(
         contract,
-        columns=tuple(c for c in contract.columns if c.name in set(features)),
+        columns=tuple(c for c in contract.columns if c.name in keep),
+        quasi_identifiers=tuple(q for q in contract.quasi_identifiers if q in keep),
         extra_columns="drop",
         duplicate_rows="allow",
         max_bad_share=1.0,
