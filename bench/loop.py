@@ -215,63 +215,96 @@ def _judge(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
-    parser.add_argument(
-        "--designs", nargs="+", default=["backtest", "shadow"], choices=list(DESIGNS)
-    )
-    parser.add_argument("--first-day", type=int, default=95)
-    parser.add_argument("--last-day", type=int, default=215)
-    parser.add_argument("--per-day", type=int, default=300)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    console = Console(stderr=True)
-    runs = []
-    t0 = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        for seed in args.seeds:
-            for design in args.designs:
-                task = progress.add_task(
-                    f"seed {seed} {design}", total=args.last_day - args.first_day
-                )
-                runs.append(run_one(seed, design, first_day=args.first_day, last_day=args.last_day,
-                                    per_day=args.per_day, progress=progress, task=task))  # fmt: skip
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per design: the worst windows_to_promotion, false promotions and rollbacks."""
     summary = {}
-    for design in args.designs:
+    for design in sorted({r["design"] for r in runs}):
         mine = [r for r in runs if r["design"] == design]
+        shifts = list(mine[0]["shifts"])
         summary[design] = {
+            "seeds": sorted(r["seed"] for r in mine),
             "windows_to_promotion": max(s["windows"] for r in mine for s in r["shifts"].values()),
-            "per_shift": {k: max(r["shifts"][k]["windows"] for r in mine) for k in mine[0]["shifts"]},
-            "never": sorted({f"{k}@seed{r['seed']}" for r in mine for k, s in r["shifts"].items() if s["promoted_day"] is None}),
+            "per_shift": {k: max(r["shifts"][k]["windows"] for r in mine) for k in shifts},
+            "never": sorted(
+                f"{k}@seed{r['seed']}"
+                for r in mine
+                for k, s in r["shifts"].items()
+                if s["promoted_day"] is None
+            ),
             "false_promotions": sum(r["false_promotions"] for r in mine),
             "false_rollbacks": sum(r["false_rollbacks"] for r in mine),
             "promotions": sum(len(r["promotions"]) for r in mine),
             "rollbacks": sum(len(r["rollbacks"]) for r in mine),
             "retrains": sum(1 for r in mine for a in r["acts"] if a["action"] == "shadow"),
-        }  # fmt: skip
-    out = {"seeds": args.seeds, "per_day": args.per_day, "days": [args.first_day, args.last_day],
-           "label_delay_windows": LABEL_DELAY_WINDOWS, "tolerance": TOLERANCE,
-           "seconds": round(time.perf_counter() - t0, 1), "designs": summary, "runs": runs}  # fmt: skip
+        }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
+    parser.add_argument(
+        "--designs", nargs="+", default=["backtest", "shadow"], choices=list(DESIGNS)
+    )
+    parser.add_argument("--first-day", type=int, default=110)
+    parser.add_argument("--last-day", type=int, default=200)
+    parser.add_argument("--per-day", type=int, default=300)
+    parser.add_argument(
+        "--combine", nargs="+", type=Path, help="summarize the runs of earlier --json outputs"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    if args.combine:
+        runs = [r for f in args.combine for r in json.loads(f.read_text())["runs"]]
+    else:
+        runs = _run_all(args)
+    out = {
+        "per_day": args.per_day,
+        "days": [args.first_day, args.last_day],
+        "label_delay_windows": LABEL_DELAY_WINDOWS,
+        "tolerance": TOLERANCE,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "designs": summarize(runs),
+        "runs": runs,
+    }
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return
     table = Table(title="loop: windows from a shift's labels to a promoted retrained model")
     for head in (
         "design",
-        "windows_to_promotion (worst)",
+        "seeds",
+        "windows (worst)",
         "per shift",
-        "false promotions",
-        "false rollbacks",
+        "false prom.",
+        "false rollb.",
         "retrains",
     ):
         table.add_column(head)
-    for design, s in summary.items():
-        table.add_row(design, str(s["windows_to_promotion"]), json.dumps(s["per_shift"]),
+    for design, s in out["designs"].items():
+        table.add_row(design, str(s["seeds"]), str(s["windows_to_promotion"]), json.dumps(s["per_shift"]),
                       str(s["false_promotions"]), str(s["false_rollbacks"]), str(s["retrains"]))  # fmt: skip
     Console().print(table)
+
+
+def _run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    console = Console(stderr=True)
+    runs = []
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        for seed in args.seeds:
+            for design in args.designs:
+                task = progress.add_task(
+                    f"seed {seed} {design}", total=args.last_day - args.first_day
+                )
+                runs.append(
+                    run_one(
+                        seed, design, first_day=args.first_day, last_day=args.last_day,
+                        per_day=args.per_day, progress=progress, task=task,
+                    )
+                )  # fmt: skip
+    return runs
 
 
 if __name__ == "__main__":
