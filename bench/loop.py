@@ -38,10 +38,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sklearn.metrics import roc_auc_score
 
 from keel.data import DatasetStore
 from keel.demo._run import transactions_contract
@@ -204,8 +206,14 @@ def _judge(
             (m for m in moves if m["action"] == "alias.set" and created[m["version"]] > onset), None
         )
         day = (hit["time"] - start).days if hit else last_day
-        shifts[e.kind] = {"onset": e.day, "promoted_day": day if hit else None,
-                          "windows": day - (e.day + LABEL_DELAY_WINDOWS)}  # fmt: skip
+        before = _served_auc(log, onset - dt.timedelta(days=AFTER_WINDOWS), onset)
+        after = _served_auc(log, onset, onset + dt.timedelta(days=AFTER_WINDOWS))
+        shifts[e.kind] = {
+            "onset": e.day, "promoted_day": day if hit else None,
+            "windows": day - (e.day + LABEL_DELAY_WINDOWS),
+            "served_auc_before": before, "served_auc_after": after,
+            "hurt": before is not None and after is not None and after < before - TOLERANCE,
+        }  # fmt: skip
     return {
         "shifts": shifts,
         "promotions": promotions,
@@ -213,6 +221,28 @@ def _judge(
         "false_promotions": sum(p["false"] for p in promotions),
         "false_rollbacks": sum(r["false"] for r in rollbacks),
     }
+
+
+def _served_auc(log: pl.DataFrame, since: dt.datetime, until: dt.datetime) -> float | None:
+    """ROC AUC of what production served between two times, on the true labels."""
+    rows = log.filter((pl.col("time") >= since) & (pl.col("time") < until))
+    y = rows.get_column("label").cast(pl.Int64, strict=False).to_numpy()
+    if rows.height < 2 or len(np.unique(y)) < 2:
+        return None
+    scores = np.array(rows.get_column("probabilities").to_list(), dtype=float)[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def rejudge(home: Path, first_day: int, last_day: int) -> dict[str, Any]:
+    """Judge a finished run again from its home (`keel-bench-loop-<design>-<seed>-*`)."""
+    design, _, seed = home.name.removeprefix("keel-bench-loop-").rsplit("-", 1)[0].rpartition("-")
+    settings = _settings(home, DESIGNS[design])
+    models = ModelStore.open(settings)
+    retrains = sum(1 for e in models.db.events("model:fraud") if e["action"] == "loop.retrain")
+    result = _judge(settings, models, [], first_day, last_day)
+    models.db.dispose()
+    acts = [{"action": "shadow"}] * retrains
+    return {"seed": int(seed), "design": design, "acts": acts, **result}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -224,6 +254,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         summary[design] = {
             "seeds": sorted(r["seed"] for r in mine),
             "windows_to_promotion": max(s["windows"] for r in mine for s in r["shifts"].values()),
+            "windows_to_promotion_after_harm": max(
+                (s["windows"] for r in mine for s in r["shifts"].values() if s["hurt"]),
+                default=None,
+            ),
+            "shifts_that_hurt": sorted(
+                f"{k}@seed{r['seed']}" for r in mine for k, s in r["shifts"].items() if s["hurt"]
+            ),
             "per_shift": {k: max(r["shifts"][k]["windows"] for r in mine) for k in shifts},
             "never": sorted(
                 f"{k}@seed{r['seed']}"
@@ -252,10 +289,15 @@ def main() -> None:
     parser.add_argument(
         "--combine", nargs="+", type=Path, help="summarize the runs of earlier --json outputs"
     )
+    parser.add_argument(
+        "--rejudge", nargs="+", type=Path, help="judge finished runs again from their homes"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    if args.combine:
+    if args.rejudge:
+        runs = [rejudge(h, args.first_day, args.last_day) for h in args.rejudge]
+    elif args.combine:
         runs = [r for f in args.combine for r in json.loads(f.read_text())["runs"]]
     else:
         runs = _run_all(args)
