@@ -15,7 +15,7 @@ Figures, per design (worst over shifts and seeds where it says so):
   Worst over shifts and seeds. A shift never followed by such a promotion within the run
   counts as the run's last window minus (d + 14), and is listed under `never`.
 - `false_promotions`: promotions (by the loop) of a version that is worse than the version it
-  replaced on the rows of the following 14 daily windows (or to the run's end, at least 7):
+  replaced on the rows of the following 14 daily windows (or to the run's end, at least 5):
   both versions scored offline on the same logged rows with their ground-truth labels (all
   labels sent at the run's end), the promoted version's ROC AUC below the replaced one's by
   more than `TOLERANCE` (0.01; a smaller gap is noise on this volume).
@@ -70,6 +70,7 @@ from keel.train import spec_from_dict, train
 TOLERANCE = 0.01
 LABEL_DELAY_WINDOWS = math.ceil(45 * LABEL_DELAY_SCALE)  # 13.5 days: the last labels of a day
 AFTER_WINDOWS = 14
+MIN_AFTER_WINDOWS = 5
 SPEC = {
     "name": "logistic",
     "estimator": "sklearn.linear_model.LogisticRegression",
@@ -187,7 +188,7 @@ def _judge(
     for m in moves:
         if m["action"] == "alias.set":
             until = min(m["time"] + dt.timedelta(days=AFTER_WINDOWS), end)
-            if (until - m["time"]).days < 7:
+            if (until - m["time"]).days < MIN_AFTER_WINDOWS:
                 continue
             rows = log.filter((pl.col("time") >= m["time"]) & (pl.col("time") < until))
             vs = _versus(settings, models, rows, m["from"], m["version"])
