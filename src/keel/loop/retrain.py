@@ -47,8 +47,8 @@ class RetrainResult:
         if self.ok == (self.error is not None):
             msg = f"RetrainResult ok={self.ok} with error={self.error!r}: expected an error exactly when not ok"
             raise ValueError(msg)
-        if self.ok and self.version is None:
-            msg = "RetrainResult ok=True without a version: expected the registered version"
+        if self.passed and self.version is None:
+            msg = "RetrainResult passed=True without a version: expected the registered version"
             raise ValueError(msg)
 
     def to_json(self) -> dict[str, Any]:
