@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from rich.panel import Panel
@@ -360,6 +361,29 @@ def _diff_step(store: DatasetStore, first: str, second: str) -> None:
     console.print(table)
 
 
+def _reaction(audit: list[dict[str, Any]], sim: TransactionSimulator) -> None:
+    """How soon after each scheduled event the loop put a retrained model in production."""
+    promoted = [
+        dt.datetime.fromisoformat(e["time"])
+        for e in audit
+        if e["actor"] == "loop" and e["action"] == "alias.set" and e["alias"] == "production"
+    ]
+    start = sim.start.replace(tzinfo=dt.UTC)
+    said = []
+    for event in sim.events:
+        onset = start + dt.timedelta(days=event.day)
+        first = next((p for p in promoted if p >= onset), None)
+        said.append(
+            f"{event.kind} (day {event.day}): "
+            + (
+                f"a retrained model in production {(first - onset).days} days later"
+                if first
+                else "no promotion since"
+            )
+        )
+    console.print("the loop's reaction: " + "; ".join(said))
+
+
 def _goodbye(home: Path, elapsed: float, story: dict[str, object], ref: str) -> None:
     from keel.demo._story import TOKEN
 
@@ -434,6 +458,7 @@ def _story(
             e.get("reason") or "",
         )
     console.print(table)
+    _reaction(models.audit("fraud"), sim)
     monitor = Monitor(settings, models)
     alerts = monitor.alerts.list("fraud")
     console.print(
