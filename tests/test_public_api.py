@@ -15,9 +15,10 @@ def test_keel_exports() -> None:
 def test_store_exports() -> None:
     """keel.store's public names."""
     assert sorted(keel.store.__all__) == [
-        "ArtifactStore", "Clock", "ConfigError", "ConflictError", "ContractError", "Database",
-        "DatasetNotFoundError", "FakeClock", "GateFailedError", "IntegrityError", "KeelError",
-        "LoopPolicy", "ModelNotFoundError", "NotFoundError", "SchemaError", "Settings", "SourceError",
+        "ALERT_RULE_KINDS", "AlertRuleSection", "ArtifactStore", "Clock", "ConfigError",
+        "ConflictError", "ContractError", "Database", "DatasetNotFoundError", "DriftSection",
+        "FakeClock", "GateFailedError", "IntegrityError", "KeelError", "LoopPolicy", "ModelNotFoundError",
+        "NotFoundError", "PerformanceSection", "SchemaError", "Settings", "SourceError",
         "StoredObject", "SystemClock", "UnsafeArtifactError", "ValidationFailedError", "as_utc",
         "load_settings", "sha256_file",
     ]  # fmt: skip

@@ -149,12 +149,12 @@ def test_performance_per_segment_with_coverage(
     page.wait_for_function("window.keelViews.segments")
     rows = page.locator("h2:has-text('Performance per segment') ~ table").first
     texts = rows.locator("tbody tr").all_inner_texts()
-    assert sorted(t.split("\t")[0] for t in texts) == sorted(s["segment"] for s in status.segments)
-    assert {s["segment"] for s in status.segments} >= {"north", "south", "east", "west"}
-    assert all(s["labels"] > 0 and 0 < s["coverage"] <= 1 for s in status.segments)
-    assert all(s["live"] is not None and s["estimated"] is not None for s in status.segments)
+    assert sorted(t.split("\t")[0] for t in texts) == sorted(s.segment for s in status.segments)
+    assert {s.segment for s in status.segments} >= {"north", "south", "east", "west"}
+    assert all(s.labels > 0 and 0 < s.coverage <= 1 for s in status.segments)
+    assert all(s.live is not None and s.estimated is not None for s in status.segments)
     # judged windows where the metric exists (ROC AUC needs both classes among the labels)
-    judged = [x for x in status.segment_live if x["judged"] and x["metrics"].get("roc_auc")]
+    judged = [x for x in status.segment_live if x.judged and x.metrics.get("roc_auc")]
     assert judged
     points = page.evaluate("window.keelViews.segments.data('segment_points').length")
     assert points == len(judged)

@@ -100,10 +100,10 @@ def test_padded_labels_are_cleaned_accepted_and_fill_live_metrics(server: Server
         Database(settings.resolved_database_url), ArtifactStore(settings.resolved_artifacts)
     )
     status = Monitor(settings, models).status("species", now=_WHEN + dt.timedelta(days=2))
-    live = [x for x in status.live if x["role"] == "production"]
-    assert live[0]["labels"] == 150
-    assert live[0]["judged"]
-    assert live[0]["metrics"]["accuracy"] > 0.9
+    live = [x for x in status.live if x.role == "production"]
+    assert live[0].labels == 150
+    assert live[0].judged
+    assert live[0].metrics["accuracy"] > 0.9
 
 
 def test_labels_outside_the_classes_and_missing_ones_are_refused_by_name(server: Server) -> None:

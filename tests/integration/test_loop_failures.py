@@ -15,7 +15,7 @@ import pytest
 from keel.data import DatasetStore, infer_contract
 from keel.demo.simulate import TransactionSimulator
 from keel.loop import Lease, Loop, LoopPolicy
-from keel.monitor import Alert, AlertRule, AlertStore
+from keel.monitor import Alert, AlertStore, DriftRule
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, ConflictError, Database, FakeClock, Settings
 from keel.train import spec_from_dict, train
@@ -184,7 +184,7 @@ def test_alerts_deduplicate_cool_down_and_reach_their_sinks(
         jsonl=str(tmp_path / "alerts.jsonl"),
         webhook=f"http://127.0.0.1:{server.server_port}/hook",
     )
-    rule = AlertRule("drift", "drift", 1, cooldown_s=3600)
+    rule = DriftRule("drift", 1, cooldown_s=3600)
     window = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 
     def alert(start: dt.datetime) -> Alert:

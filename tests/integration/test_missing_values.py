@@ -99,11 +99,11 @@ def test_training_rows_sent_back_show_no_drift_and_no_unseen_category(tmp_path: 
 
     window = status.windows[-1]
     assert window.rows == frame.height
-    assert window.drifted == []
+    assert window.drifted == ()
     assert window.unseen_share == 0.0
     assert [a.rule for a in fired] == []
     reference = models.get("loans@1").evaluation["reference"]["columns"]
     assert "" not in reference["race"]["counts"]
     assert reference["race"]["counts"]["__missing__"] > 0
-    race = next(c for c in window.drift if c["name"] == "race")
-    assert race["jensen_shannon"] < 0.05
+    race = next(c for c in window.drift if c.name == "race")
+    assert race.jensen_shannon < 0.05

@@ -21,7 +21,7 @@ from keel.monitor import Monitor
 from keel.monitor.drift import DriftConfig, compare_profiles
 from keel.monitor.profiles import ProfileSpec, merge, update_columns
 from keel.registry import ModelStore
-from keel.store import ArtifactStore, Database, Settings, tables
+from keel.store import ArtifactStore, Database, DriftSection, Settings, tables
 from keel.train import spec_from_dict, train
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ def _kept(models: ModelStore, resolution_s: int = 3600) -> dict[dt.datetime, Any
 
 
 def _plain(windows: list[Any]) -> list[dict[str, Any]]:
-    return [w.to_dict() for w in windows]
+    return [w.to_json() for w in windows]
 
 
 def test_kept_verdicts_are_the_computed_ones(world: Any) -> None:
@@ -131,7 +131,7 @@ def test_a_late_writer_has_its_window_judged_again(world: Any) -> None:
     assert changed == {late}
     for start in before:
         if start != late:
-            assert after[start].to_dict() == before[start].to_dict()
+            assert after[start].to_json() == before[start].to_json()
 
 
 def test_a_day_is_its_windows_merged(world: Any) -> None:
@@ -155,17 +155,17 @@ def test_a_day_is_its_windows_merged(world: Any) -> None:
     report = compare_profiles(reference, merged, DriftConfig())
     truth = {c.name: c for c in report.columns if c.name != "__output__"}
     for c in days[1].drift:
-        assert c["statistic"] == pytest.approx(truth[c["name"]].statistic, rel=1e-5)
-        assert c["drifted"] == truth[c["name"]].drifted
+        assert c.statistic == pytest.approx(truth[c.name].statistic, rel=1e-5)
+        assert c.drifted == truth[c.name].drifted
     assert len(_kept(models, 86400)) == 2
-    assert monitor.history("m", now=now, days=30)[1].to_dict() == days[1].to_dict()
+    assert monitor.history("m", now=now, days=30)[1].to_json() == days[1].to_json()
 
 
 def test_other_drift_settings_judge_again(world: Any) -> None:
     settings, models, _ = world
     now = START + dt.timedelta(days=3)
     strict = Monitor(settings, models)
-    lenient = Monitor(settings.model_copy(update={"drift": {"wasserstein": 10.0}}), models)
+    lenient = Monitor(settings.model_copy(update={"drift": DriftSection(wasserstein=10.0)}), models)
     assert any(w.drifted for w in strict.windows("m", now=now))
     assert not any(w.drifted for w in lenient.windows("m", now=now))
     assert any(w.drifted for w in strict.windows("m", now=now))
@@ -185,7 +185,7 @@ def test_windows_under_a_models_min_rows_say_too_few_rows(world: Any) -> None:
 
     status = monitor.overview("m", now=now)
     fired = monitor.check("m", now=now)
-    data = status.to_dict()
+    data = status.to_json()
     report = monitor_report_html(status, [], window_s=3600)
     dashboard = Dashboard(strict, models, DatasetStore(models.db, models.artifacts, b"k"))
     page = asyncio.run(_get(Starlette(routes=dashboard.routes()), "/ui/models/m"))

@@ -82,7 +82,7 @@ def status_cmd(
 
     status = open_monitor().status(name)
     if as_json:
-        print_json(status.to_dict())
+        print_json(status.to_json())
         return
     if status.version is None:
         console.print(f"{name} has no production version.")
@@ -90,7 +90,7 @@ def status_cmd(
     console.print(
         f"[bold]{name}@{status.version}[/] ({status.task}); training {status.metric}: {status.training.get(status.metric, float('nan')):.4f}"
     )
-    live = {x["window_start"]: x for x in status.live if x["version"] == status.version}
+    live = {x.window_start: x for x in status.live if x.version == status.version}
     table = Table(title="recent windows", title_justify="left")
     for head in (
         "window",
@@ -105,31 +105,29 @@ def status_cmd(
         table.add_column(head)
     for w in status.windows[-windows:]:
         x = live.get(w.start)
-        value = x["metrics"].get(status.metric) if x else None
+        value = x.metrics.get(status.metric) if x else None
         est = w.estimated.get(status.metric)
         table.add_row(
             f"{w.start:%Y-%m-%d %H:%M}" + ("" if w.complete else " (open)"),
             str(w.rows),
             w.note or ", ".join(w.drifted) or "-",
             "" if est is None else f"{est:.4f}",
-            ""
-            if value is None
-            else f"{value:.4f}" + ("" if x and x["judged"] else " (few labels)"),
-            f"{x['coverage']:.0%}" if x else "0%",
+            "" if value is None else f"{value:.4f}" + ("" if x and x.judged else " (few labels)"),
+            f"{x.coverage:.0%}" if x else "0%",
             f"{w.error_rate:.2%}",
             "" if w.latency_p99_ms is None else f"{w.latency_p99_ms:g}",
         )
     console.print(table)
-    if status.shadow and status.shadow["requests"]:
-        s = status.shadow
+    s = status.shadow
+    if s is not None and s.requests:
+        difference = (
+            f", {s.metric} difference {s.difference:+.4f} ({s.low:+.4f} to {s.high:+.4f})"
+            if s.difference is not None and s.low is not None and s.high is not None
+            else ""
+        )
         console.print(
-            f"shadow {name}@{s['shadow_version']}: {s['requests']} requests, agreement {s['agreement']:.1%}, "
-            f"{s['labels']} labels"
-            + (
-                f", {s['metric']} difference {s['difference']:+.4f} ({s['low']:+.4f} to {s['high']:+.4f})"
-                if s.get("low") is not None
-                else ""
-            )
+            f"shadow {name}@{s.shadow_version}: {s.requests} requests, "
+            f"agreement {s.agreement or 0.0:.1%}, {s.labels} labels{difference}"
         )
     for a in status.alerts:
         console.print(f"[red]alert[/] {a.time:%Y-%m-%d %H:%M} {a.rule}: {a.message}")
@@ -169,7 +167,7 @@ def alerts_list_cmd(
 
     alerts = open_monitor().alerts.list(name, open_only=open_only)
     if as_json:
-        print_json([a.to_dict() for a in alerts])
+        print_json([a.to_json() for a in alerts])
         return
     table = Table(title="alerts", title_justify="left")
     for head in ("time", "model", "rule", "severity", "message", "handled"):

@@ -21,7 +21,7 @@ from keel.data import DatasetStore
 from keel.demo.replay import Replay
 from keel.demo.simulate import TransactionSimulator
 from keel.render import console
-from keel.store import LoopPolicy, Settings
+from keel.store import AlertRuleSection, LoopPolicy, Settings
 
 TOKEN = "demo-admin-token"
 ALERT_RULES = [
@@ -101,7 +101,7 @@ def story_settings(home: Path) -> Settings:
         secret_key="demo-secret-key-not-for-production",
         window_s=86400,
         lookback_windows=60,
-        alert_rules=ALERT_RULES,
+        alert_rules=[AlertRuleSection.model_validate(r) for r in ALERT_RULES],
         loop=LoopPolicy(**LOOP_POLICY),
         alert_file=str(home / "alerts.jsonl"),
         tokens={TOKEN: ["admin", "predict", "feedback", "view"]},

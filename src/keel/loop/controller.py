@@ -64,7 +64,7 @@ class Loop:
                         "alerts",
                         f"{'would fire ' if dry_run else ''}{len(fired)} alert(s): "
                         + ", ".join(a.rule for a in fired),
-                        {"alerts": [a.to_dict() for a in fired]},
+                        {"alerts": [a.to_json() for a in fired]},
                         acted=False,
                     )
                 )
@@ -113,10 +113,7 @@ class Loop:
         figures = None
         if status.shadow is not None:
             s = status.shadow
-            figures = ShadowFigures(
-                int(s["requests"]), int(s["labels"]), s.get("agreement"),
-                s.get("improvement"), s.get("low"), s.get("high"),
-            )  # fmt: skip
+            figures = ShadowFigures(s.requests, s.labels, s.agreement, s.improvement, s.low, s.high)
         backtest = None
         if shadow is not None and status.version is not None and self.policy.judge == "backtest":
             trained = self.models.get(f"{name}@{shadow.version}").created_at
@@ -147,7 +144,7 @@ class Loop:
             model=name,
             production=status.version,
             metric=status.metric,
-            labelled_rows=sum(int(x["labels"]) for x in status.live if x["role"] == "production"),
+            labelled_rows=sum(x.labels for x in status.live if x.role == "production"),
             triggers=tuple(a.rule for a in [*triggers, *(previewed or [])]),
             forced_retrain=retrain,
             shadow=None if shadow is None else shadow.version,

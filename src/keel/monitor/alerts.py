@@ -1,4 +1,4 @@
-"""Alert rules, their evaluation on windows, de-duplication, storage and sinks.
+"""Alerts: de-duplication, storage and sinks (the rules that fire them: `keel.monitor.rules`).
 
 A rule fires on a model's windows; the same rule does not fire again for the same window, nor
 within its cool-down. Every alert is stored with its evidence (the numbers that made it fire)
@@ -12,10 +12,10 @@ import datetime as dt
 import json
 import logging
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -23,81 +23,42 @@ from keel.store import Database, as_utc, tables
 
 log = logging.getLogger("keel.alerts")
 
-RuleKind = Literal[
-    "drift",
-    "performance",
-    "estimated_performance",
-    "error_rate",
-    "latency_p99",
-    "unseen_categories",
-    "retrain_failed",
-]
+
+class HoldsBack(Protocol):
+    """What the store needs of a rule: how long after one alert the same rule stays quiet."""
+
+    @property
+    def cooldown_s(self) -> float: ...
 
 
-@dataclass(frozen=True)
-class AlertRule:
-    """One rule. `threshold` means, by kind: drift — columns drifted (at least); performance and
-    estimated_performance — drop of the primary metric below training (at least); error_rate and
-    unseen_categories — share (over); latency_p99 — milliseconds (over)."""
-
-    name: str
-    kind: RuleKind
-    threshold: float
-    windows: int = 1
-    """Consecutive windows the condition must hold in."""
-    statistic: str = "verdict"
-    """drift only: `verdict` (each column's own test) or `psi` (PSI over `psi_threshold`)."""
-    psi_threshold: float = 0.2
-    severity: str = "warning"
-    trigger: bool = False
-    """Whether the loop retrains when this fires."""
-    cooldown_s: float = 24 * 3600
-
-
-DEFAULT_RULES: tuple[AlertRule, ...] = (
-    AlertRule("feature_drift", "drift", 3, windows=2, trigger=True),
-    AlertRule("output_psi", "drift", 1, statistic="psi", psi_threshold=0.2, windows=2),
-    AlertRule("auc_drop", "performance", 0.03, severity="critical", trigger=True),
-    AlertRule("estimated_auc_drop", "estimated_performance", 0.03),
-    AlertRule("error_rate", "error_rate", 0.01, severity="critical"),
-    AlertRule("latency_p99", "latency_p99", 250.0),
-    AlertRule("unseen_categories", "unseen_categories", 0.01),
-)
-
-
-def rules_from_settings(entries: Sequence[dict[str, Any]] | None) -> tuple[AlertRule, ...]:
-    """Rules from the `alert_rules` setting (a list of tables), or the defaults."""
-    if not entries:
-        return DEFAULT_RULES
-    out = []
-    for i, entry in enumerate(entries):
-        try:
-            out.append(AlertRule(**entry))
-        except TypeError as exc:
-            msg = f"alert_rules[{i}] = {entry!r} is not a rule: {exc}; expected name, kind and threshold (see keel.monitor.alerts.AlertRule)."
-            raise ValueError(msg) from exc
-    return tuple(out)
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Alert:
-    """A rule that fired."""
+    """A rule that fired, with its evidence (the numbers that made it fire). `time` and `id`
+    are set once stored (`AlertStore.fire` returns the stored alert)."""
 
     model: str
     rule: str
     severity: str
     message: str
     window_start: dt.datetime | None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
     trigger: bool = False
+    """Whether the loop retrains when this fires."""
     time: dt.datetime | None = None
     id: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("window_start", "time"):
-            d[k] = d[k].isoformat() if d[k] else None
-        return d
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "evidence": dict(self.evidence),
+            "trigger": self.trigger,
+            "time": self.time.isoformat() if self.time else None,
+            "id": self.id,
+        }
 
 
 class AlertStore:
@@ -114,14 +75,13 @@ class AlertStore:
         self.jsonl = jsonl
         self.webhook = webhook
 
-    def fire(self, alert: Alert, rule: AlertRule | None, now: dt.datetime) -> bool:
+    def fire(self, alert: Alert, rule: HoldsBack | None, now: dt.datetime) -> Alert | None:
         """Store and send an alert unless it duplicates one (same rule and window) or falls in
-        the rule's cool-down. Returns whether it fired."""
+        the rule's cool-down. Returns the stored alert (with its time and id), or None."""
         t = tables.alerts
         with self.db.begin() as conn:
             if self._held_back(conn, alert, rule, now):
-                return False
-            alert.time = now
+                return None
             inserted = conn.execute(
                 t.insert().values(
                     time=now,
@@ -130,22 +90,22 @@ class AlertStore:
                     severity=alert.severity,
                     message=alert.message,
                     window_start=alert.window_start,
-                    evidence=alert.evidence,
+                    evidence=dict(alert.evidence),
                     trigger=alert.trigger,
                 )
             )
             key = inserted.inserted_primary_key
-            alert.id = int(key[0]) if key else None
-        self._send(alert)
-        return True
+        stored = replace(alert, time=now, id=int(key[0]) if key else None)
+        self._send(stored)
+        return stored
 
-    def would_fire(self, alert: Alert, rule: AlertRule | None, now: dt.datetime) -> bool:
+    def would_fire(self, alert: Alert, rule: HoldsBack | None, now: dt.datetime) -> bool:
         """Whether `fire` would fire the alert now; stores and sends nothing (a dry run)."""
         with self.db.engine.connect() as conn:
             return not self._held_back(conn, alert, rule, now)
 
     def _held_back(
-        self, conn: sa.Connection, alert: Alert, rule: AlertRule | None, now: dt.datetime
+        self, conn: sa.Connection, alert: Alert, rule: HoldsBack | None, now: dt.datetime
     ) -> bool:
         """Whether an alert duplicates a stored one or falls in its rule's cool-down."""
         t = tables.alerts
@@ -167,7 +127,7 @@ class AlertStore:
 
     def _send(self, alert: Alert) -> None:
         log.warning("alert %s on %s: %s", alert.rule, alert.model, alert.message)
-        body = alert.to_dict()
+        body = alert.to_json()
         if self.jsonl:
             path = Path(self.jsonl)
             path.parent.mkdir(parents=True, exist_ok=True)

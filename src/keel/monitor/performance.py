@@ -10,14 +10,14 @@ accuracy follow from the score histogram alone.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from keel.monitor.status import LiveWindow, PooledMetric, ShadowComparison
 from keel.train.metrics import LOWER_IS_BETTER, score, weighted_binary, weighted_regression
 
 
@@ -60,10 +60,11 @@ def _targets(
     return y[ok], proba[ok]
 
 
-def window_metrics(
+def _window_metrics(
     frame: pl.DataFrame, task: str, classes: Sequence[str], config: PerformanceConfig
 ) -> dict[str, Any]:
-    """Metrics of one window's predictions with whatever labels have arrived."""
+    """Metrics of one window's predictions with whatever labels have arrived: predictions,
+    labels, coverage, judged and metrics (the keyword arguments of a `LiveWindow`)."""
     n = frame.height
     have = frame.filter(pl.col("label").is_not_null())
     y, out = _targets(have, task, classes)
@@ -104,7 +105,7 @@ def live_performance(
     window_s: int,
     by_segment: bool = False,
     config: PerformanceConfig | None = None,
-) -> list[dict[str, Any]]:
+) -> list[LiveWindow]:
     """Metrics per window, version and role (and segment), oldest window first."""
     config = config or PerformanceConfig()
     if predictions.height == 0:
@@ -115,9 +116,17 @@ def live_performance(
     keys = ["window_start", "version", "role"] + (["segment"] if by_segment else [])
     out = []
     for key, part in frame.sort(keys).group_by(keys, maintain_order=True):
-        entry = dict(zip(keys, key, strict=True))
-        entry.update(window_metrics(part, task, classes, config))
-        out.append(entry)
+        start, version, role = key[:3]
+        segment = key[3] if by_segment else None
+        out.append(
+            LiveWindow(
+                window_start=start,
+                version=int(version),
+                role=str(role),
+                segment=None if segment is None else str(segment),
+                **_window_metrics(part, task, classes, config),
+            )
+        )
     return out
 
 
@@ -130,17 +139,11 @@ def pooled_performance(
     metric: str,
     n_boot: int = 300,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> PooledMetric:
     """The metric on every labelled prediction given, with a 95 % bootstrap interval."""
     have = labelled(predictions, feedback).filter(pl.col("label").is_not_null())
     y, out = _targets(have, task, classes)
-    result: dict[str, Any] = {
-        "metric": metric,
-        "labels": len(y),
-        "value": None,
-        "low": None,
-        "high": None,
-    }
+    result = PooledMetric(metric, len(y))
     if len(y) < 2 or (task != "regression" and len(np.unique(y)) < 2):
         return result
     rng = np.random.default_rng(seed)
@@ -152,16 +155,14 @@ def pooled_performance(
     elif out.ndim == 2 and out.shape[1] == 2:
         values = weighted_binary(y.astype(float), out[:, 1].astype(float), w).get(metric)
     else:
-        result["value"] = point_metrics(task, y, out).get(metric)
-        return result
+        return PooledMetric(metric, len(y), point_metrics(task, y, out).get(metric))
     if values is None or not np.isfinite(values[0]):
         return result
     boots = values[1:][np.isfinite(values[1:])]
-    result["value"] = float(values[0])
-    if len(boots) >= 20:
-        lo, hi = np.percentile(boots, [2.5, 97.5])
-        result["low"], result["high"] = float(lo), float(hi)
-    return result
+    if len(boots) < 20:
+        return PooledMetric(metric, len(y), float(values[0]))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return PooledMetric(metric, len(y), float(values[0]), float(lo), float(hi))
 
 
 def estimate_binary(scores: Sequence[int]) -> dict[str, float | None]:
@@ -191,38 +192,46 @@ def shadow_comparison(
     metric: str,
     n_boot: int = 400,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> ShadowComparison:
     """Production against shadow on the same requests: agreement, and once labels are in, the
     metric difference (shadow - production) with a 95 % paired-bootstrap interval."""
     prod = predictions.filter(pl.col("role") == "production")
     shadow = predictions.filter(pl.col("role") == "shadow")
     pairs = prod.join(shadow, on="prediction_id", suffix="_shadow")
-    result: dict[str, Any] = {
-        "requests": pairs.height,
-        "agreement": None,
-        "metric": metric,
-        "labels": 0,
-        "difference": None,
-        "low": None,
-        "high": None,
-        "shadow_version": None,
-        "production_version": None,
-    }
     if pairs.height == 0:
-        return result
-    result["shadow_version"] = int(pairs.get_column("version_shadow")[-1])
-    result["production_version"] = int(pairs.get_column("version")[-1])
+        return ShadowComparison(requests=0, agreement=None, metric=metric)
     if task == "regression":
         a = pairs.get_column("prediction").cast(pl.Float64).to_numpy()
         b = pairs.get_column("prediction_shadow").cast(pl.Float64).to_numpy()
         scale = np.abs(a).mean() or 1.0
-        result["agreement"] = float(np.mean(np.abs(a - b) <= 0.05 * scale))
+        agreement = float(np.mean(np.abs(a - b) <= 0.05 * scale))
     else:
         same = pairs.get_column("prediction") == pairs.get_column("prediction_shadow")
-        result["agreement"] = float(np.mean(same.to_numpy()))
+        agreement = float(np.mean(same.to_numpy()))
+    result = ShadowComparison(
+        requests=pairs.height,
+        agreement=agreement,
+        metric=metric,
+        shadow_version=int(pairs.get_column("version_shadow")[-1]),
+        production_version=int(pairs.get_column("version")[-1]),
+    )
     with_labels = labelled(pairs, feedback).filter(pl.col("label").is_not_null())
     if with_labels.height < 2:
         return result
+    return _paired_difference(result, with_labels, task, classes, n_boot=n_boot, seed=seed)
+
+
+def _paired_difference(
+    result: ShadowComparison,
+    with_labels: pl.DataFrame,
+    task: str,
+    classes: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int,
+) -> ShadowComparison:
+    """The comparison with its labelled requests' metric difference and interval added."""
+    metric = result.metric
     y, out_p = _targets(with_labels, task, classes)
     shadow_frame = with_labels.select(
         pl.col("prediction_shadow").alias("prediction"),
@@ -230,7 +239,7 @@ def shadow_comparison(
         "label",
     )
     _, out_s = _targets(shadow_frame, task, classes)
-    result["labels"] = len(y)
+    result = replace(result, labels=len(y))
     if len(y) < 2 or (task != "regression" and len(np.unique(y)) < 2):
         return result
     # paired bootstrap: the same resample (a vector of multiplicities) for both versions,
@@ -254,13 +263,16 @@ def shadow_comparison(
     if not np.isfinite(base):
         return result
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    result["difference"] = base
-    result["improvement"] = sign * base  # positive: the shadow is better
-    result["production_value"] = float(fp[metric][0])
-    result["shadow_value"] = float(fs[metric][0])
+    result = replace(
+        result,
+        difference=base,
+        improvement=sign * base,  # positive: the shadow is better
+        production_value=float(fp[metric][0]),
+        shadow_value=float(fs[metric][0]),
+    )
     if len(boots) >= 20:
         lo, hi = np.percentile(boots * sign, [2.5, 97.5])
-        result["low"], result["high"] = float(lo), float(hi)
+        result = replace(result, low=float(lo), high=float(hi))
     return result
 
 
@@ -271,7 +283,3 @@ def training_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
         for k, v in (evaluation.get("metrics") or {}).items()
         if isinstance(v, dict) and v.get("value") is not None
     }
-
-
-def since_days(now: dt.datetime, days: float) -> dt.date:
-    return (now - dt.timedelta(days=days)).date()

@@ -202,22 +202,22 @@ def drift_heatmap_spec(
     Cells carry short field names and rounded figures: a year of days or two weeks of hours
     by fifty features is some 18,000 cells, and the page's weight is mostly theirs."""
 
-    def level(c: dict[str, Any]) -> float:
-        ratio = c["statistic"] / c["threshold"] if c["threshold"] else 0.0
-        return round(min(3.0, ratio) if c["drifted"] else min(0.99, ratio), 3)
+    def level(c: Any) -> float:
+        ratio = c.statistic / c.threshold if c.threshold else 0.0
+        return round(min(3.0, ratio) if c.drifted else min(0.99, ratio), 3)
 
     values = [
         {
             "t": t,
-            "f": c["name"],
+            "f": c.name,
             "v": w.version,
             "r": level(c),
-            "s": c["statistic"],
-            "th": c["threshold"],
-            "m": c["method"],
-            "p": c["p_value"],
+            "s": c.statistic,
+            "th": c.threshold,
+            "m": c.method,
+            "p": c.p_value,
             # a window too small to judge says so, rather than reading as stable
-            "d": getattr(w, "note", None) or c["drifted"],
+            "d": getattr(w, "note", None) or c.drifted,
         }
         for w, t in ((w, w.start.strftime("%Y-%m-%dT%H:%M")) for w in windows)
         for c in [*w.drift, *([w.output_drift] if w.output_drift else [])]
@@ -281,16 +281,16 @@ def performance_spec(status: Any) -> dict[str, Any]:
     metric = status.metric
     values: list[dict[str, Any]] = []
     for x in status.live:
-        value = x["metrics"].get(metric)
-        if value is not None and x["role"] == "production":
+        value = x.metrics.get(metric)
+        if value is not None and x.role == "production":
             values.append(
                 {
-                    "window": x["window_start"].isoformat(),
+                    "window": x.window_start.isoformat(),
                     "value": value,
-                    "series": f"live (v{x['version']})"
-                    if x["judged"]
-                    else f"live, few labels (v{x['version']})",
-                    "coverage": x["coverage"],
+                    "series": f"live (v{x.version})"
+                    if x.judged
+                    else f"live, few labels (v{x.version})",
+                    "coverage": x.coverage,
                 }
             )
     for w in status.windows:
@@ -343,14 +343,14 @@ def segment_performance_spec(status: Any) -> dict[str, Any]:
     """Live metric per segment, windows with enough labels only."""
     values = [
         {
-            "window": x["window_start"].isoformat(),
-            "segment": x["segment"],
-            "value": x["metrics"].get(status.metric),
-            "coverage": x["coverage"],
-            "labels": x["labels"],
+            "window": x.window_start.isoformat(),
+            "segment": x.segment,
+            "value": x.metrics.get(status.metric),
+            "coverage": x.coverage,
+            "labels": x.labels,
         }
         for x in status.segment_live
-        if x["judged"] and x["metrics"].get(status.metric) is not None
+        if x.judged and x.metrics.get(status.metric) is not None
     ]
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
@@ -404,15 +404,15 @@ def segments_section(status: Any) -> tuple[dict[str, Any] | None, dict[str, Any]
         ],
         "rows": [
             [
-                s["segment"],
-                s["rows"],
-                s["labels"],
-                f"{s['coverage']:.0%}",
-                s["live"],
-                s["low"],
-                s["high"],
-                s["estimated"],
-                s["training"],
+                s.segment,
+                s.rows,
+                s.labels,
+                f"{s.coverage:.0%}",
+                s.live,
+                s.low,
+                s.high,
+                s.estimated,
+                s.training,
             ]
             for s in status.segments
         ],
@@ -437,10 +437,10 @@ def unjudged(windows: Sequence[Any], *, limit: int = 50) -> dict[str, Any] | Non
 def shadow_row(status: Any) -> list[Any] | None:
     """The shadow comparison as one table row, when a shadow answered."""
     s = status.shadow
-    if not s or not s.get("requests"):
+    if not s or not s.requests:
         return None
     keys = ("shadow_version", "requests", "agreement", "labels", "difference", "low", "high")
-    return [s[k] for k in keys]
+    return [getattr(s, k) for k in keys]
 
 
 def alert_rows(status: Any) -> list[list[Any]]:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "ALERT_RULE_KINDS": "keel.store.sections",
+    "AlertRuleSection": "keel.store.sections",
     "ArtifactStore": "keel.store.artifacts",
     "as_utc": "keel.store.database",
     "Clock": "keel.store.clock",
@@ -19,6 +21,7 @@ _NAMES = {
     "ContractError": "keel.store.errors",
     "Database": "keel.store.database",
     "DatasetNotFoundError": "keel.store.errors",
+    "DriftSection": "keel.store.sections",
     "FakeClock": "keel.store.clock",
     "GateFailedError": "keel.store.errors",
     "IntegrityError": "keel.store.errors",
@@ -27,6 +30,7 @@ _NAMES = {
     "LoopPolicy": "keel.store.loop_section",
     "ModelNotFoundError": "keel.store.errors",
     "NotFoundError": "keel.store.errors",
+    "PerformanceSection": "keel.store.sections",
     "SchemaError": "keel.store.errors",
     "Settings": "keel.store.settings",
     "sha256_file": "keel.store.artifacts",
@@ -57,12 +61,20 @@ if TYPE_CHECKING:
         ValidationFailedError,
     )
     from keel.store.loop_section import LoopPolicy
+    from keel.store.sections import (
+        ALERT_RULE_KINDS,
+        AlertRuleSection,
+        DriftSection,
+        PerformanceSection,
+    )
     from keel.store.settings import Settings, load_settings
 
 
 __getattr__ = lazy_getattr("keel.store", _NAMES)
 
 __all__ = [
+    "ALERT_RULE_KINDS",
+    "AlertRuleSection",
     "ArtifactStore",
     "Clock",
     "ConfigError",
@@ -70,6 +82,7 @@ __all__ = [
     "ContractError",
     "Database",
     "DatasetNotFoundError",
+    "DriftSection",
     "FakeClock",
     "GateFailedError",
     "IntegrityError",
@@ -77,6 +90,7 @@ __all__ = [
     "LoopPolicy",
     "ModelNotFoundError",
     "NotFoundError",
+    "PerformanceSection",
     "SchemaError",
     "Settings",
     "SourceError",

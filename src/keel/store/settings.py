@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from keel.store.errors import ConfigError
 from keel.store.loop_section import LoopPolicy
+from keel.store.sections import AlertRuleSection, DriftSection, PerformanceSection
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 _NEVER_TRUSTED = frozenset(
@@ -154,10 +155,11 @@ class Settings(BaseSettings):
     window_s: int = 3600
     """Length of a monitoring window in seconds (window profiles, drift, live metrics)."""
 
-    alert_rules: list[dict[str, Any]] = Field(default_factory=list)
-    """Alert rules (see `keel.monitor.alerts.AlertRule`), e.g. in keel.toml
+    alert_rules: list[AlertRuleSection] = Field(default_factory=list)
+    """Alert rules (see `keel.monitor.rules`), e.g. in keel.toml
     `[[alert_rules]] name = "drift" kind = "drift" threshold = 3 windows = 2 trigger = true`.
-    Empty: the default rules."""
+    Empty: the default rules. A kind or key monitoring does not know fails here, naming the
+    valid ones."""
 
     alert_file: str | None = None
     """A JSON-lines file every alert is appended to."""
@@ -165,9 +167,9 @@ class Settings(BaseSettings):
     alert_webhook: str | None = None
     """A URL every alert is POSTed to as JSON (with a `text` field, as Slack takes it)."""
 
-    drift: dict[str, Any] = Field(default_factory=dict)
+    drift: DriftSection = Field(default_factory=DriftSection)
     """Drift thresholds overriding `keel.monitor.DriftConfig`: alpha, wasserstein,
-    jensen_shannon, min_rows."""
+    jensen_shannon, min_rows; e.g. `KEEL_DRIFT='{"alpha": 0.05}'`."""
 
     drift_min_rows: dict[str, int] = Field(default_factory=dict)
     """Per model, the fewest rows a window needs before drift and window alerts judge it,
@@ -175,8 +177,9 @@ class Settings(BaseSettings):
     `[drift_min_rows]` `census = 30`, or `KEEL_DRIFT_MIN_ROWS='{"census": 30}'`. A window with
     fewer rows is shown as "too few rows to judge (n < min)", never as stable."""
 
-    performance: dict[str, Any] = Field(default_factory=dict)
-    """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`."""
+    performance: PerformanceSection = Field(default_factory=PerformanceSection)
+    """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`:
+    min_coverage, min_labels, pool_windows."""
 
     loop: LoopPolicy = LoopPolicy()
     """The loop's policy (`keel.loop.LoopPolicy`: judge, margins, waits, watch period),
@@ -310,8 +313,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
+        top = str(first["loc"][0]) if first["loc"] else field
+        reason = first["msg"].removeprefix("Value error, ")
         msg = (
-            f"Setting '{field}' has the value {first.get('input')!r}: {first['msg']}. "
-            f"Fix it in {_config_file()} or in the KEEL_{field.upper()} environment variable."
+            f"Setting '{field}' has the value {first.get('input')!r}: {reason}. "
+            f"Fix it in {_config_file()} or in the KEEL_{top.upper()} environment variable."
         )
         raise ConfigError(msg) from exc

@@ -126,9 +126,9 @@ def test_pooled_performance_equals_scikit_learn_with_an_interval() -> None:
         preds, feedback, task="classification", classes=["0", "1"], metric="roc_auc"
     )
     p = np.array([x[1] for x in preds["probabilities"].to_list()])
-    assert r["value"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert r["low"] < r["value"] < r["high"]
-    assert r["labels"] == 3000
+    assert r.value == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert r.low < r.value < r.high
+    assert r.labels == 3000
 
 
 def test_shadow_comparison_finds_the_better_version() -> None:
@@ -148,8 +148,8 @@ def test_shadow_comparison_finds_the_better_version() -> None:
         classes=["0", "1"],
         metric="roc_auc",
     )
-    assert r["requests"] == 4000
-    assert r["labels"] == 4000
-    assert r["improvement"] > 0
-    assert r["low"] > 0
-    assert 0 < r["agreement"] <= 1
+    assert r.requests == 4000
+    assert r.labels == 4000
+    assert r.improvement > 0
+    assert r.low > 0
+    assert 0 < r.agreement <= 1

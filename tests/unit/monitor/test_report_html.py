@@ -11,7 +11,7 @@ import re
 import orjson
 import polars as pl
 
-from keel.monitor import Alert, ModelStatus, compare_frames
+from keel.monitor import Alert, ColumnDrift, ModelStatus, compare_frames
 from keel.monitor.report import drift_report_html, monitor_report_html
 from keel.monitor.service import WindowStatus
 from keel.serve.routes import docs_page
@@ -42,22 +42,28 @@ def _status() -> ModelStatus:
         start=T0,
         version=1,
         rows=40,
-        drift=[
-            {
-                "name": HOSTILE[1],
-                "statistic": 0.2,
-                "threshold": 0.1,
-                "drifted": True,
-                "method": "psi",
-                "p_value": 0.01,
-            }
-        ],
-        drifted=[HOSTILE[1]],
+        drift=(
+            ColumnDrift(
+                name=HOSTILE[1],
+                kind="categorical",
+                method="jensen_shannon",
+                statistic=0.2,
+                p_value=0.01,
+                threshold=0.1,
+                drifted=True,
+                test="chi2",
+                n_reference=100,
+                n_current=40,
+                psi=0.2,
+                jensen_shannon=0.1,
+            ),
+        ),
+        drifted=(HOSTILE[1],),
         output_drift=None,
         estimated={},
         error_rate=0.0,
         latency_p99_ms=None,
-        latency_counts=[],
+        latency_counts=(),
         unseen_share=0.0,
         complete=True,
         judged=False,
@@ -70,8 +76,8 @@ def _status() -> ModelStatus:
         task="binary",
         metric="roc_auc",
         training={},
-        windows=[window],
-        alerts=[alert],
+        windows=(window,),
+        alerts=(alert,),
     )
 
 

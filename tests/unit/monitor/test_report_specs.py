@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from types import SimpleNamespace
 
+from keel.monitor import ColumnDrift
 from keel.monitor.report import drift_heatmap_spec
 
 
-def _column(name: str, statistic: float, drifted: bool) -> dict[str, object]:
-    return {
-        "name": name, "statistic": statistic, "threshold": 0.02, "method": "jensen_shannon",
-        "p_value": 0.001 if drifted else 0.4, "drifted": drifted,
-    }  # fmt: skip
+def _column(name: str, statistic: float, drifted: bool) -> ColumnDrift:
+    return ColumnDrift(
+        name=name, kind="categorical", method="jensen_shannon", statistic=statistic,
+        p_value=0.001 if drifted else 0.4, threshold=0.02, drifted=drifted, test="chi2",
+        n_reference=1000, n_current=1000, psi=0.0, jensen_shannon=statistic,
+    )  # fmt: skip
 
 
 def test_colour_passes_one_only_for_drift_and_cells_span_their_window() -> None:
