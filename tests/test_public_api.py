@@ -29,6 +29,7 @@ def test_store_exports() -> None:
         "GateFailedError",
         "IntegrityError",
         "KeelError",
+        "LoopPolicy",
         "ModelNotFoundError",
         "NotFoundError",
         "OverloadedError",

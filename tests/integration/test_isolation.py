@@ -36,8 +36,7 @@ from serving_fixtures import (
 
 from keel.registry import ModelStore
 from keel.serve import KeelServer
-from keel.store import ArtifactStore, Database, Settings
-from keel.store import tables as t
+from keel.store import ArtifactStore, Database, Settings, tables as t
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

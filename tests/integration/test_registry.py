@@ -260,8 +260,7 @@ def test_resolve_names_the_version_an_alias_points_at(models: ModelStore) -> Non
 
 def _move_in_process(url: str, root: str, target: int, barrier: object, out: object) -> None:
     from keel.registry import ModelStore as Store
-    from keel.store import ArtifactStore as Art
-    from keel.store import Database as Db
+    from keel.store import ArtifactStore as Art, Database as Db
 
     store = Store(Db(url), Art(root))
     barrier.wait()  # type: ignore[attr-defined]

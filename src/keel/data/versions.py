@@ -34,8 +34,8 @@ from keel.store import (
     ValidationFailedError,
     as_utc,
     load_settings,
+    tables as t,
 )
-from keel.store import tables as t
 
 StepCallback = Callable[[str], None]
 

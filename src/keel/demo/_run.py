@@ -8,12 +8,14 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keel.data import Anonymize, DatasetStore, infer_contract, validate, with_column
+from keel.data import Anonymize, Contract, DatasetStore, infer_contract, validate, with_column
 from keel.data.faults import inject_faults
 from keel.demo.simulate import TransactionSimulator
 from keel.render import console, print_contract, print_report, print_version
@@ -149,6 +151,34 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
     }
 
 
+def transactions_contract(january: pl.DataFrame) -> Contract:
+    """The demo's contract, inferred from January, with a person's edits."""
+    contract = infer_contract(
+        january,
+        name="transactions",
+        id="transaction_id",
+        timestamp="ts",
+        target="is_fraud",
+        segment="region",
+        sensitive=["customer_age", "customer_sex"],
+        pii=["customer_name", "email", "card_number"],
+        ignore=["label_available_at"],
+    )
+    # ages reach the data only in bands of twenty; k-anonymity over the quasi-identifiers
+    # (age band, sex, region) must be at least 5
+    age = contract.column("customer_age")
+    contract = with_column(
+        contract, replace(age, anonymize=Anonymize(method="generalize", band=20))
+    )
+    contract = replace(
+        contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
+    )
+    # merchants open new categories: serve them as "__other__" (and alert on their share)
+    # rather than refuse the payment
+    category = contract.column("merchant_category")
+    return with_column(contract, replace(category, unseen="other"))
+
+
 def run_demo(
     *,
     home: str | Path = ".keel/demo",
@@ -178,7 +208,31 @@ def run_demo(
             "[bold]keel demo[/]: card transactions from the built-in simulator", border_style="cyan"
         )
     )
+    sim, january, february = _simulate(seed, rows_per_day)
+    contract = _contract_step(home, january)
+    data = _data_steps(home, store, contract, january, february, seed)
+    console.rule("6. train three candidates on January, with gates")
+    trained = _train_and_promote(store, str(data["first"]), home)
+    story: dict[str, object] = {}
+    if trained.get("model"):
+        console.rule("7. serve, replay months of traffic, and let the loop run the model")
+        console.print(
+            "events in the simulated world: "
+            + "; ".join(
+                f"day {e.day} ({sim.start + dt.timedelta(days=e.day):%b %d}): {e.description}"
+                for e in sim.events
+            )
+        )
+        story = _story(home, store, sim, traffic_per_day, last_day, keep_serving, port)
+    elapsed = time.perf_counter() - t0
+    _goodbye(home, elapsed, story, str(data["version"]))
+    data.pop("first")
+    return {**data, **trained, **story, "seconds": elapsed}
 
+
+def _simulate(
+    seed: int, rows_per_day: int
+) -> tuple[TransactionSimulator, pl.DataFrame, pl.DataFrame]:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -192,37 +246,28 @@ def run_demo(
         progress.advance(task)
         february = sim.generate(days=30, per_day=rows_per_day, start_day=30)
         progress.advance(task)
+    return sim, january, february
 
+
+def _contract_step(home: Path, january: pl.DataFrame) -> Contract:
     console.rule("1. infer a contract from January")
-    contract = infer_contract(
-        january,
-        name="transactions",
-        id="transaction_id",
-        timestamp="ts",
-        target="is_fraud",
-        segment="region",
-        sensitive=["customer_age", "customer_sex"],
-        pii=["customer_name", "email", "card_number"],
-        ignore=["label_available_at"],
-    )
-    # a person's edits: ages reach the data only in bands of twenty; k-anonymity over the
-    # quasi-identifiers (age band, sex, region) must be at least 5
-    age = contract.column("customer_age")
-    contract = with_column(
-        contract, replace(age, anonymize=Anonymize(method="generalize", band=20))
-    )
-    contract = replace(
-        contract, quasi_identifiers=("customer_age", "customer_sex", "region"), k_anonymity=5
-    )
-    # merchants open new categories: serve them as "__other__" (and alert on their share)
-    # rather than refuse the payment
-    category = contract.column("merchant_category")
-    contract = with_column(contract, replace(category, unseen="other"))
+    contract = transactions_contract(january)
     contract_path = home / "contract.yaml"
     contract.save(contract_path)
     print_contract(contract)
     console.print(f"contract written to {contract_path}")
+    return contract
 
+
+def _data_steps(
+    home: Path,
+    store: DatasetStore,
+    contract: Contract,
+    january: pl.DataFrame,
+    february: pl.DataFrame,
+    seed: int,
+) -> dict[str, object]:
+    """Steps 2-5: check February with faults, ingest, show the version, diff the months."""
     console.rule("2. check February, with realistic faults injected")
     faulty, truth = inject_faults(february, contract, rate=0.02, seed=seed)
     source = home / "transactions_feb.csv"
@@ -231,8 +276,7 @@ def run_demo(
         f"{faulty.height} rows written to {source}; faults injected: "
         + ", ".join(f"{k} {len(v)}" for k, v in truth.rows_by_rule.items())
     )
-    report = store.check(source, contract)
-    print_report(report)
+    print_report(store.check(source, contract))
 
     console.rule("3. ingest: clean rows become a version, bad rows go to quarantine")
     clean_jan = home / "transactions_jan.parquet"
@@ -251,10 +295,35 @@ def run_demo(
     console.print(
         f"ingesting the same file again gives the same id: {again.version.version} (new: {again.created})"
     )
-    quarantine = store.quarantine(v.ref)
-    refused = set(quarantine["source_row"].to_list())
     already = set(validate(february, contract).bad_rows.tolist())  # rows bad before any fault
-    injected = set(truth.bad_rows)
+    caught, q_path = _quarantine(home, store, v.ref, set(truth.bad_rows), already)
+
+    console.rule("4. the version and its lineage")
+    print_version(v)
+    stored = store.load(v.ref)
+    sample = stored.select("transaction_id", "email", "card_number", "customer_age").head(3)
+    console.print("anonymized in the version (no raw email, card or name is stored):")
+    console.print(sample)
+    _diff_step(store, first.version.ref, v.ref)
+    return {
+        "first": first.version.ref,
+        "version": v.ref,
+        "rows_in": v.rows_in,
+        "rows_versioned": v.rows_versioned,
+        "rows_quarantined": v.rows_quarantined,
+        "faults_caught_exactly": caught,
+        "same_id_again": again.version.version == v.version,
+        "k_anonymity": second.report.k_anonymity,
+        "quarantine_csv": str(q_path),
+    }
+
+
+def _quarantine(
+    home: Path, store: DatasetStore, ref: str, injected: set[int], already: set[int]
+) -> tuple[bool, Path]:
+    """Show the quarantine; whether it holds exactly the injected faults (and rows bad before)."""
+    quarantine = store.quarantine(ref)
+    refused = set(quarantine["source_row"].to_list())
     caught = injected <= refused and refused - injected <= already
     console.print(
         f"all {len(injected)} injected faults are in quarantine: [bold]{injected <= refused}[/]; "
@@ -272,16 +341,12 @@ def run_demo(
     console.print(table)
     q_path = home / "quarantine.csv"
     quarantine.write_csv(q_path)
+    return caught, q_path
 
-    console.rule("4. the version and its lineage")
-    print_version(v)
-    stored = store.load(v.ref)
-    sample = stored.select("transaction_id", "email", "card_number", "customer_age").head(3)
-    console.print("anonymized in the version (no raw email, card or name is stored):")
-    console.print(sample)
 
+def _diff_step(store: DatasetStore, first: str, second: str) -> None:
     console.rule("5. what changed from January to February")
-    diff = store.diff(first.version.ref, v.ref)
+    diff = store.diff(first, second)
     console.print(
         f"{diff['a']} -> {diff['b']}: +{diff['rows_added']} rows, -{diff['rows_removed']} rows"
     )
@@ -295,24 +360,33 @@ def run_demo(
         table.add_row(col, *cells, top)
     console.print(table)
 
-    console.rule("6. train three candidates on January, with gates")
-    trained = _train_and_promote(store, first.version.ref, home)
 
-    story: dict[str, object] = {}
-    if trained.get("model"):
-        console.rule("7. serve, replay months of traffic, and let the loop run the model")
-        console.print(
-            "events in the simulated world: "
-            + "; ".join(
-                f"day {e.day} ({sim.start + dt.timedelta(days=e.day):%b %d}): {e.description}"
-                for e in sim.events
+def _reaction(audit: list[dict[str, Any]], sim: TransactionSimulator) -> None:
+    """How soon after each scheduled event the loop put a retrained model in production."""
+    promoted = [
+        dt.datetime.fromisoformat(e["time"])
+        for e in audit
+        if e["actor"] == "loop" and e["action"] == "alias.set" and e["alias"] == "production"
+    ]
+    start = sim.start.replace(tzinfo=dt.UTC)
+    said = []
+    for event in sim.events:
+        onset = start + dt.timedelta(days=event.day)
+        first = next((p for p in promoted if p >= onset), None)
+        said.append(
+            f"{event.kind} (day {event.day}): "
+            + (
+                f"a retrained model in production {(first - onset).days} days later"
+                if first
+                else "no promotion since"
             )
         )
-        story = _story(home, store, sim, traffic_per_day, last_day, keep_serving, port)
+    console.print("the loop's reaction: " + "; ".join(said))
 
+
+def _goodbye(home: Path, elapsed: float, story: dict[str, object], ref: str) -> None:
     from keel.demo._story import TOKEN
 
-    elapsed = time.perf_counter() - t0
     console.print(
         Panel.fit(
             f"done in {elapsed:.1f} s. Stores in {home}\n"
@@ -320,23 +394,10 @@ def run_demo(
             + f"Dashboard: KEEL_CONFIG={home}/keel.toml keel ui, then http://127.0.0.1:8080/ui "
             f"and log in with the token {TOKEN} (or keel demo --keep-serving)\n"
             f"Try: KEEL_CONFIG={home}/keel.toml keel monitor status fraud   |   keel alerts list   |   "
-            f"keel data quarantine {v.ref} -o bad.csv",
+            f"keel data quarantine {ref} -o bad.csv",
             border_style="green",
         )
     )
-    return {
-        "version": v.ref,
-        "rows_in": v.rows_in,
-        "rows_versioned": v.rows_versioned,
-        "rows_quarantined": v.rows_quarantined,
-        "faults_caught_exactly": caught,
-        "same_id_again": again.version.version == v.version,
-        "k_anonymity": second.report.k_anonymity,
-        "quarantine_csv": str(q_path),
-        **trained,
-        **story,
-        "seconds": elapsed,
-    }
 
 
 def _story(
@@ -397,6 +458,7 @@ def _story(
             e.get("reason") or "",
         )
     console.print(table)
+    _reaction(models.audit("fraud"), sim)
     monitor = Monitor(settings, models)
     alerts = monitor.alerts.list("fraud")
     console.print(

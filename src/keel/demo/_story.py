@@ -21,7 +21,7 @@ from keel.data import DatasetStore
 from keel.demo.replay import Replay
 from keel.demo.simulate import TransactionSimulator
 from keel.render import console
-from keel.store import AlertRuleSection, Settings
+from keel.store import AlertRuleSection, LoopPolicy, Settings
 
 TOKEN = "demo-admin-token"
 ALERT_RULES = [
@@ -51,6 +51,28 @@ ALERT_RULES = [
     {"name": "error_rate", "kind": "error_rate", "threshold": 0.01, "severity": "critical"},
 ]
 LOOP_POLICY: dict[str, Any] = {
+    # judged on a backtest: the newest rows it was not trained on, scored beside production
+    "judge": "backtest",
+    # a fresh model every three days, on the last three weeks; a row without a label yet
+    # counts as legitimate (no chargeback yet), so recent frauds come with their negatives
+    "retrain_every_s": 3 * 86400,
+    "retrain_cooldown_s": 3 * 86400,
+    "recent_days": 21,
+    "older_share": 0.2,
+    "missing_label": "0",
+    "min_new_labels": 2000,
+    "backtest_min_labels": 600,
+    "backtest_min_minority": 10,
+    "health_min_requests": 300,
+    "shadow_min_requests": 1000,
+    "shadow_min_labels": 1500,
+    "shadow_max_wait_s": 8 * 86400,
+    "watch_s": 10 * 86400,
+    "min_watch_rows": 200,
+    "retrain_timeout_s": 600,
+}
+EARLIER_POLICY: dict[str, Any] = {
+    "judge": "shadow",
     "recent_days": 45,
     "older_share": 0.2,
     "min_new_labels": 2000,
@@ -62,6 +84,8 @@ LOOP_POLICY: dict[str, Any] = {
     "min_watch_rows": 200,
     "retrain_timeout_s": 600,
 }
+"""The demo's policy before issue 13 (judged on labelled shadow requests alone), for
+`bench/loop.py`."""
 LABEL_DELAY_SCALE = 0.3  # the demo's labels come 3x sooner than the simulator's (45 -> 13.5 days)
 
 
@@ -78,7 +102,7 @@ def story_settings(home: Path) -> Settings:
         window_s=86400,
         lookback_windows=60,
         alert_rules=[AlertRuleSection.model_validate(r) for r in ALERT_RULES],
-        loop=LOOP_POLICY,
+        loop=LoopPolicy(**LOOP_POLICY),
         alert_file=str(home / "alerts.jsonl"),
         tokens={TOKEN: ["admin", "predict", "feedback", "view"]},
         replay_time=True,
@@ -235,48 +259,16 @@ def run_story(
                 if (day - first_day) % step_every == step_every - 1:
                     client.flush()
                     t_loop = time.perf_counter()
-                    decisions = loop.step("fraud", now=now)
+                    broken = _loop_step(loop, now, story, broken)
                     timings["loop"] += time.perf_counter() - t_loop
-                    for d in decisions:
-                        if d.action not in ("none", "wait"):
-                            story.append((f"{now:%Y-%m-%d}", d.action, d.reason))
-                    actions = {a for _, a, _ in story}
-                    if broken is None and "promote" in actions:
-                        broken = _broken_candidate(models, datasets)
-                        models.set_alias(
-                            "fraud",
-                            "production",
-                            broken,
-                            reason="hand promotion (a mistake)",
-                            actor="demo-user",
-                        )
-                        story.append(
-                            (
-                                f"{now:%Y-%m-%d}",
-                                "hand promotion",
-                                f"a person promotes fraud@{broken}, a model that predicts the base rate",
-                            )
-                        )
                 elapsed = time.perf_counter() - t0
-                if any(a == "rollback" for _, a, _ in story) and not keep_serving:
-                    rolled = next(w for w, a, _ in story if a == "rollback")
-                    if now >= dt.datetime.fromisoformat(rolled).replace(
-                        tzinfo=dt.UTC
-                    ) + dt.timedelta(days=6):
-                        break  # the story is told
+                if _told(story, now) and not keep_serving:
+                    break
                 live.update(_progress(day, first_day, last_day, replay, elapsed, models, story))
         client_stats = replay.stats
         prod = models.aliases("fraud")["production"].version
         if keep_serving:
-            console.print(
-                f"[bold]serving[/] at {url}; dashboard at {url}/ui (log in with the token "
-                f"{TOKEN}); Ctrl-C to stop"
-            )
-            try:
-                while server.poll() is None:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+            _serve_on(url, server)
     finally:
         stop_server(server)
     elapsed = time.perf_counter() - t0
@@ -294,6 +286,49 @@ def run_story(
         "models": models,
         "settings": settings,
     }
+
+
+def _loop_step(
+    loop: Any, now: dt.datetime, story: list[tuple[str, str, str]], broken: int | None
+) -> int | None:
+    """One loop step, told; after the loop's first promotion, a person's mistake."""
+    for d in loop.step("fraud", now=now):
+        if d.action not in ("none", "wait"):
+            story.append((f"{now:%Y-%m-%d}", d.action, d.reason))
+    if broken is not None or "promote" not in {a for _, a, _ in story}:
+        return broken
+    broken = _broken_candidate(loop.models, loop.datasets)
+    loop.models.set_alias(
+        "fraud", "production", broken, reason="hand promotion (a mistake)", actor="demo-user"
+    )
+    story.append(
+        (
+            f"{now:%Y-%m-%d}",
+            "hand promotion",
+            f"a person promotes fraud@{broken}, a model that predicts the base rate",
+        )
+    )
+    return broken
+
+
+def _told(story: list[tuple[str, str, str]], now: dt.datetime) -> bool:
+    """The story is told six days after the loop's first rollback."""
+    rolled = next((w for w, a, _ in story if a == "rollback"), None)
+    if rolled is None:
+        return False
+    return now >= dt.datetime.fromisoformat(rolled).replace(tzinfo=dt.UTC) + dt.timedelta(days=6)
+
+
+def _serve_on(url: str, server: subprocess.Popen[bytes]) -> None:
+    console.print(
+        f"[bold]serving[/] at {url}; dashboard at {url}/ui (log in with the token "
+        f"{TOKEN}); Ctrl-C to stop"
+    )
+    try:
+        while server.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
 
 
 def _progress(

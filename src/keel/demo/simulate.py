@@ -161,15 +161,8 @@ class TransactionSimulator:
         )
         recent = rng.poisson(1.2, n)
 
-        risky = np.array([_RISKY.get(c, 0.0) for c in category])
-        logit = (
-            -7.0
-            + 1.6 * np.log1p(amount) / np.log(1000)
-            + 1.8 * risky
-            + 2.0 * ((device == "web") | (device == "mobile")) * ((hour < 5) | (hour >= 23))
-            + 0.008 * np.minimum(distance, 500)
-            + 0.6 * np.minimum(recent, 6)
-            - 0.015 * (cust["age"][customer] - 40)
+        logit = _fraud_logit(
+            category, amount, device, hour, distance, recent, cust["age"][customer]
         )
         pattern_day = self.event_day("new_fraud_pattern")
         if pattern_day is not None:
@@ -201,6 +194,28 @@ class TransactionSimulator:
                 "label_available_at": label_at,
             }
         )
+
+
+def _fraud_logit(
+    category: np.ndarray,
+    amount: np.ndarray,
+    device: np.ndarray,
+    hour: np.ndarray,
+    distance: np.ndarray,
+    recent: np.ndarray,
+    age: np.ndarray,
+) -> np.ndarray:
+    """The log-odds of fraud before the scheduled new pattern (no randomness here)."""
+    risky = np.array([_RISKY.get(c, 0.0) for c in category])
+    return np.asarray(
+        -7.0
+        + 1.6 * np.log1p(amount) / np.log(1000)
+        + 1.8 * risky
+        + 2.0 * ((device == "web") | (device == "mobile")) * ((hour < 5) | (hour >= 23))
+        + 0.008 * np.minimum(distance, 500)
+        + 0.6 * np.minimum(recent, 6)
+        - 0.015 * (age - 40)
+    )
 
 
 def _ascii(text: str) -> str:

@@ -8,6 +8,8 @@ import dataclasses
 import datetime as dt
 import multiprocessing as mp
 import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -22,6 +24,47 @@ from keel.train import spec_from_dict, train
 _POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
 
 
+@dataclass(frozen=True, slots=True)
+class RetrainResult:
+    """What a retrain did: a registered version (passed its gates or not), or why it failed."""
+
+    ok: bool
+    error: str | None = None
+    dataset_version: str | None = None
+    rows: Mapping[str, int] = field(default_factory=dict)
+    """Rows of the fresh dataset: `logged` (with labels) and `older` (from production's data);
+    without a labelled row, `logged` and `labelled`."""
+    quarantined: int = 0
+    passed: bool = False
+    version: int | None = None
+    failed_gates: tuple[str, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    vs_production: Mapping[str, Any] | None = None
+    trace: str | None = None
+    """The child's traceback when it raised (not audited: for the log)."""
+
+    def __post_init__(self) -> None:
+        if self.ok == (self.error is not None):
+            msg = f"RetrainResult ok={self.ok} with error={self.error!r}: expected an error exactly when not ok"
+            raise ValueError(msg)
+        if self.passed and self.version is None:
+            msg = "RetrainResult passed=True without a version: expected the registered version"
+            raise ValueError(msg)
+
+    def to_json(self) -> dict[str, Any]:
+        """The audited figures (no traceback)."""
+        out: dict[str, Any] = {"ok": self.ok, "rows": dict(self.rows)}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.ok:
+            out.update(
+                dataset_version=self.dataset_version, quarantined=self.quarantined,
+                passed=self.passed, version=self.version, failed_gates=list(self.failed_gates),
+                metrics=dict(self.metrics), vs_production=self.vs_production,
+            )  # fmt: skip
+        return out
+
+
 def fresh_frame(
     settings: Settings,
     name: str,
@@ -30,13 +73,18 @@ def fresh_frame(
     *,
     since: dt.datetime,
     older_share: float,
+    missing_label: str | None = None,
 ) -> tuple[pl.DataFrame, Contract, dict[str, int]]:
-    """Logged rows since `since` with their labels, plus a share of older rows; and the
-    contract restricted to the columns both carry (the log holds no PII)."""
+    """Logged rows since `since` with their labels (or `missing_label` where none came yet),
+    plus a share of older rows; and the contract restricted to the columns both carry (the log
+    holds no PII)."""
     root = settings.resolved_artifacts
     preds = read_log(root, "predictions", name, since.date())
     preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
-    rows = labelled(preds, read_log(root, "feedback", name)).filter(pl.col("label").is_not_null())
+    rows = labelled(preds, read_log(root, "feedback", name))
+    if missing_label is not None:
+        rows = rows.with_columns(pl.col("label").fill_null(missing_label))
+    rows = rows.filter(pl.col("label").is_not_null())
     rows = rows.unique("prediction_id", keep="last", maintain_order=True)
     target = contract.with_role("target")[0]
     id_cols, ts_cols = contract.with_role("id"), contract.with_role("timestamp")
@@ -99,6 +147,7 @@ def retrain_child(
     now: dt.datetime,
     since: dt.datetime,
     older_share: float,
+    missing_label: str | None,
     conn: Any,
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
@@ -111,8 +160,9 @@ def retrain_child(
         contract = models.contract(prod.ref)
         older = datasets.load(prod.dataset_version) if prod.dataset_version else None
         frame, subset, counts = fresh_frame(
-            settings, name, contract, older, since=since, older_share=older_share
-        )
+            settings, name, contract, older, since=since, older_share=older_share,
+            missing_label=missing_label,
+        )  # fmt: skip
         dataset_name = (prod.dataset_version or name).partition("@")[0]
         result = datasets.ingest(
             frame,
@@ -132,29 +182,31 @@ def retrain_child(
         )
         if not trained.candidates or trained.failed:
             f = trained.failed[0]
-            conn.send({"ok": False, "error": f"{f.name} failed at {f.stage}: {f.error}"})
+            conn.send(RetrainResult(ok=False, error=f"{f.name} failed at {f.stage}: {f.error}"))
             return
         cand = trained.candidates[0]
         conn.send(
-            {
-                "ok": True,
-                "dataset_version": result.version.ref,
-                "rows": counts,
-                "quarantined": result.version.rows_quarantined,
-                "passed": cand.passed,
-                "version": cand.version,
-                "failed_gates": [g.to_dict() for g in cand.failed_gates],
-                "metrics": {
+            RetrainResult(
+                ok=True,
+                dataset_version=result.version.ref,
+                rows=counts,
+                quarantined=result.version.rows_quarantined,
+                passed=cand.passed,
+                version=cand.version,
+                failed_gates=tuple(g.name for g in cand.failed_gates),
+                metrics={
                     k: v["value"]
                     for k, v in cand.report["metrics"].items()
                     if v["value"] is not None
                 },
-                "vs_production": cand.report.get("vs_production"),
-            }
+                vs_production=cand.report.get("vs_production"),
+            )
         )
     except BaseException as exc:  # the parent must hear why, whatever it was
         conn.send(
-            {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+            RetrainResult(
+                ok=False, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
+            )
         )
         raise
 
@@ -168,32 +220,33 @@ def run_retrain(
     since: dt.datetime,
     older_share: float,
     timeout_s: float,
-) -> dict[str, Any]:
+    missing_label: str | None = None,
+) -> RetrainResult:
     """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
 
     Without a labelled logged row since `since`, no child is started: the answer says what
     is missing (the child would fail with a puzzling `No features to train on`)."""
     logged, labels = logged_rows(settings, name, since=since)
-    if labels == 0:
-        return {
-            "ok": False,
-            "error": (
+    if labels == 0 and not (missing_label is not None and logged):
+        return RetrainResult(
+            ok=False,
+            error=(
                 f"no labelled rows since {since:%Y-%m-%d %H:%M} UTC to retrain {name!r} on: "
                 f"{logged} logged rows, 0 labels. Send labels to /v1/models/{name}/feedback "
                 "(or lengthen the loop's recent_days) before retraining"
             ),
-            "rows": {"logged": logged, "labelled": 0},
-        }
+            rows={"logged": logged, "labelled": 0},
+        )
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=retrain_child,
-        args=(settings, name, production, now, since, older_share, child),
+        args=(settings, name, production, now, since, older_share, missing_label, child),
         name=f"keel-retrain-{name}",
     )
     proc.start()
     child.close()
-    result: dict[str, Any] | None = None
+    result: RetrainResult | None = None
     if parent.poll(timeout_s):
         try:
             result = parent.recv()
@@ -204,10 +257,11 @@ def run_retrain(
         proc.kill()
         proc.join(timeout=5)
         if result is None:
-            return {
-                "ok": False,
-                "error": f"the retrain did not finish in {timeout_s:g} s and was stopped",
-            }
+            return RetrainResult(
+                ok=False, error=f"the retrain did not finish in {timeout_s:g} s and was stopped"
+            )
     if result is None:
-        return {"ok": False, "error": f"the retrain process died (exit code {proc.exitcode})"}
+        return RetrainResult(
+            ok=False, error=f"the retrain process died (exit code {proc.exitcode})"
+        )
     return result

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from keel.monitor import summaries
+from keel.monitor import compare, summaries
 from keel.monitor.alerts import Alert, AlertStore
 from keel.monitor.drift import DriftConfig
 from keel.monitor.logfiles import MONITORED, read_log
@@ -337,6 +337,29 @@ class Monitor:
             name, since=newest - dt.timedelta(seconds=self.settings.window_s), now=now
         )
         return next((w for w in reversed(found) if w.rows), None)
+
+    def compare_versions(
+        self, name: str, before: int, after: int, since: dt.datetime, *, now: dt.datetime
+    ) -> compare.VersionComparison:
+        """`after` (production since `since`) against `before` on the same rows."""
+        windows = self.windows(name, version=after, since=since, now=now)
+        metric = primary_metric(self.models.get(f"{name}@{after}").evaluation.get("task", ""))
+        return compare.compare_versions(
+            self.settings, self.models, name, before=before, after=after, since=since,
+            windows=windows, metric=metric, now=now,
+        )  # fmt: skip
+
+    def backtest(
+        self, name: str, challenger: int, production: int, *, labelled_after: dt.datetime,
+        now: dt.datetime, missing_label: str | None = None,
+    ) -> compare.Backtest:  # fmt: skip
+        """`challenger` against `production` on labelled rows it was not trained on."""
+        metric = primary_metric(self.models.get(f"{name}@{production}").evaluation.get("task", ""))
+        return compare.backtest(
+            self.settings, self.models, name, challenger=challenger, production=production,
+            labelled_after=labelled_after, since=self._since(name, now), metric=metric,
+            missing_label=missing_label,
+        )  # fmt: skip
 
     # ---- rules --------------------------------------------------------------------------
 

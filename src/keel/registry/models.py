@@ -29,8 +29,8 @@ from keel.store import (
     Settings,
     as_utc,
     load_settings,
+    tables as t,
 )
-from keel.store import tables as t
 
 ALIASES = ("production", "staging", "shadow", "canary")
 SEGMENT_ALIAS = re.compile(r"production:[A-Za-z0-9_.-]{1,39}")  # a model per segment value

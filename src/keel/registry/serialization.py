@@ -31,8 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from keel.registry import boosters
-from keel.registry.onnx_model import FORMAT as ONNX_FORMAT
-from keel.registry.onnx_model import load_onnx
+from keel.registry.onnx_model import FORMAT as ONNX_FORMAT, load_onnx
 from keel.registry.tree_checks import tree_depths
 from keel.store import UnsafeArtifactError
 

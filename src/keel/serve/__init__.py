@@ -27,25 +27,15 @@ _NAMES = {
 if TYPE_CHECKING:
     from keel.serve.app import (
         create_app as create_app,
-    )
-    from keel.serve.app import (
         error_response as error_response,
-    )
-    from keel.serve.app import (
         status_of as status_of,
     )
     from keel.serve.batching import MicroBatcher as MicroBatcher
     from keel.serve.client import Client as Client
     from keel.serve.errors import (
         AuthError as AuthError,
-    )
-    from keel.serve.errors import (
         RequestError as RequestError,
-    )
-    from keel.serve.errors import (
         ScopeError as ScopeError,
-    )
-    from keel.serve.errors import (
         TokenRequiredError as TokenRequiredError,
     )
     from keel.serve.exposure import exposure_warnings as exposure_warnings

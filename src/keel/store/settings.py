@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from keel.store.errors import ConfigError
+from keel.store.loop_section import LoopPolicy
 from keel.store.sections import AlertRuleSection, DriftSection, PerformanceSection
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -180,8 +181,9 @@ class Settings(BaseSettings):
     """Label-coverage rules overriding `keel.monitor.performance.PerformanceConfig`:
     min_coverage, min_labels, pool_windows."""
 
-    loop: dict[str, Any] = Field(default_factory=dict)
-    """The loop's policy overriding `keel.loop.LoopPolicy` (margins, waits, watch period)."""
+    loop: LoopPolicy = LoopPolicy()
+    """The loop's policy (`keel.loop.LoopPolicy`: judge, margins, waits, watch period),
+    validated at load: a mistyped key is refused with the valid keys named."""
 
     profiles: bool = True
     """Whether the server keeps window profiles (monitoring). Off only to measure their cost."""

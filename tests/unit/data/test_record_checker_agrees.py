@@ -16,8 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from keel.data import OTHER, Column, Contract, RecordChecker, infer_contract, validate
 

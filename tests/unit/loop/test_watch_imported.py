@@ -9,9 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from keel.data import DatasetStore, contract_from_dict
-from keel.loop import Loop
-from keel.loop.controller import LoopPolicy
-from keel.monitor import LiveWindow, ModelStatus, WindowStatus
+from keel.loop import Loop, LoopPolicy
 from keel.registry import ModelStore, load_onnx
 from keel.store import ArtifactStore, Database, Settings
 
@@ -34,7 +32,8 @@ def test_watch_without_a_holdout_figure_of_the_previous_version_keeps_watching(
     tmp_path: Path,
 ) -> None:
     """When the previous production version has no holdout metric (imported without --data)
-    and never had judged live windows, the watch has no baseline: it keeps watching instead of
+    and never had judged live windows, the watch still works: the previous version is scored
+    on the rows the new one answers, and with no rows yet the loop keeps watching instead of
     failing on the missing figure."""
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
     art = ArtifactStore(str(tmp_path / "art"))
@@ -52,15 +51,11 @@ def test_watch_without_a_holdout_figure_of_the_previous_version_keeps_watching(
     models.set_alias("m", "production", 1)
     models.set_alias("m", "production", 2)
     now = db.clock.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    window = WindowStatus(hour, 2, 500, (), (), None, {}, 0.0, None, (), 0.0, True)
-    live = LiveWindow(hour, 2, "production", 500, 500, 1.0, True, {"roc_auc": 0.7})
-    status = ModelStatus("m", 2, "classification", "roc_auc", {}, windows=(window,), live=(live,))
-    policy = LoopPolicy(min_watch_rows=1)
-    loop = Loop(Settings(home=tmp_path), models, datasets, policy=policy)
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'k.db'}")
+    loop = Loop(settings, models, datasets, policy=LoopPolicy(min_watch_rows=1))
 
-    decision = loop._watch("m", status, now + dt.timedelta(minutes=1), True, False)
+    decision = loop.step("m", now=now + dt.timedelta(minutes=1), dry_run=True)[-1]
 
-    assert decision is not None
     assert decision.action == "wait"
+    assert decision.reason.startswith("watching m@2 (production since ")
     assert decision.numbers["previous"] == 1
