@@ -15,7 +15,7 @@ import pytest
 
 from keel.serve.app import error_response
 from keel.serve.batching import BatcherClosedError, MicroBatcher
-from keel.serve.errors import OverloadedError
+from keel.store import OverloadedError
 
 
 class GatedModel:
