@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import polars as pl
 
 from keel.monitor.logfiles import (
@@ -80,6 +81,59 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _micros(values: list[Any]) -> list[int | None] | None:
+    """Aware datetimes as microseconds since the epoch (None: some value is not one). The
+    records of one request share one time object, converted once."""
+    out: list[int | None] = []
+    prev: Any = None
+    us: int | None = None
+    for v in values:
+        if v is not prev:
+            if v is None:
+                us = None
+            elif isinstance(v, dt.datetime) and v.tzinfo is not None:
+                us = (v - _EPOCH) // _MICROSECOND
+            else:
+                return None
+            prev = v
+        out.append(us)
+    return out
+
+
+def _series(name: str, values: list[Any], dtype: Any) -> pl.Series:
+    """One column of the buffer as a Polars series, equal to `pl.Series(name, values, dtype)`.
+
+    Measured (bench/serving.py, 2,500 records, one flush at 5,000 requests/s): Polars builds a
+    tz-aware datetime column from Python datetimes in ~7 ms and a list-of-floats column in
+    ~9 ms (one Python call per row), both holding the GIL the event loop needs; as epoch
+    microseconds and as one NumPy block they take ~0.6 and ~0.3 ms."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        micros = _micros(values)
+        if micros is not None:
+            return (
+                pl.Series(name, micros, dtype=pl.Int64)
+                .cast(pl.Datetime("us", dtype.time_zone))
+                .dt.cast_time_unit(dtype.time_unit)
+            )
+    elif isinstance(dtype, pl.List) and dtype.inner == pl.Float64 and values:
+        try:
+            block = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):  # ragged, or None beside lists
+            block = None
+        if block is not None and block.ndim == 2 and block.shape[1]:
+            return pl.Series(name, block).cast(dtype)
+    return pl.Series(name, values, dtype=dtype)
+
+
+def _frame(columns: dict[str, list[Any]], schema: dict[str, Any]) -> pl.DataFrame:
+    """`pl.DataFrame(columns, schema=schema)`, built column by column (see `_series`)."""
+    return pl.DataFrame([_series(name, columns[name], dtype) for name, dtype in schema.items()])
 
 
 class ParquetAppender:
@@ -208,7 +262,7 @@ class ParquetAppender:
             self._inflight += self._rows
             self._rows = 0
             self.over_half.clear()
-        return pl.DataFrame(columns, schema=self.schema)
+        return _frame(columns, self.schema)
 
     def _take_retry(self) -> list[pl.DataFrame]:
         with self._lock:
