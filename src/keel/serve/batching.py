@@ -23,7 +23,6 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from keel.store import OverloadedError
@@ -31,26 +30,12 @@ from keel.store import OverloadedError
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["BatchStats", "BatcherClosedError", "MicroBatcher"]
+__all__ = ["BatcherClosedError", "MicroBatcher"]
 
 
 class BatcherClosedError(OverloadedError):
     """Raised to callers of a batcher that was closed (its version was swapped out or the
     server is stopping) before their request was answered; retrying reaches the new one."""
-
-
-@dataclass
-class BatchStats:
-    batches_sent: int = 0
-    items_sent: int = 0
-    shed: int = 0  # requests refused: queue full or waited too long
-    sizes: list[int] = field(default_factory=list)
-
-    def record(self, size: int) -> None:
-        self.batches_sent += 1
-        self.items_sent += size
-        if len(self.sizes) < 10_000:
-            self.sizes.append(size)
 
 
 class _Entry(Generic[T, R]):
@@ -93,7 +78,6 @@ class MicroBatcher(Generic[T, R]):
         self.max_queue_rows = max_queue_rows
         self.max_wait_ms = max_wait_ms
         self.inline = inline
-        self.stats = BatchStats()
         self._on_batch = on_batch
         self._queue: deque[_Entry[T, R]] = deque()
         self._queued_rows = 0
@@ -122,7 +106,6 @@ class MicroBatcher(Generic[T, R]):
             msg = "This model version is being unloaded; retry and the version now serving answers."
             raise BatcherClosedError(msg, retry_after_s=1.0)
         if self._queue and self._queued_rows + len(rows) > self.max_queue_rows:
-            self.stats.shed += 1
             msg = (
                 f"The model is busy: {self._queued_rows} rows are waiting and this request adds "
                 f"{len(rows)}; at most max_queue_rows = {self.max_queue_rows} may wait. Retry later."
@@ -166,7 +149,6 @@ class MicroBatcher(Generic[T, R]):
             entry = self._queue.popleft()
             self._queued_rows -= len(entry.rows)
             if not entry.future.done():
-                self.stats.shed += 1
                 entry.future.set_exception(
                     OverloadedError(msg, retry_after_s=self._retry_after_s())
                 )
@@ -218,7 +200,6 @@ class MicroBatcher(Generic[T, R]):
                 self._inflight = []
                 continue
             self._inflight = []
-            self.stats.record(len(rows))
             if self._on_batch is not None:
                 self._on_batch(len(rows))
             start = 0

@@ -187,11 +187,6 @@ class ModelRuntime:
     def fast_path(self) -> bool:
         return self._fast is not None
 
-    @property
-    def tree_path(self) -> bool:
-        """Whether the batch tree evaluator answers (proven equal to the estimator at load)."""
-        return self._fast is not None and self._fast[2] is not None
-
     def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """SHAP values per input feature, against the background rows stored at training."""
         from keel.train.explain import shap_values
