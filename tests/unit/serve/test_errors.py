@@ -14,7 +14,6 @@ from keel.serve.app import error_response
 from keel.serve.errors import (
     InputRefusedError,
     ModelFailedError,
-    OverloadedError,
     ProtectedAliasError,
     RequestError,
     RetryLaterError,
@@ -25,7 +24,7 @@ from keel.serve.errors import (
     VersionRefusedError,
     database_unavailable,
 )
-from keel.store import ConfigError, ModelNotFoundError, UnsafeArtifactError
+from keel.store import ConfigError, ModelNotFoundError, OverloadedError, UnsafeArtifactError
 
 SECRET = "INSERT INTO audit_events (actor, reason) VALUES ('api', {'x': 1}) /srv/keel/keel.db"
 
