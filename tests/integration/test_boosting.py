@@ -262,7 +262,7 @@ def test_types_trusted_by_the_setting_are_recorded_and_required_on_load(tmp_path
 
     assert version.lineage["extra_trusted_types"] == [name]
     assert version.trusted_types == [name]
-    assert trusting.audit("custom")[-1]["details"]["extra_trusted_types"] == [name]
+    assert trusting.audit("custom")[-1].details["extra_trusted_types"] == [name]
     assert trusting.load("custom@1")[1].func is _double
     with pytest.raises(
         UnsafeArtifactError, match=r"needs types keel does not trust: \['.*_double'\]"

@@ -195,7 +195,7 @@ def test_promotion_rechecks_gates_against_production(
     assert ms.get("fraud@production").version == 2
     ms.rollback("fraud", reason="experiment over")
     assert ms.get("fraud@production").version == 1
-    actions = [(e["action"], e["version"], e["reason"]) for e in ms.history("fraud")]
+    actions = [(e.action, e.version, e.reason) for e in ms.history("fraud")]
     assert actions == [
         ("alias.set", 1, "first"),
         ("alias.set", 2, "experiment"),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from keel.cli._common import JSON_OPTION, open_datasets, open_models, print_json
 from keel.render import console
+
+if TYPE_CHECKING:  # the command line imports the stores only when a command runs
+    from keel.registry import AuditEvent
 
 app = typer.Typer(
     help="The model registry: versions, aliases, cards, promotion, rollback.", no_args_is_help=True
@@ -87,22 +92,26 @@ def history_cmd(name: str = typer.Argument(...), as_json: bool = JSON_OPTION) ->
     """Every alias move of a model."""
     events = open_models().history(name)
     if as_json:
-        print_json(events)
+        print_json([e.to_json() for e in events])
         return
     _events_table(events, f"alias history of {name!r}")
 
 
-def _events_table(events: list[dict[str, object]], title: str) -> None:
+def _events_table(events: Sequence[AuditEvent], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for head in ("time", "action", "alias", "version", "from", "actor", "reason"):
         table.add_column(head)
     for e in events:
-        table.add_row(
-            *(
-                str(e.get(k) if e.get(k) is not None else "-")
-                for k in ("time", "action", "alias", "version", "from_version", "actor", "reason")
-            )
+        shown = (
+            e.time.isoformat(),
+            e.action,
+            e.alias,
+            e.version,
+            e.from_version,
+            e.actor,
+            e.reason,
         )
+        table.add_row(*(str(v if v is not None else "-") for v in shown))
     console.print(table)
 
 
@@ -260,6 +269,6 @@ def audit_cmd(
     """The audit log: registrations, alias moves, ingests; who, when, why and the numbers."""
     events = open_models().audit(name)
     if as_json:
-        print_json(events)
+        print_json([e.to_json() for e in events])
         return
     _events_table(events, "audit log" + (f" of {name!r}" if name else ""))

@@ -404,16 +404,16 @@ class Dashboard:
             charts["segments"] = spec
         timeline = []
         for e in reversed(audit):
-            details = e.get("details") or {}
+            details = dict(e.details)
             weight = details.get("weight")
             timeline.append(
                 {
-                    "time": str(e["time"])[:16],
-                    "actor": e["actor"],
-                    "action": e["action"],
-                    "alias": (e.get("alias") or "") + (f" ({weight:.0%})" if weight else ""),
-                    "version": "" if e.get("version") is None else f"v{e['version']}",
-                    "reason": e.get("reason") or "",
+                    "time": e.time.isoformat()[:16],
+                    "actor": e.actor,
+                    "action": e.action,
+                    "alias": (e.alias or "") + (f" ({weight:.0%})" if weight else ""),
+                    "version": "" if e.version is None else f"v{e.version}",
+                    "reason": e.reason or "",
                     "numbers": _numbers(details),
                 }
             )

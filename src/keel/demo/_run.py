@@ -385,17 +385,11 @@ def _story(
         table.add_column(head)
     seen: set[tuple[str, str]] = set()
     for e in models.audit("fraud"):
-        key = (e["time"][:10], e.get("reason") or "")
-        if e["action"] in ("model.register", "alias.delete") or key in seen:
+        key = (e.time.isoformat()[:10], e.reason or "")
+        if e.action in ("model.register", "alias.delete") or key in seen:
             continue  # the register and alias events of one decision, said once
         seen.add(key)
-        table.add_row(
-            e["time"][:10],
-            e["actor"],
-            e["action"],
-            str(e.get("version") or ""),
-            e.get("reason") or "",
-        )
+        table.add_row(key[0], e.actor, e.action, str(e.version or ""), e.reason or "")
     console.print(table)
     monitor = Monitor(settings, models)
     alerts = monitor.alerts.list("fraud")

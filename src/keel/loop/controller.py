@@ -14,7 +14,7 @@ from keel.loop.retrain import run_retrain
 from keel.monitor.alerts import Alert
 from keel.monitor.performance import estimate_binary
 from keel.monitor.service import ModelStatus, Monitor
-from keel.registry import ModelStore
+from keel.registry import AliasMove, ModelStore
 from keel.store import GateFailedError, KeelError, Settings
 from keel.train import promote, rollback
 from keel.train.metrics import LOWER_IS_BETTER
@@ -158,8 +158,8 @@ class Loop:
 
     # ---- 6. watch the new production -----------------------------------------------------
 
-    def _last_move(self, name: str) -> dict[str, Any] | None:
-        moves = [e for e in self.models.history(name) if e["alias"] == "production"]
+    def _last_move(self, name: str) -> AliasMove | None:
+        moves = [e for e in self.models.history(name) if e.alias == "production"]
         return moves[-1] if moves else None
 
     def _watch(
@@ -168,15 +168,15 @@ class Loop:
         move = self._last_move(name)
         if (
             move is None
-            or move["action"] != "alias.set"
-            or move.get("from_version") is None
+            or move.action != "alias.set"
+            or move.from_version is None
             or s.version is None
         ):
             return None
-        moved_at = dt.datetime.fromisoformat(move["time"])
+        moved_at = move.time
         if (now - moved_at).total_seconds() > self.policy.watch_s:
             return None
-        previous = int(move["from_version"])
+        previous = move.from_version
         after = [
             w for w in s.windows if w.start >= moved_at.replace(minute=0, second=0, microsecond=0)
         ]
@@ -311,10 +311,8 @@ class Loop:
             )
         }
         numbers.update(shadow_version=shadow.version, production_version=s.version)
-        set_at = [e for e in self.models.history(name) if e["alias"] == "shadow"]
-        waited = (
-            (now - dt.datetime.fromisoformat(set_at[-1]["time"])).total_seconds() if set_at else 0.0
-        )
+        set_at = [e for e in self.models.history(name) if e.alias == "shadow"]
+        waited = (now - set_at[-1].time).total_seconds() if set_at else 0.0
         if (
             cmp["requests"] < self.policy.shadow_min_requests
             or cmp["labels"] < self.policy.shadow_min_labels

@@ -1,0 +1,78 @@
+"""What the registry hands out about model versions and aliases: typed, frozen records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from keel.registry.serialization import FORMAT
+from keel.store import as_utc
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One immutable registered model version."""
+
+    name: str
+    version: int
+    created_at: dt.datetime
+    artifact_sha256: str
+    artifact_uri: str
+    artifact_size: int
+    trusted_types: list[str]
+    contract_sha256: str
+    dataset_version: str | None
+    spec: dict[str, Any]
+    evaluation: dict[str, Any]
+    lineage: dict[str, Any]
+    card_sha256: str | None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def format(self) -> str:
+        """How the artifact is stored: "skops", or a container format ("xgboost", ...)."""
+        return str(self.lineage.get("artifact_format", FORMAT))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        out["aliases"] = list(self.aliases)
+        out["format"] = self.format
+        out["sha256"] = self.artifact_sha256  # the name scripts look for
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    """What an alias points at, without the version's evaluation: the cheap answer a server
+    polling for alias moves needs."""
+
+    name: str
+    version: int
+    artifact_sha256: str
+    artifact_uri: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where an alias points now."""
+
+    alias: str
+    version: int
+    weight: float | None
+    revision: int
+
+
+def version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+    data = dict(row)
+    data["created_at"] = as_utc(data["created_at"])
+    return ModelVersion(**data, aliases=aliases)
