@@ -40,7 +40,7 @@ def test_registry_exports() -> None:
     import keel.registry
 
     assert sorted(keel.registry.__all__) == [
-        "ALIASES", "AliasMove", "AliasState", "ArtifactFormat", "AuditEvent", "BOOSTER_CLASSES", "FORMATS", "ModelStore",
+        "ALIASES", "AliasMove", "AliasState", "ArtifactFormat", "AuditEvent", "BOOSTER_CLASSES", "FORMATS", "ForestFacts", "ModelStore",
         "ModelVersion", "OnnxClassifier", "OnnxModel", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
         "check_alias", "check_model_contents", "check_model_name", "check_move", "check_reason",
         "check_storable", "dump_model", "load_container", "load_model", "load_onnx", "save_model",

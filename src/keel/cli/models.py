@@ -59,11 +59,13 @@ def show_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Everything about a version: aliases, artifact and sha256, lineage, evaluation, gates."""
+    from keel.train import report_of
+
     v = open_models().get(ref)
     if as_json:
         print_json(v.to_dict())
         return
-    ev = v.evaluation
+    ev = report_of(v)
     console.print(
         f"[bold]{v.ref}[/]  created {v.created_at.isoformat()}  aliases: {', '.join(v.aliases) or '-'}"
     )
@@ -76,15 +78,11 @@ def show_cmd(
     console.print(f"  code      {v.lineage.get('code_revision') or 'unknown'}")
     console.print(f"  estimator {v.spec.get('estimator')} {v.spec.get('params') or ''}")
     metrics = "  ".join(
-        f"{m} {e['value']:.4f}"
-        for m, e in ev.get("metrics", {}).items()
-        if e.get("value") is not None
+        f"{m} {e['value']:.4f}" for m, e in ev.metrics.items() if e.get("value") is not None
     )
     console.print(f"  holdout   {metrics}")
-    for g in ev.get("gates", []):
-        console.print(
-            f"  gate      {g['name']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}"
-        )
+    for g in ev.gates:
+        console.print(f"  gate      {g.name}: {g.value} -> {'pass' if g.passed else 'FAIL'}")
 
 
 @app.command("history")
@@ -121,13 +119,12 @@ def card_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="card.md or card.html"),
 ) -> None:
     """Write a version's model card as Markdown or HTML."""
-    from keel.train import render_card_html, render_card_markdown
+    from keel.train import render_card_html, render_card_markdown, report_of
 
     store = open_models()
     v = store.get(ref)
-    ev = {k: val for k, val in v.evaluation.items() if k != "gates"}
     dataset = open_datasets().get(v.dataset_version).to_dict() if v.dataset_version else {}
-    args = (v.name, v.version, v.spec, ev, v.evaluation.get("gates", []), dataset)
+    args = (v.name, v.version, v.spec, report_of(v), dataset)
     output.write_text(
         render_card_html(*args)
         if output.suffix.lower() in (".html", ".htm")
@@ -235,6 +232,7 @@ def import_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an ONNX graph trained elsewhere; it is served through onnxruntime."""
+    from keel.train import report_of
     from keel.train.onnx_import import import_onnx
 
     v = import_onnx(
@@ -250,15 +248,13 @@ def import_cmd(
     if as_json:
         print_json(v.to_dict())
         return
-    ev = v.evaluation
+    ev = report_of(v)
     shown = "  ".join(
-        f"{m} {e['value']:.4f}"
-        for m, e in ev.get("metrics", {}).items()
-        if e.get("value") is not None
+        f"{m} {e['value']:.4f}" for m, e in ev.metrics.items() if e.get("value") is not None
     )
     console.print(
-        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev['task']}, inputs {ev['features']}); "
-        + (f"holdout {shown}" if ev.get("evaluated") else "not evaluated (no --data)")
+        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev.task}, inputs {list(ev.features)}); "
+        + (f"holdout {shown}" if ev.evaluated else "not evaluated (no --data)")
     )
 
 

@@ -75,7 +75,7 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
     """Train the candidates, show the table and the gates, register, promote the recommended."""
     from keel.registry import ModelStore
     from keel.render import print_train_result
-    from keel.train import promote, render_card_html, spec_from_dict, train
+    from keel.train import promote, render_card_html, report_of, spec_from_dict, train
 
     models = ModelStore(store.db, store.artifacts)
     specs = [spec_from_dict(s) for s in SPECS]
@@ -125,12 +125,11 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
             "fraud",
             version.version,
             version.spec,
-            version.evaluation,
-            version.evaluation.get("gates", []),
+            report_of(version),
             store.get(data_ref).to_dict(),
         )
     )
-    importance = list(chosen.report["explanations"]["importance"].items())[:3]
+    importance = list(chosen.report.explanations["importance"].items())[:3]
     console.print(
         f"registered {[c.version for c in result.candidates if c.version]}; promoted fraud@{chosen.version} "
         f"({chosen.spec.label}) to production. Top features: {', '.join(f'{k} {v:.3f}' for k, v in importance)}. "

@@ -1,6 +1,6 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
-from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
+from keel.registry.boosters import BOOSTER_CLASSES, ForestFacts, booster_trees
 from keel.registry.checks import (
     ALIASES,
     check_alias,
@@ -35,6 +35,7 @@ __all__ = [
     "AliasState",
     "ArtifactFormat",
     "AuditEvent",
+    "ForestFacts",
     "ModelStore",
     "ModelVersion",
     "OnnxClassifier",

@@ -89,6 +89,10 @@ class AuditEvent:
             from_version=_version_or_none(details.get("from_version")),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # read-only mappings do not pickle; an event crosses processes as its JSON
+        return (type(self).from_json, (self.to_json(),))
+
     @property
     def weight(self) -> float | None:
         """The canary weight a move set (None for every other move or event)."""

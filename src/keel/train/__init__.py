@@ -2,8 +2,9 @@
 explanations, runtime, reference profile), gate them, write cards, register the passing ones."""
 
 from keel.train.card import render_card_html, render_card_markdown
-from keel.train.gates import GateResult, check_gates, parse_gate
+from keel.train.gates import check_gates, parse_gate
 from keel.train.promotion import PromotionRefusedError, promote, rollback
+from keel.train.report import EvaluationReport, GateResult, report_of
 from keel.train.spec import Split, TrainSpec, load_spec, spec_from_dict
 from keel.train.trainer import (
     Candidate,
@@ -16,6 +17,7 @@ from keel.train.trainer import (
 
 __all__ = [
     "Candidate",
+    "EvaluationReport",
     "FailedCandidate",
     "GateResult",
     "PromotionRefusedError",
@@ -30,6 +32,7 @@ __all__ = [
     "recommend",
     "render_card_html",
     "render_card_markdown",
+    "report_of",
     "rollback",
     "spec_from_dict",
     "train",

@@ -21,8 +21,9 @@ from keel.registry import ModelStore
 from keel.store import ConfigError
 from keel.train.features import to_pandas
 from keel.train.onnx_converters import finish_graph, register_converters
+from keel.train.prepare import prepare
+from keel.train.report import report_of
 from keel.train.spec import spec_from_dict
-from keel.train.trainer import prepare
 
 
 def export_onnx(
@@ -39,8 +40,8 @@ def export_onnx(
         raise ConfigError(msg)
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
-    ev = version.evaluation
-    features, categorical = ev["features"], set(ev.get("categorical", []))
+    ev = report_of(version)
+    features, categorical = list(ev.features), set(ev.categorical)
     if getattr(pipeline, "format", None) == "onnx":
         msg = f"{version.ref} is an imported ONNX graph already; its artifact is the .onnx file (sha256 {version.artifact_sha256}). Copy it from {version.artifact_uri}."
         raise ConfigError(msg)

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
-from keel.data import read_source, validate
+from keel.data import ValidationReport, read_source, validate
 from keel.registry import ModelStore
 from keel.train.features import to_pandas
+from keel.train.report import report_of
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -33,8 +35,8 @@ def score_file(
     """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`)."""
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
-    ev = version.evaluation
-    features = ev["features"]
+    ev = report_of(version)
+    features = list(ev.features)
     keep = set(features) | {c.name for c in contract.with_role("id")}
     # the model's input contract: its features (and id), other columns pass through unchecked
     inputs = replace(
@@ -50,7 +52,6 @@ def score_file(
         inputs = replace(
             inputs, columns=tuple(c for c in inputs.columns if c.name not in missing_id)
         )
-    classes = ev.get("classes", [])
     scored: list[pl.DataFrame] = []
     refused: list[pl.DataFrame] = []
     total = frame.height
@@ -60,34 +61,15 @@ def score_file(
         bad = set(report.bad_rows.tolist())
         good_idx = np.array([i for i in range(chunk.height) if i not in bad], dtype=np.int64)
         if bad:
-            rows, rules, cols = report.first_rules()
-            refused.append(
-                chunk.select(pl.all().cast(pl.String))
-                .gather(rows)
-                .with_columns(
-                    pl.Series("source_row", rows + start, dtype=pl.Int64),
-                    pl.Series("rule", rules, dtype=pl.String),
-                    pl.Series("column", cols, dtype=pl.String),
-                )
-            )
+            refused.append(_refused(chunk, report, start))
         if len(good_idx):
             clean = report.cleaned[good_idx.tolist()]
-            x = to_pandas(clean, features, inputs)
             out = pl.DataFrame({"source_row": good_idx + start})
             for c in contract.with_role("id"):
                 if c.name in clean.columns:
                     out = out.with_columns(clean.get_column(c.name))
-            if hasattr(pipeline, "predict_proba") and classes:
-                proba = pipeline.predict_proba(x)
-                out = out.with_columns(
-                    pl.Series(
-                        "prediction", [classes[i] for i in proba.argmax(axis=1)], dtype=pl.String
-                    ),
-                    *[pl.Series(f"p_{c}", proba[:, i]) for i, c in enumerate(classes)],
-                )
-            else:
-                out = out.with_columns(pl.Series("prediction", pipeline.predict(x).astype(float)))
-            scored.append(out)
+            x = to_pandas(clean, features, inputs)
+            scored.append(out.with_columns(_predictions(pipeline, x, list(ev.classes))))
         if on_progress:
             on_progress(min(start + chunk_rows, total), total)
     result = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"source_row": []})
@@ -104,6 +86,31 @@ def score_file(
         "output": str(output),
         "refused_output": str(side) if refused else None,
     }
+
+
+def _refused(chunk: pl.DataFrame, report: ValidationReport, start: int) -> pl.DataFrame:
+    """The refused rows of a chunk as text, with their source row, first rule and column."""
+    rows, rules, cols = report.first_rules()
+    return (
+        chunk.select(pl.all().cast(pl.String))
+        .gather(rows)
+        .with_columns(
+            pl.Series("source_row", rows + start, dtype=pl.Int64),
+            pl.Series("rule", rules, dtype=pl.String),
+            pl.Series("column", cols, dtype=pl.String),
+        )
+    )
+
+
+def _predictions(pipeline: Any, x: pd.DataFrame, classes: list[str]) -> list[pl.Series]:
+    """The prediction column (and a probability column per class for a classifier)."""
+    if hasattr(pipeline, "predict_proba") and classes:
+        proba = pipeline.predict_proba(x)
+        return [
+            pl.Series("prediction", [classes[i] for i in proba.argmax(axis=1)], dtype=pl.String),
+            *[pl.Series(f"p_{c}", proba[:, i]) for i, c in enumerate(classes)],
+        ]
+    return [pl.Series("prediction", pipeline.predict(x).astype(float))]
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
