@@ -122,7 +122,7 @@ def test_loaded_boosters_predict_explain_and_have_cards(trained: Any) -> None:
     home, result, contract = trained
     models = open_models(home)
     rows_frame = mroz_frame().head(40)
-    features = result.candidates[1].report["features"]
+    features = result.candidates[1].report.features
     x = to_pandas(rows_frame, features, contract)
     rows = [{f: r[f] for f in features} for r in rows_frame.iter_rows(named=True)]
 
@@ -185,7 +185,7 @@ def test_keel_serve_answers_equal_the_library(trained: Any) -> None:
     home, result, contract = trained
     models = open_models(home)
     frame = mroz_frame().slice(100, 25)
-    features = result.candidates[1].report["features"]
+    features = result.candidates[1].report.features
     rows = [{f: r[f] for f in features} for r in frame.iter_rows(named=True)]
     models.set_alias("inlf", "production", 2)
 
@@ -232,7 +232,7 @@ def test_integer_classes_are_encoded_for_xgboost_and_decoded_back(tmp_path: Path
     runtime = ModelRuntime.load(ms, ms.resolve("m@1"))
 
     assert result.failed == []
-    assert result.candidates[0].report["classes"] == ["1", "2"]
+    assert result.candidates[0].report.classes == ("1", "2")
     assert {str(p.prediction) for p in runtime.predict([dict.fromkeys(runtime.features)])} <= {
         "1",
         "2",

@@ -145,7 +145,7 @@ def test_segment_gate_stops_a_model_weak_on_one_segment(
 
     (c,) = result.candidates
     assert [g.passed for g in c.gates] == [True, False]
-    assert c.report["segments"]["worst"] == "c"
+    assert c.report.segments["worst"] == "c"
 
 
 def test_fairness_gate_stops_a_biased_model(stores: tuple[DatasetStore, ModelStore]) -> None:
@@ -313,12 +313,12 @@ def test_regression_task(stores: tuple[DatasetStore, ModelStore]) -> None:
 
     (c,) = result.candidates
     assert c.passed
-    assert c.report["task"] == "regression"
-    assert c.report["split"]["method"] == "random"
+    assert c.report.task == "regression"
+    assert c.report.split["method"] == "random"
     assert (
-        c.report["metrics"]["rmse"]["low"]
-        < c.report["metrics"]["rmse"]["value"]
-        < c.report["metrics"]["rmse"]["high"]
+        c.report.metrics["rmse"]["low"]
+        < c.report.metrics["rmse"]["value"]
+        < c.report.metrics["rmse"]["high"]
     )
 
 
@@ -355,8 +355,8 @@ def test_multiclass_and_group_split(stores: tuple[DatasetStore, ModelStore]) -> 
 
     (c,) = result.candidates
     assert c.passed
-    assert c.report["classes"] == ["high", "low", "mid"]
-    assert set(c.report["metrics"]) == {"roc_auc", "log_loss", "accuracy", "f1"}
+    assert c.report.classes == ("high", "low", "mid")
+    assert set(c.report.metrics) == {"roc_auc", "log_loss", "accuracy", "f1"}
     shops = frame["shop"].to_numpy()
     from keel.train.trainer import prepare
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -88,21 +88,10 @@ def infer_contract(
     if df.height == 0:
         msg = f"Cannot infer a contract for {name!r} from a frame with no rows; expected data."
         raise ContractError(msg)
-    roles: dict[str, Role] = {}
-    for col_name, role in (
-        (target, "target"),
-        (id, "id"),
-        (timestamp, "timestamp"),
-        (segment, "segment"),
-    ):
-        if col_name is not None:
-            roles[col_name] = role  # type: ignore[assignment]
-    for col_name in sensitive:
-        roles[col_name] = "sensitive"
-    for col_name in pii:
-        roles[col_name] = "pii"
-    for col_name in ignore:
-        roles[col_name] = "ignore"
+    roles = _roles(
+        {"target": target, "id": id, "timestamp": timestamp, "segment": segment},
+        {"sensitive": sensitive, "pii": pii, "ignore": ignore},
+    )
     unknown = [c for c in roles if c not in df.columns]
     if unknown:
         msg = f"Column(s) {unknown} named for a role are not in {name!r}; its columns are {df.columns}."
@@ -128,6 +117,18 @@ def infer_contract(
         max_bad_share=max_bad_share,
         duplicate_rows="reject" if unique_rows else "allow",
     )
+
+
+def _roles(single: dict[str, str | None], many: dict[str, Sequence[str]]) -> dict[str, Role]:
+    """The role of every column named for one: {column: role}, later roles winning."""
+    roles: dict[str, Role] = {}
+    for role, col_name in single.items():
+        if col_name is not None:
+            roles[col_name] = cast(Role, role)
+    for role, names in many.items():
+        for col_name in names:
+            roles[col_name] = cast(Role, role)
+    return roles
 
 
 def _infer_column(

@@ -27,7 +27,6 @@ TASKS = ("classification", "regression")
 Section = Mapping[str, Any]
 """A section of the report as JSON (read-only)."""
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,26 +121,26 @@ class EvaluationReport:
     features: tuple[str, ...]
     target: str | None = None
     estimator: str | None = None
-    params: Section = _EMPTY
+    params: Section = field(default_factory=dict)
     categorical: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
-    split: Section = _EMPTY
-    metrics: Section = _EMPTY
-    train_metrics: Section = _EMPTY
-    overfit: Section = _EMPTY
+    split: Section = field(default_factory=dict)
+    metrics: Section = field(default_factory=dict)
+    train_metrics: Section = field(default_factory=dict)
+    overfit: Section = field(default_factory=dict)
     calibration: Any = None
-    segments: Section = _EMPTY
-    fairness: Section = _EMPTY
+    segments: Section = field(default_factory=dict)
+    fairness: Section = field(default_factory=dict)
     reference: Section | None = None
     fit_warnings: tuple[str, ...] = ()
     artifact_format: str | None = None
-    explanations: Section = _EMPTY
-    runtime: Section = _EMPTY
+    explanations: Section = field(default_factory=dict)
+    runtime: Section = field(default_factory=dict)
     vs_production: Section | None = None
     gates: tuple[GateResult, ...] = ()
     evaluated: bool | None = None
     note: str | None = None
-    extra: Section = field(default=_EMPTY)
+    extra: Section = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
