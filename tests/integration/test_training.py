@@ -244,7 +244,7 @@ def test_batch_scoring_refuses_bad_rows_to_a_side_file(
 
     result = score_file("fraud@1", src, tmp_path / "out.csv", models=ms, chunk_rows=64)
 
-    assert (result["rows_in"], result["rows_scored"], result["rows_refused"]) == (200, 199, 1)
+    assert (result.rows_in, result.rows_scored, result.rows_refused) == (200, 199, 1)
     out = pl.read_csv(tmp_path / "out.csv")
     assert {"transaction_id", "prediction", "p_0", "p_1"} <= set(out.columns)
     refused = pl.read_csv(tmp_path / "out.refused.csv")
@@ -262,9 +262,9 @@ def test_onnx_parity(
 
     report = export_onnx("fraud@1", tmp_path / "m.onnx", models=ms, datasets=ds)
 
-    assert report["parity_max_abs_diff"] <= 1e-5
-    assert report["rows"] > 100
-    assert (tmp_path / "m.onnx").stat().st_size == report["bytes"]
+    assert report.parity_max_abs_diff <= 1e-5
+    assert report.rows > 100
+    assert (tmp_path / "m.onnx").stat().st_size == report.bytes
 
 
 def test_onnx_exports_histgradientboosting_with_parity(
@@ -276,8 +276,8 @@ def test_onnx_exports_histgradientboosting_with_parity(
 
     report = export_onnx("fraud@1", tmp_path / "m.onnx", models=ms, datasets=ds)
 
-    assert report["parity_max_abs_diff"] <= 1e-5
-    assert report["rows"] > 100
+    assert report.parity_max_abs_diff <= 1e-5
+    assert report.rows > 100
 
 
 def test_regression_task(stores: tuple[DatasetStore, ModelStore]) -> None:

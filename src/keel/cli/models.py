@@ -211,10 +211,10 @@ def export_cmd(
 
     report = export_onnx(ref, output, models=open_models(), datasets=open_datasets(), fmt=fmt)
     if as_json:
-        print_json(report)
+        print_json(report.to_json())
         return
     console.print(
-        f"Wrote {output} ({report['bytes']} bytes); parity on {report['rows']} holdout rows: largest |Δp| = {report['parity_max_abs_diff']:.2e}"
+        f"Wrote {output} ({report.bytes} bytes); parity on {report.rows} holdout rows: largest |Δp| = {report.parity_max_abs_diff:.2e}"
     )
 
 

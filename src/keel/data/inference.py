@@ -9,7 +9,14 @@ from typing import Any, cast
 
 import polars as pl
 
-from keel.data.contract import Anonymize, Column, ColumnType, Contract, Role
+from keel.data.contract import (
+    DEFAULT_MISSING_MARKERS,
+    Anonymize,
+    Column,
+    ColumnType,
+    Contract,
+    Role,
+)
 from keel.data.datetimes import iso_datetime
 from keel.data.pii import FORMAT_PATTERNS, detect_pii
 from keel.data.sources import read_source
@@ -96,12 +103,11 @@ def infer_contract(
     if unknown:
         msg = f"Column(s) {unknown} named for a role are not in {name!r}; its columns are {df.columns}."
         raise ContractError(msg)
-    markers = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
     columns = tuple(
         _infer_column(
             df.get_column(c),
             roles.get(c, "feature"),
-            markers=markers,
+            markers=DEFAULT_MISSING_MARKERS,
             tolerance=tolerance,
             max_categories=max_categories,
         )

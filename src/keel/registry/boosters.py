@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -431,16 +430,6 @@ def check_lightgbm_trees(booster: Any, n_features: int) -> None:
         return  # categorical splits: the library alone answers for them
     for tree in trees:
         _check_tree(tree, n_features, "LightGBM")
-
-
-def sigmoid32(x: np.ndarray) -> np.ndarray:
-    """XGBoost's logistic transform in float32."""
-    one = np.float32(1.0)
-    return np.asarray(one / (one + np.exp(-x.astype(np.float32))), dtype=np.float32)
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 def booster_trees(model: Any) -> tuple[list[PlainTree], ForestFacts] | None:

@@ -152,8 +152,3 @@ class AliasMove(AuditEvent):
 
 def _version_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
-
-
-def events_json(events: list[AuditEvent]) -> list[dict[str, Any]]:
-    """The JSON of a list of events, for an edge."""
-    return [e.to_json() for e in events]

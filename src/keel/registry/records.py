@@ -7,12 +7,27 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from keel.registry.serialization import FORMAT
-from keel.store import as_utc
+from keel.store import ConfigError, as_utc
+
+
+def _refuse(kind: str, name: str, value: Any, expected: str) -> None:
+    msg = f"{kind} field {name!r} is {value!r}; expected {expected}."
+    raise ConfigError(msg)
+
+
+def _check_version(kind: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _refuse(kind, "version", value, "a version number (a whole number from 1)")
 
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One immutable registered model version."""
+    """One immutable registered model version.
+
+    `spec`, `evaluation` and `lineage` are the JSON of the version's stored columns; the
+    training layer gives them meaning (`keel.train.report_of(version)` reads the evaluation
+    as a typed `EvaluationReport`).
+    """
 
     name: str
     version: int
@@ -28,6 +43,14 @@ class ModelVersion:
     lineage: dict[str, Any]
     card_sha256: str | None
     aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_version("ModelVersion", self.version)
+        if not isinstance(self.created_at, dt.datetime) or self.created_at.tzinfo is None:
+            _refuse("ModelVersion", "created_at", self.created_at, "a timezone-aware datetime")
+        for name in ("spec", "evaluation", "lineage"):
+            if not isinstance(getattr(self, name), dict):
+                _refuse("ModelVersion", name, getattr(self, name), "a JSON object (dict)")
 
     @property
     def ref(self) -> str:
@@ -70,6 +93,14 @@ class AliasState:
     version: int
     weight: float | None
     revision: int
+
+    def __post_init__(self) -> None:
+        _check_version("AliasState", self.version)
+        weight = self.weight
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1
+        ):
+            _refuse("AliasState", "weight", weight, "None or a share of traffic in (0, 1]")
 
 
 def version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:

@@ -28,7 +28,6 @@ Section = Mapping[str, Any]
 """A section of the report as JSON (read-only)."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class GateResult:
     """One gate's verdict, with the value that decided it."""

@@ -7,7 +7,7 @@ to a side file with the rule and the reason, never silently dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,35 @@ from keel.train.report import report_of
 ProgressCallback = Callable[[int, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """What a batch scoring did: rows in, scored and refused, and where they went."""
+
+    model: str
+    rows_in: int
+    rows_scored: int
+    rows_refused: int
+    output: str
+    refused_output: str | None
+
+    def __post_init__(self) -> None:
+        counts = (self.rows_in, self.rows_scored, self.rows_refused)
+        if self.rows_in != self.rows_scored + self.rows_refused or min(counts) < 0:
+            msg = f"ScoreResult counts {counts} (in, scored, refused); expected in = scored + refused, none negative."
+            raise ValueError(msg)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON of `keel predict --json`."""
+        return {
+            "model": self.model,
+            "rows_in": self.rows_in,
+            "rows_scored": self.rows_scored,
+            "rows_refused": self.rows_refused,
+            "output": self.output,
+            "refused_output": self.refused_output,
+        }
+
+
 def score_file(
     ref: str,
     source: str | Path,
@@ -31,7 +60,7 @@ def score_file(
     models: ModelStore,
     chunk_rows: int = 50_000,
     on_progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
+) -> ScoreResult:
     """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`)."""
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
@@ -78,14 +107,14 @@ def score_file(
     n_refused = sum(r.height for r in refused)
     if refused:
         _write(pl.concat(refused, how="diagonal"), side)
-    return {
-        "model": version.ref,
-        "rows_in": total,
-        "rows_scored": result.height,
-        "rows_refused": n_refused,
-        "output": str(output),
-        "refused_output": str(side) if refused else None,
-    }
+    return ScoreResult(
+        model=version.ref,
+        rows_in=total,
+        rows_scored=result.height,
+        rows_refused=n_refused,
+        output=str(output),
+        refused_output=str(side) if refused else None,
+    )
 
 
 def _refused(chunk: pl.DataFrame, report: ValidationReport, start: int) -> pl.DataFrame:
