@@ -12,9 +12,9 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+from keel._frozen import freeze, thaw
 from keel.store import ConfigError, as_utc
 
 
@@ -71,7 +71,7 @@ class AuditEvent:
             if not _is_version(getattr(self, name)):
                 _refuse(kind, name, getattr(self, name), "a version number from 1, or None")
         object.__setattr__(self, "time", as_utc(self.time))
-        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+        object.__setattr__(self, "details", freeze(self.details))
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AuditEvent:
@@ -88,10 +88,6 @@ class AuditEvent:
             version=_version_or_none(details.get("version")),
             from_version=_version_or_none(details.get("from_version")),
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # read-only mappings do not pickle; an event crosses processes as its JSON
-        return (type(self).from_json, (self.to_json(),))
 
     @property
     def weight(self) -> float | None:
@@ -110,7 +106,7 @@ class AuditEvent:
             "from_version": self.from_version,
             "actor": self.actor,
             "reason": self.reason,
-            "details": dict(self.details),
+            "details": thaw(self.details),
         }
 
     @classmethod

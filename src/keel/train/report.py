@@ -8,17 +8,18 @@ and it is stored with the model version. The registry keeps it as JSON in the ve
 this version does not know are kept in `extra` and written back unchanged).
 
 The sections the report holds (metrics with intervals, segments, fairness, the reference
-profile, explanations, the runtime profile) are read-only JSON mappings, as
-`keel.train.metrics`, `keel.train.segments` and friends produce them.
+profile, explanations, the runtime profile) are read-only JSON objects (`keel._frozen`), as
+`keel.train.metrics`, `keel.train.segments` and friends produce them: JSON encoders take them
+as they are, and changing one raises TypeError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+from keel._frozen import freeze, thaw
 from keel.registry import ModelVersion
 from keel.store import ConfigError
 
@@ -71,7 +72,7 @@ def _frozen(name: str, value: Any, *, optional: bool = False) -> Mapping[str, An
         return None
     if not isinstance(value, Mapping):
         _refuse(name, value, "a mapping" + (" or None" if optional else ""))
-    return MappingProxyType(dict(value))
+    return freeze(value)  # type: ignore[no-any-return]
 
 
 def _check_metrics(name: str, metrics: Mapping[str, Any]) -> None:
@@ -163,10 +164,6 @@ class EvaluationReport:
             _refuse("gates", gates, "a list of GateResult")
         object.__setattr__(self, "gates", tuple(gates))
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # read-only mappings do not pickle; a report crosses processes as its JSON
-        return (EvaluationReport.from_json, (self.to_json(),))
-
     def metric(self, name: str) -> float | None:
         """The holdout value of one metric (None when it was not or could not be measured)."""
         entry = self.metrics.get(name)
@@ -186,13 +183,13 @@ class EvaluationReport:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            out[name] = _plain(value)
+            out[name] = thaw(value)
         if self.evaluated is not None:
             out["evaluated"] = self.evaluated
         if self.note is not None:
             out["note"] = self.note
         out["gates"] = [g.to_dict() for g in self.gates]
-        out.update(_plain(self.extra))
+        out.update(thaw(self.extra))
         return out
 
     @classmethod
@@ -227,15 +224,6 @@ def _gate(entry: Any) -> GateResult:
         low=entry.get("low"),
         high=entry.get("high"),
     )
-
-
-def _plain(value: Any) -> Any:
-    """Read-only mappings and tuples back to JSON's dicts and lists."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def report_of(version: ModelVersion) -> EvaluationReport:

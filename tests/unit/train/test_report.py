@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from keel.store import ConfigError
@@ -94,6 +95,13 @@ class TestRoundTrip:
 
         assert text(pickle.loads(pickle.dumps(report)).to_json()) == text(report.to_json())
 
+    def test_sections_encode_as_json_as_they_are(self) -> None:
+        """A section goes to a JSON encoder (an audit event's figures, an HTTP answer) as is."""
+        report = EvaluationReport.from_json(stored())
+
+        assert orjson.loads(orjson.dumps(report.runtime)) == stored()["runtime"]
+        assert json.loads(json.dumps(report.split)) == stored()["split"]
+
     def test_is_frozen(self) -> None:
         """Neither the report nor its sections can be changed after it is built."""
         report = EvaluationReport.from_json(stored())
@@ -102,6 +110,8 @@ class TestRoundTrip:
             report.task = "regression"  # type: ignore[misc]
         with pytest.raises(TypeError):
             report.metrics["roc_auc"] = {"value": 1.0}  # type: ignore[index]
+        with pytest.raises(TypeError):
+            report.metrics["roc_auc"]["value"] = 1.0  # nested objects are frozen too
 
 
 class TestValidation:
