@@ -64,6 +64,7 @@ from keel.monitor.report import (
 from keel.monitor.service import latency_quantile
 from keel.registry import ModelStore, says_something
 from keel.store import ConfigError, KeelError, Settings
+from keel.train import report_of
 
 log = logging.getLogger("keel.dashboard")
 
@@ -451,7 +452,7 @@ class Dashboard:
         )
 
     async def card(self, request: Request, viewer: Viewer) -> Response:
-        from keel.train import render_card_html, report_of
+        from keel.train import render_card_html
 
         name, version = request.path_params["name"], request.path_params["version"]
         try:
@@ -509,15 +510,15 @@ class Dashboard:
         features = orjson.loads(row["features"])
         shap: dict[str, float] = {}
         v, pipeline = self.models.load(f"{name}@{row['version']}")
-        ev = v.evaluation
-        bg = (ev.get("explanations") or {}).get("background")
+        ev = report_of(v)
+        bg = ev.explanations.get("background")
         if bg:
             import pandas as pd
 
             from keel.train.explain import shap_values
 
-            feats = list(ev["features"])
-            cats = set(ev.get("categorical", []))
+            feats = list(ev.features)
+            cats = set(ev.categorical)
             x = pd.DataFrame(
                 {
                     f: ["" if features.get(f) is None else str(features.get(f))]

@@ -16,7 +16,7 @@ from keel.monitor.performance import estimate_binary
 from keel.monitor.service import ModelStatus, Monitor
 from keel.registry import AliasMove, ModelStore
 from keel.store import GateFailedError, KeelError, Settings
-from keel.train import promote, rollback
+from keel.train import promote, report_of, rollback
 from keel.train.metrics import LOWER_IS_BETTER
 
 ACTOR = "loop"
@@ -216,8 +216,7 @@ class Loop:
                 base = sum(prev_live) / len(prev_live)
                 evidence["baseline"] = "previous version's live windows"
             else:
-                held = self.models.get(f"{name}@{previous}").evaluation.get("metrics", {})
-                base = (held.get(metric) or {}).get("value")
+                base = report_of(self.models.get(f"{name}@{previous}")).metric(metric)
                 evidence["baseline"] = "previous version's holdout"
             # an ONNX graph imported without data has no holdout figure to compare with
             if base is not None:
@@ -237,8 +236,8 @@ class Loop:
             w.estimated.get(metric) for w in prev_windows if w.estimated.get(metric) is not None
         ]
         if not est_prev:  # it never served a whole window: its holdout scores say what to expect
-            ev_prev = self.models.get(f"{name}@{previous}").evaluation
-            scores = ((ev_prev.get("reference") or {}).get("output") or {}).get("scores")
+            ref_prev = report_of(self.models.get(f"{name}@{previous}")).reference or {}
+            scores = (ref_prev.get("output") or {}).get("scores")
             if scores:
                 est_prev = [estimate_binary(scores).get(metric)]
                 evidence["previous_estimated_from"] = "holdout scores"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from keel.monitor.performance import (
 from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, latest_window, merge, read_windows
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
+from keel.train import EvaluationReport, report_of
 from keel.train.metrics import LOWER_IS_BETTER
 
 
@@ -155,7 +157,7 @@ class Monitor:
         return dataclasses.replace(self.drift_config, min_rows=rows)
 
     def _window_status(
-        self, w: Window, reference: dict[str, Any], now: dt.datetime, config: DriftConfig
+        self, w: Window, reference: Mapping[str, Any], now: dt.datetime, config: DriftConfig
     ) -> WindowStatus:
         report = compare_profiles(reference, w.profile, config)
         features = [c for c in report.columns if c.name != "__output__"]
@@ -209,10 +211,10 @@ class Monitor:
         if prod is None:
             return ModelStatus(name, None, "", "", {})
         version = self.models.get(f"{name}@{prod.version}")
-        ev = version.evaluation
-        task = ev.get("task", "classification")
+        ev = report_of(version)
+        task = ev.task
         metric = primary_metric(task)
-        reference = ev.get("reference") or {"columns": {}}
+        reference = ev.reference or {"columns": {}}
         since = self._since(name, now, lookback_windows)
         status = ModelStatus(
             name,
@@ -231,7 +233,7 @@ class Monitor:
             root = self.settings.resolved_artifacts
             preds = read_log(root, "predictions", name, since.date(), columns=MONITORED)
             feedback = read_log(root, "feedback", name, since.date())
-            classes = [str(c) for c in ev.get("classes", [])]
+            classes = list(ev.classes)
             status.live = live_performance(
                 preds.filter(preds["role"] != "shadow"),
                 feedback,
@@ -280,7 +282,7 @@ class Monitor:
         answered: Any,
         feedback: Any,
         classes: list[str],
-        evaluation: dict[str, Any],
+        evaluation: EvaluationReport,
         since: dt.datetime,
     ) -> None:
         """Live and estimated performance per segment of the production version."""
@@ -310,7 +312,7 @@ class Monitor:
             if w.segment:
                 acc = estimated.get(w.segment)
                 estimated[w.segment] = w.profile if acc is None else merge(acc, w.profile)
-        trained = (evaluation.get("segments") or {}).get("groups") or {}
+        trained = evaluation.segments.get("groups") or {}
         for segment, part in answered.filter(answered["segment"].is_not_null()).group_by(
             "segment", maintain_order=True
         ):
@@ -394,11 +396,11 @@ class Monitor:
                     merged[key] = Window(
                         key[1], sources[key].window_s, w.version, role, "", w.rows, w.profile
                     )
-            references: dict[int, dict[str, Any]] = {}
+            references: dict[int, Mapping[str, Any]] = {}
             for key, w in merged.items():
                 if w.version not in references:
-                    ev = self.models.get(f"{name}@{w.version}").evaluation
-                    references[w.version] = ev.get("reference") or {"columns": {}}
+                    ev = report_of(self.models.get(f"{name}@{w.version}"))
+                    references[w.version] = ev.reference or {"columns": {}}
                 fresh[key] = self._window_status(w, references[w.version], now, drift_config)
             if self.settings.summaries:
                 summaries.store(

@@ -203,9 +203,10 @@ class EvaluationReport:
         if not isinstance(data, Mapping):
             _refuse("(the report)", data, "a JSON object")
         known = {k: data[k] for k in _FIELDS if k in data and data[k] is not None}
-        for name in ("task", "features"):
-            if name not in known:
-                _refuse(name, data.get(name), "present in every report keel stores")
+        # every reader of the stored column took a missing task as classification
+        known.setdefault("task", "classification")
+        if "features" not in known:
+            _refuse("features", data.get("features"), "present in every report keel stores")
         known["gates"] = tuple(_gate(g) for g in data.get("gates") or [])
         extra = {k: v for k, v in data.items() if k not in _FIELDS and k != "extra"}
         return cls(**known, extra=extra)

@@ -141,10 +141,14 @@ class TestValidation:
                 }
             )
 
-    def test_a_stored_column_without_task_is_refused(self) -> None:
+    def test_a_stored_column_without_features_is_refused(self) -> None:
         """A column that is not a report keel wrote says which field is missing."""
-        with pytest.raises(ConfigError, match=r"field 'task' is None; expected present"):
-            EvaluationReport.from_json({"features": ["x"]})
+        with pytest.raises(ConfigError, match=r"field 'features' is None; expected present"):
+            EvaluationReport.from_json({"auc": 0.9})
+
+    def test_a_stored_column_without_task_is_a_classifier(self) -> None:
+        """As every reader of the column did before, a missing task means classification."""
+        assert EvaluationReport.from_json({"features": ["x"]}).task == "classification"
 
     def test_a_section_that_is_not_a_mapping_is_refused(self) -> None:
         """Sections are JSON objects; a list where one belongs is named."""
