@@ -12,13 +12,13 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from keel._frozen import freeze, thaw
 from keel.store import ConfigError, as_utc
 
 
-def _refuse(cls: str, name: str, value: Any, expected: str) -> None:
+def _refuse(cls: str, name: str, value: Any, expected: str) -> NoReturn:
     msg = f"{cls} field {name!r} is {value!r}; expected {expected}."
     raise ConfigError(msg)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from keel.registry.serialization import FORMAT
 from keel.store import ConfigError, as_utc
 
 
-def _refuse(kind: str, name: str, value: Any, expected: str) -> None:
+def _refuse(kind: str, name: str, value: Any, expected: str) -> NoReturn:
     msg = f"{kind} field {name!r} is {value!r}; expected {expected}."
     raise ConfigError(msg)
 

@@ -15,9 +15,10 @@ as they are, and changing one raises TypeError.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from keel._frozen import freeze, thaw
 from keel.registry import ModelVersion
@@ -42,6 +43,20 @@ class GateResult:
     low: float | None = None
     high: float | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.passed, bool):
+            msg = f"GateResult field 'passed' is {self.passed!r}; expected true or false."
+            raise ConfigError(msg)
+        for name in ("value", "threshold", "low", "high"):
+            v = getattr(self, name)
+            if (v is not None or name == "threshold") and (
+                isinstance(v, bool) or not isinstance(v, numbers.Real)
+            ):
+                msg = f"GateResult field {name!r} is {v!r}; expected a number" + (
+                    "." if name == "threshold" else " or None."
+                )
+                raise ConfigError(msg)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -52,7 +67,7 @@ class GateResult:
         return f"gate '{self.name}': {got}" + (f" ({self.note})" if self.note else "")
 
 
-def _refuse(name: str, value: Any, expected: str) -> None:
+def _refuse(name: str, value: Any, expected: str) -> NoReturn:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     msg = f"EvaluationReport field {name!r} is {shown}; expected {expected}."
@@ -79,7 +94,7 @@ def _check_metrics(name: str, metrics: Mapping[str, Any]) -> None:
     for metric, entry in metrics.items():
         value = entry.get("value", 0.0) if isinstance(entry, Mapping) else entry
         if not isinstance(entry, Mapping) or not (
-            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+            value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool))
         ):
             _refuse(f"{name}.{metric}", entry, "{'value': number or None, 'low': ..., 'high': ...}")
 

@@ -154,3 +154,16 @@ class TestValidation:
         """Sections are JSON objects; a list where one belongs is named."""
         with pytest.raises(ConfigError, match=r"field 'runtime' is \[1, 2\]; expected a mapping"):
             EvaluationReport(task="regression", features=(), runtime=[1, 2])  # type: ignore[arg-type]
+
+
+class TestGateResult:
+    def test_a_verdict_that_is_not_a_boolean_is_refused(self) -> None:
+        """`passed` is true or false, never a word."""
+        with pytest.raises(ConfigError, match=r"GateResult field 'passed' is 'yes'; expected true"):
+            GateResult("holdout.roc_auc >= 0.8", 0.9, 0.8, ">=", "yes")  # type: ignore[arg-type]
+
+    def test_a_threshold_that_is_not_a_number_is_refused(self) -> None:
+        """The threshold is a number; the value may be None (not measured)."""
+        assert GateResult("runtime.p99_ms <= 5", None, 5, "<=", False).value is None
+        with pytest.raises(ConfigError, match=r"field 'threshold' is '5'; expected a number\."):
+            GateResult("runtime.p99_ms <= 5", None, "5", "<=", False)  # type: ignore[arg-type]
