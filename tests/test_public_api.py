@@ -53,10 +53,10 @@ def test_train_exports() -> None:
     import keel.train
 
     assert sorted(keel.train.__all__) == [
-        "Candidate", "FailedCandidate", "GateResult", "PromotionRefusedError", "Split",
-        "TrainResult", "TrainSpec", "check_gates", "load_spec",
+        "Candidate", "EvaluationReport", "FailedCandidate", "GateResult", "PromotionRefusedError",
+        "Split", "TrainResult", "TrainSpec", "check_gates", "load_spec",
         "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
-        "render_card_markdown", "rollback", "spec_from_dict", "train",
+        "render_card_markdown", "report_of", "rollback", "spec_from_dict", "train",
     ]  # fmt: skip
 
 

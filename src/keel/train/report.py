@@ -107,7 +107,8 @@ class EvaluationReport:
         task: "classification" or "regression".
         features: the input columns, in the model's order.
         target: the label column (None for an imported graph whose contract names none).
-        estimator: the estimator's name ("hist_gradient_boosting", "onnx", ...).
+        estimator: the estimator as the spec names it
+            ("sklearn.linear_model.LogisticRegression", "onnx", ...).
         params: the estimator's parameters as the spec gave them.
         categorical: the features encoded as categories.
         classes: the class labels as text, the positive class last (empty for regression).
@@ -170,6 +171,8 @@ class EvaluationReport:
             object.__setattr__(self, name, _frozen(name, getattr(self, name)))
         for name in ("reference", "vs_production"):
             object.__setattr__(self, name, _frozen(name, getattr(self, name), optional=True))
+        object.__setattr__(self, "extra", _frozen("extra", self.extra))
+        object.__setattr__(self, "calibration", freeze(self.calibration))
         _check_metrics("metrics", self.metrics)
         _check_metrics("train_metrics", self.train_metrics)
         if self.evaluated is not None and not isinstance(self.evaluated, bool):
