@@ -18,10 +18,9 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from keel._frozen import freeze, thaw
-from keel.registry import ModelVersion
 from keel.store import ConfigError
 
 TASKS = ("classification", "regression")
@@ -245,8 +244,15 @@ def _gate(entry: Any) -> GateResult:
     )
 
 
-def report_of(version: ModelVersion) -> EvaluationReport:
-    """The evaluation report stored with a model version."""
+class StoredEvaluation(Protocol):
+    """What holds a stored report: a model version (`keel.registry.ModelVersion`)."""
+
+    @property
+    def evaluation(self) -> Mapping[str, Any]: ...
+
+
+def report_of(version: StoredEvaluation) -> EvaluationReport:
+    """The evaluation report stored with a model version (`keel.registry.ModelVersion`)."""
     return EvaluationReport.from_json(version.evaluation)
 
 
