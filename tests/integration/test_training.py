@@ -358,7 +358,7 @@ def test_multiclass_and_group_split(stores: tuple[DatasetStore, ModelStore]) -> 
     assert c.report.classes == ("high", "low", "mid")
     assert set(c.report.metrics) == {"roc_auc", "log_loss", "accuracy", "f1"}
     shops = frame["shop"].to_numpy()
-    from keel.train.trainer import prepare
+    from keel.train.prepare import prepare
 
     prep = prepare(ds.load(ref), contract, s)
     assert not set(shops[prep.train_idx]) & set(shops[prep.test_idx])
