@@ -50,7 +50,7 @@ def build(home: Path, days: int, features: int) -> None:
     from keel.monitor.profiles import ProfileSpec, stored, update_columns
     from keel.registry import ModelStore
     from keel.store import ArtifactStore, Database, tables
-    from keel.train import spec_from_dict, train
+    from keel.train import report_of, spec_from_dict, train
 
     marker = home / f"built-{days}-{features}-stored"  # profiles as serving stores them
     if marker.exists():
@@ -78,7 +78,7 @@ def build(home: Path, days: int, features: int) -> None:
     )
     train([spec], ref, datasets=ds, models=ms, register="wide")
     ms.set_alias("wide", "production", 1)
-    pspec = ProfileSpec.from_evaluation(ms.get("wide@1").evaluation)
+    pspec = ProfileSpec.from_evaluation(report_of(ms.get("wide@1")))
     t = tables.window_profiles
     hours = days * 24
     with Progress() as progress:

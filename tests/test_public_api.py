@@ -64,7 +64,7 @@ def test_registry_exports() -> None:
     import keel.registry
 
     assert sorted(keel.registry.__all__) == [
-        "ALIASES", "AliasState", "ArtifactFormat", "BOOSTER_CLASSES", "FORMATS", "ModelStore",
+        "ALIASES", "AliasMove", "AliasState", "ArtifactFormat", "AuditEvent", "BOOSTER_CLASSES", "FORMATS", "ForestFacts", "ModelStore",
         "ModelVersion", "OnnxClassifier", "OnnxModel", "REVIEWED_TYPES", "ResolvedVersion", "SavedModel", "booster_trees",
         "check_alias", "check_model_contents", "check_model_name", "check_move", "check_reason",
         "check_storable", "dump_model", "load_container", "load_model", "load_onnx", "save_model",
@@ -77,10 +77,10 @@ def test_train_exports() -> None:
     import keel.train
 
     assert sorted(keel.train.__all__) == [
-        "Candidate", "FailedCandidate", "GateResult", "PromotionRefusedError", "Split",
-        "TrainResult", "TrainSpec", "check_gates", "load_spec",
+        "Candidate", "EvaluationReport", "FailedCandidate", "GateResult", "PromotionRefusedError",
+        "Split", "TrainResult", "TrainSpec", "check_gates", "load_spec",
         "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
-        "render_card_markdown", "rollback", "spec_from_dict", "train",
+        "render_card_markdown", "report_of", "rollback", "spec_from_dict", "train",
     ]  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -10,7 +10,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:  # importing keel.train loads scikit-learn and SHAP: only when training
     from keel.data import Contract, DatasetVersion, ValidationReport
-    from keel.train import TrainResult
+    from keel.train import EvaluationReport, TrainResult
 
 console = Console(highlight=False)
 
@@ -132,15 +132,15 @@ def print_train_result(result: TrainResult) -> None:
     ):
         table.add_column(head)
     for c in result.candidates:
-        e = c.report["metrics"][m]
-        rt = c.report["runtime"]
+        e = c.report.metrics[m]
+        rt = c.report.runtime
         verdict = "[green]pass[/]" if c.passed else "[red]fail[/]"
         mark = " *" if c.spec.label in result.pareto else ""
         table.add_row(
             c.spec.label + mark,
             _fmt(e["value"]),
             f"{_fmt(e['low'])}..{_fmt(e['high'])}",
-            _fmt(c.report["overfit"].get(m)),
+            _fmt(c.report.overfit.get(m)),
             f"{rt['p50_ms']:.2f}",
             f"{rt['p99_ms']:.2f}",
             f"{rt['cost_per_million_usd']:.3g}",
@@ -171,14 +171,14 @@ def print_train_result(result: TrainResult) -> None:
     console.print(f"recommended: [bold]{result.recommended or 'none (no candidate passed)'}[/]")
 
 
-def _group_lines(report: dict[str, Any]) -> list[str]:
+def _group_lines(report: EvaluationReport) -> list[str]:
     """One line per segment or fairness column that has groups too small to judge."""
     lines = []
-    seg = report.get("segments") or {}
+    seg = report.segments
     if seg.get("not_judged"):
         groups = ", ".join(f"{g['group']} ({g['reason']})" for g in seg["not_judged"])
         lines.append(f"segments of {seg['column']!r} not judged: {groups}")
-    for col, fr in (report.get("fairness") or {}).items():
+    for col, fr in report.fairness.items():
         if fr.get("bands"):
             lines.append(
                 f"fairness on {col!r}: {len(fr['by_group'])} judged band(s) "

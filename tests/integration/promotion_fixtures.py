@@ -46,7 +46,7 @@ def fit_small(datasets: DatasetStore, dataset: str) -> Trained:
         }
     )
     (c,) = train([spec], dataset, datasets=datasets).candidates
-    evaluation = {**c.report, "gates": [g.to_dict() for g in c.gates]}
+    evaluation = c.report.to_json()
     return Trained(dataset, c.pipeline, c.spec.to_dict(), evaluation)
 
 

@@ -272,7 +272,7 @@ def test_forced_moves_are_audited_and_rollback_goes_through_the_same_path(
     assert [g["name"] for g in gated.json()["gates"]] == ["holdout.accuracy >= 0"]
     assert (canary.status_code, removed.status_code, back_again.status_code) == (200, 200, 200)
     assert [
-        (e["action"], e["alias"], e["version"], e["actor"], e["reason"], e["details"].get("forced"))
+        (e.action, e.alias, e.version, e.actor, e.reason, e.details.get("forced"))
         for e in history
     ] == [
         ("alias.set", "production", 2, "api", "incident 42", True),

@@ -40,10 +40,10 @@ def test_history_and_rollback_read_only_their_own_model(models: ModelStore) -> N
     history = models.history("m")
     audit = models.audit("m")
 
-    assert [(e["action"], e["version"]) for e in history] == [("alias.set", 1)]
-    assert {e["subject"] for e in audit} == {"model:m"}
+    assert [(e.action, e.version) for e in history] == [("alias.set", 1)]
+    assert {e.subject for e in audit} == {"model:m"}
     assert len(models.audit("m_x")) == 4  # two registrations, two moves
-    assert {e["subject"] for e in models.audit("m_x")} == {"model:m_x"}
+    assert {e.subject for e in models.audit("m_x")} == {"model:m_x"}
     with pytest.raises(ModelNotFoundError, match=r"no earlier production version"):
         models.rollback("m")
     assert models.get("m2@production").version == 2

@@ -123,7 +123,7 @@ def test_loaded_boosters_predict_explain_and_have_cards(trained: Any) -> None:
     home, result, contract = trained
     models = open_models(home)
     rows_frame = mroz_frame().head(40)
-    features = result.candidates[1].report["features"]
+    features = result.candidates[1].report.features
     x = to_pandas(rows_frame, features, contract)
     rows = [{f: r[f] for f in features} for r in rows_frame.iter_rows(named=True)]
 
@@ -188,7 +188,7 @@ def test_keel_serve_answers_equal_the_library(trained: Any) -> None:
     home, result, contract = trained
     models = open_models(home)
     frame = mroz_frame().slice(100, 25)
-    features = result.candidates[1].report["features"]
+    features = result.candidates[1].report.features
     rows = [{f: r[f] for f in features} for r in frame.iter_rows(named=True)]
     models.set_alias("inlf", "production", 2)
 
@@ -235,7 +235,7 @@ def test_integer_classes_are_encoded_for_xgboost_and_decoded_back(tmp_path: Path
     runtime = ModelRuntime.load(ms, ms.resolve("m@1"))
 
     assert result.failed == []
-    assert result.candidates[0].report["classes"] == ["1", "2"]
+    assert result.candidates[0].report.classes == ("1", "2")
     assert {str(p.prediction) for p in runtime.predict([dict.fromkeys(runtime.features)])} <= {
         "1",
         "2",
@@ -265,7 +265,7 @@ def test_types_trusted_by_the_setting_are_recorded_and_required_on_load(tmp_path
 
     assert version.lineage["extra_trusted_types"] == [name]
     assert version.trusted_types == [name]
-    assert trusting.audit("custom")[-1]["details"]["extra_trusted_types"] == [name]
+    assert trusting.audit("custom")[-1].details["extra_trusted_types"] == [name]
     assert trusting.load("custom@1")[1].func is _double
     with pytest.raises(
         UnsafeArtifactError, match=r"needs types keel does not trust: \['.*_double'\]"

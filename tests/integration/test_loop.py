@@ -168,12 +168,12 @@ def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) ->
     assert {"shadow", "promote", "rollback"} <= set(actions), story
     assert actions.index("shadow") < actions.index("promote") < actions.index("rollback")
     assert models.aliases("fraud")["production"].version != broken
-    history = [(e["actor"], e["action"]) for e in models.audit("fraud")]
+    history = [(e.actor, e.action) for e in models.audit("fraud")]
     assert ("loop", "loop.retrain") in history
     assert ("loop", "alias.rollback") in history
-    rollback = next(e for e in models.audit("fraud") if e["action"] == "alias.rollback")
-    assert "regressed" in rollback["reason"]
-    assert rollback["details"]["previous"] != broken
+    rollback = next(e for e in models.audit("fraud") if e.action == "alias.rollback")
+    assert "regressed" in rollback.reason
+    assert rollback.details["previous"] != broken
     alerts = AlertStore(world["db"]).list("fraud")  # type: ignore[arg-type]
     assert {"feature_drift", "rolled_back"} <= {a.rule for a in alerts}
     assert (Path(str(settings.home)) / "alerts.jsonl").read_text().count("\n") == len(alerts)

@@ -23,7 +23,7 @@ from keel.monitor import AlertStore
 from keel.monitor.profiles import ProfileSpec, update_columns
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database, Settings, tables
-from keel.train import spec_from_dict, train
+from keel.train import report_of, spec_from_dict, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -70,7 +70,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, ModelStore, DatasetStore]]
     )
     train([spec], ref, datasets=datasets, models=models, register="m")
     models.set_alias("m", "production", 1)
-    pspec = ProfileSpec.from_evaluation(models.get("m@1").evaluation)
+    pspec = ProfileSpec.from_evaluation(report_of(models.get("m@1")))
     rows = []
     for h in range(HOURS):
         profile = _profile(pspec, rng, 1.5 if h >= HOURS // 2 else 0.0)

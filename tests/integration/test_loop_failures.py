@@ -108,7 +108,7 @@ def test_a_crashing_retrain_leaves_production_and_alerts(
     assert "shadow" not in models.aliases("fraud")
     alerts = AlertStore(models.db).list("fraud")
     assert [a.rule for a in alerts] == ["retrain_failed"]
-    assert ("loop", "loop.retrain") in [(e["actor"], e["action"]) for e in models.audit("fraud")]
+    assert ("loop", "loop.retrain") in [(e.actor, e.action) for e in models.audit("fraud")]
 
 
 def test_a_hanging_retrain_is_stopped(registry: tuple[Settings, ModelStore, DatasetStore]) -> None:

@@ -40,10 +40,7 @@ def stores(home: tuple[Path, Trained], tmp_path: Path) -> tuple[DatasetStore, Mo
 
 
 def moves(models: ModelStore, name: str) -> list[tuple[str, str, int, bool | None]]:
-    return [
-        (e["action"], e["alias"], e["version"], e["details"].get("forced"))
-        for e in models.history(name)
-    ]
+    return [(e.action, e.alias, e.version, e.details.get("forced")) for e in models.history(name)]
 
 
 def test_a_failing_gate_is_refused_by_name_and_production_stays(
@@ -92,7 +89,7 @@ def test_force_needs_a_reason_and_is_audited(
 
     assert (state.version, checked) == (2, {})
     last = ms.history("m")[-1]
-    assert (last["actor"], last["reason"], last["details"]["forced"]) == (
+    assert (last.actor, last.reason, last.details["forced"]) == (
         "api",
         "incident 42",
         True,
@@ -110,7 +107,7 @@ def test_a_passing_recheck_is_audited_with_its_figures(
 
     _, checked = promote("m", 2, "production", models=ms, datasets=ds, reason="better")
 
-    details = ms.history("m")[-1]["details"]
+    details = ms.history("m")[-1].details
     assert details["forced"] is False
     assert [g["name"] for g in details["gates"]] == ["holdout.accuracy >= 0"]
     assert details["production_version"] == 1
@@ -212,7 +209,7 @@ def test_verify_runs_before_the_gates_and_the_move(
     assert seen == [("m", "production", 1), ("m", "production", 2), ("m", "production", 1)]
     assert ms.get("m@production").version == 1
     last = ms.history("m")[-1]
-    assert (last["action"], last["version"], last["from_version"], last["actor"]) == (
+    assert (last.action, last.version, last.from_version, last.actor) == (
         "alias.rollback", 1, 2, "cli",
     )  # fmt: skip
 
@@ -231,5 +228,5 @@ def test_the_moves_own_facts_win_over_a_callers_figures(
         numbers={"weight": 0.1, "version": 99, "error_rate": 0.0},
     )  # fmt: skip
 
-    details = ms.history("m")[-1]["details"]
+    details = ms.history("m")[-1].details
     assert (details["weight"], details["version"], details["error_rate"]) == (0.5, 1, 0.0)

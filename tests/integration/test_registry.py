@@ -74,11 +74,11 @@ def test_aliases_resolve_and_history_is_kept(models: ModelStore) -> None:
 
     assert models.get("m@production").version == 2
     assert models.get("m").version == 2
-    assert [(e["version"], e["from_version"], e["actor"], e["reason"]) for e in history] == [
+    assert [(e.version, e.from_version, e.actor, e.reason) for e in history] == [
         (1, None, "alice", "first"),
         (2, 1, "bob", "better"),
     ]
-    assert history[1]["details"]["roc_auc"] == 0.91
+    assert history[1].details["roc_auc"] == 0.91
     assert models.versions("m")[0].aliases == ("production",)
 
 
@@ -121,7 +121,7 @@ def test_two_processes_moving_one_alias(make_models: Callable[[], ModelStore]) -
 
     assert sorted(outcomes) == ["conflict", "won"]
     assert first.get("m@production").version in (2, 3)
-    assert len([e for e in first.history("m") if e["alias"] == "production"]) == 2
+    assert len([e for e in first.history("m") if e.alias == "production"]) == 2
 
 
 def test_rollback_walks_back_through_production(models: ModelStore) -> None:
@@ -137,7 +137,7 @@ def test_rollback_walks_back_through_production(models: ModelStore) -> None:
     assert models.get("m@production").version == 1
     with pytest.raises(ModelNotFoundError, match=r"no earlier production version"):
         models.rollback("m")
-    assert models.history("m")[-1]["action"] == "alias.rollback"
+    assert models.history("m")[-1].action == "alias.rollback"
 
 
 def test_canary_needs_a_weight_and_unknown_alias_is_refused(models: ModelStore) -> None:

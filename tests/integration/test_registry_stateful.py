@@ -206,7 +206,7 @@ class RegistryRules(RuleBasedStateMachine):
         self.aliases[name]["production"] = (version, None)
         self.stack[name].append(version)
         self.moves[name] += 1
-        assert self.ms.history(name)[-1]["details"]["forced"] is force
+        assert self.ms.history(name)[-1].details["forced"] is force
 
     @precondition(lambda self: bool(self._registered()))
     @rule(
@@ -287,8 +287,8 @@ class RegistryRules(RuleBasedStateMachine):
     def each_history_is_its_own_model_and_every_move(self) -> None:
         for name in self._registered():
             history = self.ms.history(name)
-            assert {e["subject"] for e in history} <= {f"model:{name}"}
-            assert {e["subject"] for e in self.ms.audit(name)} == {f"model:{name}"}
+            assert {e.subject for e in history} <= {f"model:{name}"}
+            assert {e.subject for e in self.ms.audit(name)} == {f"model:{name}"}
             assert len(history) == self.moves[name]  # refused moves leave no event
 
 
@@ -373,10 +373,7 @@ def test_two_processes_moving_production_at_once(registries: Registries) -> None
                 sorted((v, o) for _r, v, o in (results.get(timeout=60) for _ in range(2)))
             )
             audited.append(
-                [
-                    (e["action"], e["version"], e["from_version"], e["actor"])
-                    for e in ms.history("m")[mark:]
-                ]
+                [(e.action, e.version, e.from_version, e.actor) for e in ms.history("m")[mark:]]
             )
     finally:
         for p in procs:

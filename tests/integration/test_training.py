@@ -145,7 +145,7 @@ def test_segment_gate_stops_a_model_weak_on_one_segment(
 
     (c,) = result.candidates
     assert [g.passed for g in c.gates] == [True, False]
-    assert c.report["segments"]["worst"] == "c"
+    assert c.report.segments["worst"] == "c"
 
 
 def test_fairness_gate_stops_a_biased_model(stores: tuple[DatasetStore, ModelStore]) -> None:
@@ -195,7 +195,7 @@ def test_promotion_rechecks_gates_against_production(
     assert ms.get("fraud@production").version == 2
     ms.rollback("fraud", reason="experiment over")
     assert ms.get("fraud@production").version == 1
-    actions = [(e["action"], e["version"], e["reason"]) for e in ms.history("fraud")]
+    actions = [(e.action, e.version, e.reason) for e in ms.history("fraud")]
     assert actions == [
         ("alias.set", 1, "first"),
         ("alias.set", 2, "experiment"),
@@ -244,7 +244,7 @@ def test_batch_scoring_refuses_bad_rows_to_a_side_file(
 
     result = score_file("fraud@1", src, tmp_path / "out.csv", models=ms, chunk_rows=64)
 
-    assert (result["rows_in"], result["rows_scored"], result["rows_refused"]) == (200, 199, 1)
+    assert (result.rows_in, result.rows_scored, result.rows_refused) == (200, 199, 1)
     out = pl.read_csv(tmp_path / "out.csv")
     assert {"transaction_id", "prediction", "p_0", "p_1"} <= set(out.columns)
     refused = pl.read_csv(tmp_path / "out.refused.csv")
@@ -262,9 +262,9 @@ def test_onnx_parity(
 
     report = export_onnx("fraud@1", tmp_path / "m.onnx", models=ms, datasets=ds)
 
-    assert report["parity_max_abs_diff"] <= 1e-5
-    assert report["rows"] > 100
-    assert (tmp_path / "m.onnx").stat().st_size == report["bytes"]
+    assert report.parity_max_abs_diff <= 1e-5
+    assert report.rows > 100
+    assert (tmp_path / "m.onnx").stat().st_size == report.bytes
 
 
 def test_onnx_exports_histgradientboosting_with_parity(
@@ -276,8 +276,8 @@ def test_onnx_exports_histgradientboosting_with_parity(
 
     report = export_onnx("fraud@1", tmp_path / "m.onnx", models=ms, datasets=ds)
 
-    assert report["parity_max_abs_diff"] <= 1e-5
-    assert report["rows"] > 100
+    assert report.parity_max_abs_diff <= 1e-5
+    assert report.rows > 100
 
 
 def test_regression_task(stores: tuple[DatasetStore, ModelStore]) -> None:
@@ -313,12 +313,12 @@ def test_regression_task(stores: tuple[DatasetStore, ModelStore]) -> None:
 
     (c,) = result.candidates
     assert c.passed
-    assert c.report["task"] == "regression"
-    assert c.report["split"]["method"] == "random"
+    assert c.report.task == "regression"
+    assert c.report.split["method"] == "random"
     assert (
-        c.report["metrics"]["rmse"]["low"]
-        < c.report["metrics"]["rmse"]["value"]
-        < c.report["metrics"]["rmse"]["high"]
+        c.report.metrics["rmse"]["low"]
+        < c.report.metrics["rmse"]["value"]
+        < c.report.metrics["rmse"]["high"]
     )
 
 
@@ -355,10 +355,10 @@ def test_multiclass_and_group_split(stores: tuple[DatasetStore, ModelStore]) -> 
 
     (c,) = result.candidates
     assert c.passed
-    assert c.report["classes"] == ["high", "low", "mid"]
-    assert set(c.report["metrics"]) == {"roc_auc", "log_loss", "accuracy", "f1"}
+    assert c.report.classes == ("high", "low", "mid")
+    assert set(c.report.metrics) == {"roc_auc", "log_loss", "accuracy", "f1"}
     shops = frame["shop"].to_numpy()
-    from keel.train.trainer import prepare
+    from keel.train.prepare import prepare
 
     prep = prepare(ds.load(ref), contract, s)
     assert not set(shops[prep.train_idx]) & set(shops[prep.test_idx])

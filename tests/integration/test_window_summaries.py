@@ -22,7 +22,7 @@ from keel.monitor.drift import DriftConfig, compare_profiles
 from keel.monitor.profiles import ProfileSpec, merge, update_columns
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database, DriftSection, Settings, tables
-from keel.train import spec_from_dict, train
+from keel.train import report_of, spec_from_dict, train
 
 pytestmark = pytest.mark.integration
 START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -68,7 +68,7 @@ def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Settings, ModelSt
     )
     train([spec], ref, datasets=datasets, models=models, register="m")
     models.set_alias("m", "production", 1)
-    pspec = ProfileSpec.from_evaluation(models.get("m@1").evaluation)
+    pspec = ProfileSpec.from_evaluation(report_of(models.get("m@1")))
     rows = [
         _row(START + dt.timedelta(hours=h), _profile(pspec, rng, 0.4 if h >= 24 else 0.0))
         for h in range(HOURS)

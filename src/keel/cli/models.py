@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from keel.cli._common import JSON_OPTION, open_datasets, open_models, print_json
 from keel.render import console
+
+if TYPE_CHECKING:  # the command line imports the stores only when a command runs
+    from keel.registry import AuditEvent
 
 app = typer.Typer(
     help="The model registry: versions, aliases, cards, promotion, rollback.", no_args_is_help=True
@@ -54,11 +59,13 @@ def show_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Everything about a version: aliases, artifact and sha256, lineage, evaluation, gates."""
+    from keel.train import report_of
+
     v = open_models().get(ref)
     if as_json:
         print_json(v.to_dict())
         return
-    ev = v.evaluation
+    ev = report_of(v)
     console.print(
         f"[bold]{v.ref}[/]  created {v.created_at.isoformat()}  aliases: {', '.join(v.aliases) or '-'}"
     )
@@ -71,15 +78,11 @@ def show_cmd(
     console.print(f"  code      {v.lineage.get('code_revision') or 'unknown'}")
     console.print(f"  estimator {v.spec.get('estimator')} {v.spec.get('params') or ''}")
     metrics = "  ".join(
-        f"{m} {e['value']:.4f}"
-        for m, e in ev.get("metrics", {}).items()
-        if e.get("value") is not None
+        f"{m} {e['value']:.4f}" for m, e in ev.metrics.items() if e.get("value") is not None
     )
     console.print(f"  holdout   {metrics}")
-    for g in ev.get("gates", []):
-        console.print(
-            f"  gate      {g['name']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}"
-        )
+    for g in ev.gates:
+        console.print(f"  gate      {g.name}: {g.value} -> {'pass' if g.passed else 'FAIL'}")
 
 
 @app.command("history")
@@ -87,22 +90,26 @@ def history_cmd(name: str = typer.Argument(...), as_json: bool = JSON_OPTION) ->
     """Every alias move of a model."""
     events = open_models().history(name)
     if as_json:
-        print_json(events)
+        print_json([e.to_json() for e in events])
         return
     _events_table(events, f"alias history of {name!r}")
 
 
-def _events_table(events: list[dict[str, object]], title: str) -> None:
+def _events_table(events: Sequence[AuditEvent], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for head in ("time", "action", "alias", "version", "from", "actor", "reason"):
         table.add_column(head)
     for e in events:
-        table.add_row(
-            *(
-                str(e.get(k) if e.get(k) is not None else "-")
-                for k in ("time", "action", "alias", "version", "from_version", "actor", "reason")
-            )
+        shown = (
+            e.time.isoformat(),
+            e.action,
+            e.alias,
+            e.version,
+            e.from_version,
+            e.actor,
+            e.reason,
         )
+        table.add_row(*(str(v if v is not None else "-") for v in shown))
     console.print(table)
 
 
@@ -112,13 +119,12 @@ def card_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="card.md or card.html"),
 ) -> None:
     """Write a version's model card as Markdown or HTML."""
-    from keel.train import render_card_html, render_card_markdown
+    from keel.train import render_card_html, render_card_markdown, report_of
 
     store = open_models()
     v = store.get(ref)
-    ev = {k: val for k, val in v.evaluation.items() if k != "gates"}
     dataset = open_datasets().get(v.dataset_version).to_dict() if v.dataset_version else {}
-    args = (v.name, v.version, v.spec, ev, v.evaluation.get("gates", []), dataset)
+    args = (v.name, v.version, v.spec, report_of(v), dataset)
     output.write_text(
         render_card_html(*args)
         if output.suffix.lower() in (".html", ".htm")
@@ -205,10 +211,10 @@ def export_cmd(
 
     report = export_onnx(ref, output, models=open_models(), datasets=open_datasets(), fmt=fmt)
     if as_json:
-        print_json(report)
+        print_json(report.to_json())
         return
     console.print(
-        f"Wrote {output} ({report['bytes']} bytes); parity on {report['rows']} holdout rows: largest |Δp| = {report['parity_max_abs_diff']:.2e}"
+        f"Wrote {output} ({report.bytes} bytes); parity on {report.rows} holdout rows: largest |Δp| = {report.parity_max_abs_diff:.2e}"
     )
 
 
@@ -226,6 +232,7 @@ def import_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an ONNX graph trained elsewhere; it is served through onnxruntime."""
+    from keel.train import report_of
     from keel.train.onnx_import import import_onnx
 
     v = import_onnx(
@@ -241,15 +248,13 @@ def import_cmd(
     if as_json:
         print_json(v.to_dict())
         return
-    ev = v.evaluation
+    ev = report_of(v)
     shown = "  ".join(
-        f"{m} {e['value']:.4f}"
-        for m, e in ev.get("metrics", {}).items()
-        if e.get("value") is not None
+        f"{m} {e['value']:.4f}" for m, e in ev.metrics.items() if e.get("value") is not None
     )
     console.print(
-        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev['task']}, inputs {ev['features']}); "
-        + (f"holdout {shown}" if ev.get("evaluated") else "not evaluated (no --data)")
+        f"Registered {v.ref} (onnx, {v.artifact_size} bytes, {ev.task}, inputs {list(ev.features)}); "
+        + (f"holdout {shown}" if ev.evaluated else "not evaluated (no --data)")
     )
 
 
@@ -260,6 +265,6 @@ def audit_cmd(
     """The audit log: registrations, alias moves, ingests; who, when, why and the numbers."""
     events = open_models().audit(name)
     if as_json:
-        print_json(events)
+        print_json([e.to_json() for e in events])
         return
     _events_table(events, "audit log" + (f" of {name!r}" if name else ""))

@@ -39,12 +39,12 @@ def predict_cmd(
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
         return
     console.print(
-        f"{result['model']}: {result['rows_scored']} of {result['rows_in']} rows scored -> {output}"
+        f"{result.model}: {result.rows_scored} of {result.rows_in} rows scored -> {output}"
     )
-    if result["rows_refused"]:
+    if result.rows_refused:
         console.print(
-            f"{result['rows_refused']} rows refused by the contract -> {result['refused_output']}"
+            f"{result.rows_refused} rows refused by the contract -> {result.refused_output}"
         )

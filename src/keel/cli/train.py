@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -10,6 +11,9 @@ from rich.markup import escape
 from keel.cli._common import JSON_OPTION, err_console, open_datasets, open_models, print_json
 from keel.cli._progress import candidate_progress
 from keel.render import console, print_train_result
+
+if TYPE_CHECKING:  # importing keel.train loads scikit-learn: only when a command trains
+    from keel.train import TrainResult
 
 
 def train_cmd(
@@ -38,7 +42,7 @@ def train_cmd(
     only when no candidate passed (so with --register, nothing was registered).
     """
     from keel.store import load_settings
-    from keel.train import load_spec, render_card_html, render_card_markdown, train
+    from keel.train import load_spec, train
 
     specs = [load_spec(p) for p in spec]
     datasets = open_datasets()
@@ -60,21 +64,7 @@ def train_cmd(
     if plot is not None:
         _plot(result, plot)
     if card is not None and result.candidates:
-        chosen = next(
-            (c for c in result.candidates if c.spec.label == result.recommended),
-            result.candidates[0],
-        )
-        args = (
-            register or "candidate",
-            chosen.version,
-            chosen.spec.to_dict(),
-            chosen.report,
-            [g.to_dict() for g in chosen.gates],
-            datasets.get(data).to_dict(),
-        )
-        card.write_text(
-            render_card_html(*args) if card.suffix == ".html" else render_card_markdown(*args)
-        )
+        _write_card(result, card, register or "candidate", datasets.get(data).to_dict())
     if as_json:
         print_json(result.to_dict())
     else:
@@ -95,6 +85,20 @@ def train_cmd(
         raise typer.Exit(1)
 
 
+def _write_card(result: TrainResult, path: Path, name: str, dataset: dict[str, Any]) -> None:
+    """The card of the recommended candidate (the first when none is recommended)."""
+    from keel.train import render_card_html, render_card_markdown
+
+    chosen = next(
+        (c for c in result.candidates if c.spec.label == result.recommended),
+        result.candidates[0],
+    )
+    args = (name, chosen.version, chosen.spec.to_dict(), chosen.report, dataset)
+    path.write_text(
+        render_card_html(*args) if path.suffix == ".html" else render_card_markdown(*args)
+    )
+
+
 def _plot(result: object, path: Path) -> None:
     import matplotlib
 
@@ -111,7 +115,7 @@ def _plot(result: object, path: Path) -> None:
         (axes[1], "cost_per_million_usd", "cost of 1M predictions (USD)"),
     ):
         for c in result.candidates:
-            x, y = c.report["runtime"][key], c.report["metrics"][m]["value"]
+            x, y = c.report.runtime[key], c.metric(m)
             color = "tab:green" if c.passed else "tab:red"
             ax.scatter(
                 [x], [y], color=color, s=60, marker="o" if c.spec.label in result.pareto else "x"

@@ -255,7 +255,7 @@ class Dashboard:
         )
 
     async def card(self, request: Request, viewer: Viewer) -> Response:
-        from keel.train import render_card_html
+        from keel.train import render_card_html, report_of
 
         name, version = request.path_params["name"], request.path_params["version"]
         try:
@@ -275,8 +275,7 @@ class Dashboard:
             name,
             v.version,
             v.spec,
-            v.evaluation,
-            v.evaluation.get("gates", []),
+            report_of(v),
             dataset,
         )
         return HTMLResponse(text, headers={"Content-Security-Policy": CARD_CSP})

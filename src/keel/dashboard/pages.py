@@ -26,6 +26,7 @@ from keel.monitor.report import (
 from keel.monitor.service import latency_quantile
 from keel.registry import ModelStore
 from keel.store import NotFoundError, Settings
+from keel.train import report_of
 
 
 class PageData:
@@ -106,16 +107,16 @@ class PageData:
             charts["segments"] = spec
         timeline = []
         for e in reversed(audit):
-            details = e.get("details") or {}
+            details = dict(e.details)
             weight = details.get("weight")
             timeline.append(
                 {
-                    "time": str(e["time"])[:16],
-                    "actor": e["actor"],
-                    "action": e["action"],
-                    "alias": (e.get("alias") or "") + (f" ({weight:.0%})" if weight else ""),
-                    "version": "" if e.get("version") is None else f"v{e['version']}",
-                    "reason": e.get("reason") or "",
+                    "time": e.time.isoformat()[:16],
+                    "actor": e.actor,
+                    "action": e.action,
+                    "alias": (e.alias or "") + (f" ({weight:.0%})" if weight else ""),
+                    "version": "" if e.version is None else f"v{e.version}",
+                    "reason": e.reason or "",
                     "numbers": _numbers(details),
                 }
             )
@@ -155,15 +156,15 @@ class PageData:
         features = orjson.loads(row["features"])
         shap: dict[str, float] = {}
         v, pipeline = self.models.load(f"{name}@{row['version']}")
-        ev = v.evaluation
-        bg = (ev.get("explanations") or {}).get("background")
+        ev = report_of(v)
+        bg = ev.explanations.get("background")
         if bg:
             import pandas as pd
 
             from keel.train.explain import shap_values
 
-            feats = list(ev["features"])
-            cats = set(ev.get("categorical", []))
+            feats = list(ev.features)
+            cats = set(ev.categorical)
             x = pd.DataFrame(
                 {
                     f: ["" if features.get(f) is None else str(features.get(f))]

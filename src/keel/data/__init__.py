@@ -11,18 +11,18 @@ _NAMES = {
     "Anonymize": "keel.data.contract",
     "anonymize_frame": "keel.data.anonymization",
     "Column": "keel.data.contract",
-    "column_stats": "keel.data.versions",
+    "column_stats": "keel.data.dataset_version",
     "Contract": "keel.data.contract",
     "contract_from_dict": "keel.data.contract",
     "contract_from_yaml": "keel.data.contract",
     "DatasetStore": "keel.data.versions",
-    "DatasetVersion": "keel.data.versions",
+    "DatasetVersion": "keel.data.dataset_version",
     "detect_pii": "keel.data.pii",
-    "Failure": "keel.data.validation",
+    "Failure": "keel.data.findings",
     "iban_valid": "keel.data.pii",
     "infer_contract": "keel.data.inference",
     "ingest": "keel.data.versions",
-    "IngestResult": "keel.data.versions",
+    "IngestResult": "keel.data.dataset_version",
     "k_anonymity": "keel.data.anonymization",
     "load_contract": "keel.data.contract",
     "load_version": "keel.data.versions",
@@ -35,12 +35,12 @@ _NAMES = {
     "RecordChecker": "keel.data.records",
     "RecordError": "keel.data.records",
     "shown": "keel.data.records",
-    "RULES": "keel.data.validation",
+    "RULES": "keel.data.findings",
     "save_contract": "keel.data.versions",
-    "SchemaIssue": "keel.data.validation",
+    "SchemaIssue": "keel.data.findings",
     "Source": "keel.data.sources",
     "validate": "keel.data.validation",
-    "ValidationReport": "keel.data.validation",
+    "ValidationReport": "keel.data.findings",
     "with_column": "keel.data.contract",
 }
 
@@ -57,20 +57,14 @@ if TYPE_CHECKING:
         load_contract,
         with_column,
     )
+    from keel.data.dataset_version import DatasetVersion, IngestResult, column_stats
+    from keel.data.findings import RULES, Failure, SchemaIssue, ValidationReport
     from keel.data.inference import infer_contract
     from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
     from keel.data.records import RecordChecker, RecordError, shown
     from keel.data.sources import Source, read_source
-    from keel.data.validation import RULES, Failure, SchemaIssue, ValidationReport, validate
-    from keel.data.versions import (
-        DatasetStore,
-        DatasetVersion,
-        IngestResult,
-        column_stats,
-        ingest,
-        load_version,
-        save_contract,
-    )
+    from keel.data.validation import validate
+    from keel.data.versions import DatasetStore, ingest, load_version, save_contract
 
 
 __getattr__ = lazy_getattr("keel.data", _NAMES)

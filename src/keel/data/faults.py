@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 
-from keel.data.contract import Contract
+from keel.data.contract import Column, Contract
 
 FAULT_KINDS = ("type", "range", "null", "category", "duplicate_id", "duplicate_row")
 
@@ -53,21 +53,7 @@ def inject_faults(
     text = frame.select(pl.all().cast(pl.String))
     cols = {c: text.get_column(c).to_list() for c in text.columns}
     n = frame.height
-    numeric = [c for c in contract.columns if c.type in ("int", "float") and c.name in cols]
-    ranged = [c for c in numeric if c.min is not None or c.max is not None]
-    required = [c for c in contract.columns if not c.nullable and c.name in cols]
-    categorical = [
-        c for c in contract.columns if c.categories and c.refuses_unseen and c.name in cols
-    ]
-    ids = [c for c in contract.columns if c.unique and c.name in cols]
-    usable: dict[str, list[Any]] = {
-        "type": numeric,
-        "range": ranged,
-        "null": required,
-        "category": categorical,
-        "duplicate_id": ids,
-        "duplicate_row": [None] if contract.duplicate_rows == "reject" else [],
-    }
+    usable = _usable(contract, cols)
     active = [k for k in kinds if usable.get(k)]
     per_kind = max(1, int(n * rate / max(1, len(active))))
     order = rng.permutation(n)
@@ -83,41 +69,63 @@ def inject_faults(
     for kind in active:
         targets = take(per_kind)
         if kind == "duplicate_row" or kind == "duplicate_id":
-            sources = take(per_kind)
-            for src, dst in zip(sources.tolist(), targets.tolist(), strict=True):
-                src, dst = min(src, dst), max(src, dst)
-                if kind == "duplicate_row":
-                    for c in cols:
-                        cols[c][dst] = cols[c][src]
-                    truth.add("duplicate_row", [dst])
-                else:
-                    col = ids[0].name
-                    cols[col][dst] = cols[col][src]
-                    truth.add("duplicate_id", [src, dst])
+            _duplicate(kind, cols, take(per_kind), targets, usable, truth)
             continue
         for row in targets.tolist():
             spec = usable[kind][int(rng.integers(len(usable[kind])))]
-            assert spec is not None
-            if kind == "type":
-                cols[spec.name][row] = str(
-                    rng.choice(["n/a?", "abc", "1,5", "--", "12.3.4", "#REF!"])
-                )
-            elif kind == "range":
-                if spec.max is not None:
-                    cols[spec.name][row] = str(
-                        _beyond(float(spec.max), up=True, integer=spec.type == "int")
-                    )
-                else:
-                    cols[spec.name][row] = str(
-                        _beyond(float(spec.min), up=False, integer=spec.type == "int")
-                    )
-            elif kind == "null":
-                cols[spec.name][row] = None
-            elif kind == "category":
-                cols[spec.name][row] = f"UNSEEN_{int(rng.integers(1000))}"
+            cols[spec.name][row] = _bad_cell(kind, spec, rng)
             truth.add(kind, [row])
     out = pl.DataFrame({c: pl.Series(c, v, dtype=pl.String) for c, v in cols.items()})
     return out, truth
+
+
+def _usable(contract: Contract, cols: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Per fault kind, the columns (or, for whole-row kinds, a None marker) it can go in."""
+    numeric = [c for c in contract.columns if c.type in ("int", "float") and c.name in cols]
+    return {
+        "type": numeric,
+        "range": [c for c in numeric if c.min is not None or c.max is not None],
+        "null": [c for c in contract.columns if not c.nullable and c.name in cols],
+        "category": [
+            c for c in contract.columns if c.categories and c.refuses_unseen and c.name in cols
+        ],
+        "duplicate_id": [c for c in contract.columns if c.unique and c.name in cols],
+        "duplicate_row": [None] if contract.duplicate_rows == "reject" else [],
+    }
+
+
+def _duplicate(
+    kind: str,
+    cols: dict[str, list[Any]],
+    sources: np.ndarray,
+    targets: np.ndarray,
+    usable: dict[str, list[Any]],
+    truth: FaultTruth,
+) -> None:
+    """Copy each source row (or its id) onto the later of the pair."""
+    for src, dst in zip(sources.tolist(), targets.tolist(), strict=True):
+        src, dst = min(src, dst), max(src, dst)
+        if kind == "duplicate_row":
+            for c in cols:
+                cols[c][dst] = cols[c][src]
+            truth.add("duplicate_row", [dst])
+        else:
+            col = usable["duplicate_id"][0].name
+            cols[col][dst] = cols[col][src]
+            truth.add("duplicate_id", [src, dst])
+
+
+def _bad_cell(kind: str, spec: Column, rng: np.random.Generator) -> str | None:
+    """A cell that breaks rule `kind` in column `spec`."""
+    if kind == "type":
+        return str(rng.choice(["n/a?", "abc", "1,5", "--", "12.3.4", "#REF!"]))
+    if kind == "range":
+        up = spec.max is not None
+        bound = cast(float, spec.max if up else spec.min)  # range faults go in numeric columns
+        return str(_beyond(float(bound), up=up, integer=spec.type == "int"))
+    if kind == "category":
+        return f"UNSEEN_{int(rng.integers(1000))}"
+    return None  # "null"
 
 
 def _beyond(bound: float, *, up: bool, integer: bool) -> float | int:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
-from keel.data.contract import Anonymize, Column, ColumnType, Contract, Role
+from keel.data.contract import (
+    DEFAULT_MISSING_MARKERS,
+    Anonymize,
+    Column,
+    ColumnType,
+    Contract,
+    Role,
+)
 from keel.data.datetimes import iso_datetime
 from keel.data.pii import FORMAT_PATTERNS, detect_pii
 from keel.data.sources import read_source
@@ -88,31 +95,19 @@ def infer_contract(
     if df.height == 0:
         msg = f"Cannot infer a contract for {name!r} from a frame with no rows; expected data."
         raise ContractError(msg)
-    roles: dict[str, Role] = {}
-    for col_name, role in (
-        (target, "target"),
-        (id, "id"),
-        (timestamp, "timestamp"),
-        (segment, "segment"),
-    ):
-        if col_name is not None:
-            roles[col_name] = role  # type: ignore[assignment]
-    for col_name in sensitive:
-        roles[col_name] = "sensitive"
-    for col_name in pii:
-        roles[col_name] = "pii"
-    for col_name in ignore:
-        roles[col_name] = "ignore"
+    roles = _roles(
+        {"target": target, "id": id, "timestamp": timestamp, "segment": segment},
+        {"sensitive": sensitive, "pii": pii, "ignore": ignore},
+    )
     unknown = [c for c in roles if c not in df.columns]
     if unknown:
         msg = f"Column(s) {unknown} named for a role are not in {name!r}; its columns are {df.columns}."
         raise ContractError(msg)
-    markers = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
     columns = tuple(
         _infer_column(
             df.get_column(c),
             roles.get(c, "feature"),
-            markers=markers,
+            markers=DEFAULT_MISSING_MARKERS,
             tolerance=tolerance,
             max_categories=max_categories,
         )
@@ -128,6 +123,18 @@ def infer_contract(
         max_bad_share=max_bad_share,
         duplicate_rows="reject" if unique_rows else "allow",
     )
+
+
+def _roles(single: dict[str, str | None], many: dict[str, Sequence[str]]) -> dict[str, Role]:
+    """The role of every column named for one: {column: role}, later roles winning."""
+    roles: dict[str, Role] = {}
+    for role, col_name in single.items():
+        if col_name is not None:
+            roles[col_name] = cast(Role, role)
+    for role, names in many.items():
+        for col_name in names:
+            roles[col_name] = cast(Role, role)
+    return roles
 
 
 def _infer_column(

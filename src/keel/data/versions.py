@@ -13,7 +13,6 @@ import hashlib
 import io
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,11 @@ import sqlalchemy as sa
 
 from keel.data.anonymization import anonymize_frame, k_anonymity
 from keel.data.contract import Contract, contract_from_yaml, load_contract
+from keel.data.dataset_version import DatasetVersion, IngestResult, column_stats, version_from_row
+from keel.data.findings import Failure, ValidationReport
+from keel.data.quarantine import good_rows, id_failure, quarantine_frame, transforms
 from keel.data.sources import TEXT_SUFFIXES, frame_to_parquet, read_source
-from keel.data.validation import Failure, ValidationReport, _validate
+from keel.data.validation import _validate
 from keel.store import (
     ArtifactStore,
     Database,
@@ -32,71 +34,11 @@ from keel.store import (
     SchemaError,
     Settings,
     ValidationFailedError,
-    as_utc,
     load_settings,
     tables as t,
 )
 
 StepCallback = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    """One immutable dataset version and its lineage."""
-
-    name: str
-    version: str
-    created_at: dt.datetime
-    contract_sha256: str
-    data_sha256: str
-    quarantine_sha256: str | None
-    source_uri: str
-    source_sha256: str
-    parents: list[str]
-    transforms: list[dict[str, Any]]
-    rows_in: int
-    rows_versioned: int
-    rows_quarantined: int
-    quarantine_by_rule: dict[str, int]
-    columns: dict[str, str]
-    stats: dict[str, dict[str, Any]]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat()
-        out["ref"] = self.ref
-        return out
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """What an ingest stored, and whether the version was new."""
-
-    version: DatasetVersion
-    created: bool
-    report: ValidationReport
-
-    def to_dict(self) -> dict[str, Any]:
-        v = self.version
-        return {
-            "name": v.name,
-            "version": v.version,
-            "ref": v.ref,
-            "created": self.created,
-            "rows_in": v.rows_in,
-            "rows_versioned": v.rows_versioned,
-            "rows_quarantined": v.rows_quarantined,
-            "quarantine_by_rule": v.quarantine_by_rule,
-            "k_anonymity": self.report.k_anonymity,
-            "unseen_categories": self.report.unseen_categories,
-            "contract_sha256": v.contract_sha256,
-            "data_sha256": v.data_sha256,
-            "source_sha256": v.source_sha256,
-        }
 
 
 class DatasetStore:
@@ -150,7 +92,7 @@ class DatasetStore:
         # k-anonymity needs only the quasi-identifiers, anonymized as ingest would store them
         qis = [q for q in contract.quasi_identifiers if q in report.cleaned.columns]
         if qis:
-            anonymized = anonymize_frame(_good_rows(report).select(qis), contract, self._key)
+            anonymized = anonymize_frame(good_rows(report).select(qis), contract, self._key)
             report.k_anonymity = k_anonymity(anonymized, qis)
         return report
 
@@ -186,23 +128,12 @@ class DatasetStore:
         step("validate")
         report = _validate(raw, contract)
         self._refuse_known_ids(report, contract, name)
-        if report.schema_issues:
-            lines = "; ".join(i.message for i in report.schema_issues[:5])
-            msg = f"{src.uri} does not fit contract {contract.name!r}: {lines} Nothing was stored."
-            raise SchemaError(msg)
-        if report.bad_share > contract.max_bad_share:
-            msg = (
-                f"{src.uri}: {len(report.bad_rows)} of {report.rows} rows "
-                f"({report.bad_share:.1%}) break contract {contract.name!r}, over its "
-                f"max_bad_share of {contract.max_bad_share:.1%} (by rule: {report.counts_by_rule}). "
-                "Nothing was stored; see them with: keel data check SOURCE --contract C"
-            )
-            raise ValidationFailedError(msg)
+        _refuse_unfit(src.uri, report, contract)
         step("anonymize")
-        good = anonymize_frame(_good_rows(report), contract, self._key)
+        good = anonymize_frame(good_rows(report), contract, self._key)
         report.k_anonymity = k_anonymity(good, contract.quasi_identifiers)
         first = report.first_rules()
-        quarantine = _quarantine_frame(raw, report, first)
+        quarantine = quarantine_frame(raw, report, first)
         step("store")
         data_bytes = frame_to_parquet(good)
         data_sha = hashlib.sha256(data_bytes).hexdigest()
@@ -215,7 +146,6 @@ class DatasetStore:
             self.artifacts.put_bytes(frame_to_parquet(quarantine)) if quarantine.height else None
         )
         rows, rules, _cols = first
-        by_rule = {r: rules.count(r) for r in dict.fromkeys(rules)}
         version = DatasetVersion(
             name=name,
             version=version_id,
@@ -226,11 +156,11 @@ class DatasetStore:
             source_uri=src.uri,
             source_sha256=src.sha256,
             parents=list(parents),
-            transforms=_transforms(raw, contract),
+            transforms=transforms(raw, contract),
             rows_in=report.rows,
             rows_versioned=good.height,
             rows_quarantined=len(rows),
-            quarantine_by_rule=by_rule,
+            quarantine_by_rule={r: rules.count(r) for r in dict.fromkeys(rules)},
             columns={c: str(d) for c, d in good.schema.items()},
             stats=column_stats(good),
         )
@@ -238,24 +168,7 @@ class DatasetStore:
             msg = f"internal: {version.rows_in} rows in, {version.rows_versioned} + {version.rows_quarantined} out"
             raise RuntimeError(msg)
         try:
-            with self.db.begin() as conn:
-                save_contract(conn, contract, version.created_at)
-                row = version.to_dict()
-                row.pop("ref")
-                row["created_at"] = version.created_at
-                conn.execute(t.dataset_versions.insert().values(**row))
-                self.db.record_event(
-                    conn,
-                    actor=actor,
-                    action="dataset.ingest",
-                    subject=f"dataset:{version.ref}",
-                    details={
-                        "rows_in": version.rows_in,
-                        "rows_versioned": version.rows_versioned,
-                        "rows_quarantined": version.rows_quarantined,
-                        "source_sha256": version.source_sha256,
-                    },
-                )
+            self._insert(version, contract, actor)
         except sa.exc.IntegrityError:
             # another process stored the same content at the same moment: same id, same data
             again = self._find(name, version_id)
@@ -263,6 +176,27 @@ class DatasetStore:
                 raise
             return IngestResult(again, False, report)
         return IngestResult(version, True, report)
+
+    def _insert(self, version: DatasetVersion, contract: Contract, actor: str) -> None:
+        """The version's row, its contract and its audit event, in one transaction."""
+        with self.db.begin() as conn:
+            save_contract(conn, contract, version.created_at)
+            row = version.to_dict()
+            row.pop("ref")
+            row["created_at"] = version.created_at
+            conn.execute(t.dataset_versions.insert().values(**row))
+            self.db.record_event(
+                conn,
+                actor=actor,
+                action="dataset.ingest",
+                subject=f"dataset:{version.ref}",
+                details={
+                    "rows_in": version.rows_in,
+                    "rows_versioned": version.rows_versioned,
+                    "rows_quarantined": version.rows_quarantined,
+                    "source_sha256": version.source_sha256,
+                },
+            )
 
     def _refuse_known_ids(self, report: ValidationReport, contract: Contract, name: str) -> None:
         """Refuse rows whose id is stored in an earlier version of `name`, under the rule
@@ -300,7 +234,7 @@ class DatasetStore:
                     taken |= hit
                     rows = np.flatnonzero(hit).astype(np.int64)
                     found.append(
-                        _id_failure(report, col.name, rows, f"an id not already in {v.ref}")
+                        id_failure(report, col.name, rows, f"an id not already in {v.ref}")
                     )
         if found:
             report.failures.extend(found)
@@ -330,7 +264,7 @@ class DatasetStore:
             known = self.names()
             msg = f"No dataset named {name!r}; datasets now: {known or 'none'}. Ingest one with: keel data ingest SOURCE --contract C --name {name}"
             raise DatasetNotFoundError(msg)
-        return [_version_from_row(r) for r in rows]
+        return [version_from_row(r) for r in rows]
 
     def get(self, ref: str) -> DatasetVersion:
         """A version by `NAME@ID` (an unambiguous id prefix of 4+ characters will do),
@@ -409,7 +343,7 @@ class DatasetStore:
                 .mappings()
                 .first()
             )
-        return _version_from_row(row) if row else None
+        return version_from_row(row) if row else None
 
 
 def save_contract(conn: sa.Connection, contract: Contract, now: dt.datetime) -> None:
@@ -435,135 +369,27 @@ def _read(
     return read_source(source, encoding=encoding, header=header, names=names)
 
 
-def _id_failure(report: ValidationReport, column: str, rows: np.ndarray, expected: str) -> Failure:
-    values = report.cleaned.get_column(column)
-    examples = [{"row": r, "value": _plain(values[r])} for r in rows[:5].tolist()]
-    return Failure("duplicate_id_across_versions", column, rows, examples, expected)
-
-
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
+def _refuse_unfit(uri: str, report: ValidationReport, contract: Contract) -> None:
+    """SchemaError when the frame as a whole does not fit; ValidationFailedError when more
+    rows were refused than the contract allows. Nothing is stored in either case."""
+    if report.schema_issues:
+        lines = "; ".join(i.message for i in report.schema_issues[:5])
+        msg = f"{uri} does not fit contract {contract.name!r}: {lines} Nothing was stored."
+        raise SchemaError(msg)
+    if report.bad_share > contract.max_bad_share:
+        msg = (
+            f"{uri}: {len(report.bad_rows)} of {report.rows} rows "
+            f"({report.bad_share:.1%}) break contract {contract.name!r}, over its "
+            f"max_bad_share of {contract.max_bad_share:.1%} (by rule: {report.counts_by_rule}). "
+            "Nothing was stored; see them with: keel data check SOURCE --contract C"
+        )
+        raise ValidationFailedError(msg)
 
 
 def _check_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name or ""):
         msg = f"Dataset name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'transactions'."
         raise SchemaError(msg)
-
-
-def _good_rows(report: ValidationReport) -> pl.DataFrame:
-    if not len(report.bad_rows):
-        return report.cleaned
-    keep = np.ones(report.rows, dtype=bool)
-    keep[report.bad_rows] = False
-    return report.cleaned.filter(pl.Series(keep))
-
-
-def _quarantine_frame(
-    raw: pl.DataFrame,
-    report: ValidationReport,
-    first: tuple[np.ndarray, list[str], list[str | None]],
-) -> pl.DataFrame:
-    """The refused rows as they arrived (as text), with where they were and why."""
-    rows, rules, columns = first
-    # per row: one rule on one column can have several reasons (ids repeated from different
-    # earlier versions), so each row gets the reason of the failure that holds it
-    reasons: dict[tuple[int, str, str | None], str] = {}
-    for f in report.failures:
-        for r in f.rows.tolist():
-            reasons.setdefault((r, f.rule, f.column), f.expected)
-    refused = (
-        raw.select(pl.all().cast(pl.String)).gather(rows)
-        if len(rows)
-        else raw.clear().select(pl.all().cast(pl.String))
-    )
-    all_rules: dict[int, list[str]] = {}
-    for f in report.failures:
-        for r in f.rows.tolist():
-            all_rules.setdefault(r, []).append(f"{f.column or '*'}:{f.rule}")
-    return refused.with_columns(
-        pl.Series("source_row", rows, dtype=pl.Int64),
-        pl.Series("rule", rules, dtype=pl.String),
-        pl.Series("column", columns, dtype=pl.String),
-        pl.Series(
-            "reason",
-            [
-                f"{c or 'row'}: expected {reasons[(row, r, c)]}"
-                for row, r, c in zip(rows.tolist(), rules, columns, strict=True)
-            ],
-            dtype=pl.String,
-        ),
-        pl.Series("all_rules", [";".join(all_rules[r]) for r in rows.tolist()], dtype=pl.String),
-    )
-
-
-def _transforms(raw: pl.DataFrame, contract: Contract) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {
-            "step": "clean",
-            "missing_markers": list(contract.missing_markers),
-            "trimmed": [
-                c.name
-                for c in contract.columns
-                if c.name in raw.columns and raw.schema[c.name] == pl.String
-            ],
-            "case": {c.name: c.case for c in contract.columns if c.case},
-            "typed_from_text": [
-                c.name
-                for c in contract.columns
-                if c.name in raw.columns
-                and raw.schema[c.name] == pl.String
-                and c.type not in ("string", "category")
-            ],
-            "unseen_to_other": [
-                c.name for c in contract.columns if c.categories and c.unseen == "other"
-            ],
-        },
-        {"step": "quarantine", "rules": "first broken rule per row, in keel.data.RULES order"},
-    ]
-    anonymized = {c.name: c.anonymize.method for c in contract.columns if c.anonymize}
-    if anonymized:
-        out.append(
-            {"step": "anonymize", "columns": anonymized, "key": "settings.secret_key (HMAC-SHA256)"}
-        )
-    extra = [c for c in raw.columns if c not in contract.names]
-    if extra:
-        out.append({"step": "drop_extra_columns", "columns": extra})
-    return out
-
-
-def column_stats(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per-column statistics stored with a version and shown side by side by `diff`."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, dtype in frame.schema.items():
-        s = frame.get_column(name)
-        stats: dict[str, Any] = {"dtype": str(dtype), "count": s.len(), "nulls": s.null_count()}
-        if dtype.is_numeric() and s.len() - s.null_count() > 0:
-            stats.update(
-                mean=_num(s.mean()),
-                std=_num(s.std()),
-                min=_num(s.min()),
-                p50=_num(s.median()),
-                max=_num(s.max()),
-            )
-        elif isinstance(dtype, pl.Datetime) and s.len() - s.null_count() > 0:
-            stats.update(min=str(s.min()), max=str(s.max()))
-        elif dtype == pl.String or dtype == pl.Boolean:
-            counts = s.drop_nulls().value_counts(sort=True).head(5)
-            stats["distinct"] = s.n_unique()
-            stats["top"] = {str(r[0]): int(r[1]) for r in counts.iter_rows()}
-        out[name] = stats
-    return out
-
-
-def _num(value: Any) -> float | None:
-    return None if value is None else round(float(value), 6)
-
-
-def _version_from_row(row: Any) -> DatasetVersion:
-    data = dict(row)
-    data["created_at"] = as_utc(data["created_at"])
-    return DatasetVersion(**data)
 
 
 def ingest(

@@ -6,9 +6,9 @@ import datetime as dt
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from rich.panel import Panel
@@ -18,6 +18,7 @@ from rich.table import Table
 from keel.data import Anonymize, Contract, DatasetStore, infer_contract, validate, with_column
 from keel.data.faults import inject_faults
 from keel.demo.simulate import TransactionSimulator
+from keel.registry import AuditEvent
 from keel.render import console, print_contract, print_report, print_version
 from keel.store import ArtifactStore, Database, FakeClock, Settings
 
@@ -77,7 +78,7 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
     """Train the candidates, show the table and the gates, register, promote the recommended."""
     from keel.registry import ModelStore
     from keel.render import print_train_result
-    from keel.train import promote, render_card_html, spec_from_dict, train
+    from keel.train import promote, render_card_html, report_of, spec_from_dict, train
 
     models = ModelStore(store.db, store.artifacts)
     specs = [spec_from_dict(s) for s in SPECS]
@@ -127,12 +128,11 @@ def _train_and_promote(store: DatasetStore, data_ref: str, home: Path) -> dict[s
             "fraud",
             version.version,
             version.spec,
-            version.evaluation,
-            version.evaluation.get("gates", []),
+            report_of(version),
             store.get(data_ref).to_dict(),
         )
     )
-    importance = list(chosen.report["explanations"]["importance"].items())[:3]
+    importance = list(chosen.report.explanations["importance"].items())[:3]
     console.print(
         f"registered {[c.version for c in result.candidates if c.version]}; promoted fraud@{chosen.version} "
         f"({chosen.spec.label}) to production. Top features: {', '.join(f'{k} {v:.3f}' for k, v in importance)}. "
@@ -361,12 +361,12 @@ def _diff_step(store: DatasetStore, first: str, second: str) -> None:
     console.print(table)
 
 
-def _reaction(audit: list[dict[str, Any]], sim: TransactionSimulator) -> None:
+def _reaction(audit: Sequence[AuditEvent], sim: TransactionSimulator) -> None:
     """How soon after each scheduled event the loop put a retrained model in production."""
     promoted = [
-        dt.datetime.fromisoformat(e["time"])
+        e.time
         for e in audit
-        if e["actor"] == "loop" and e["action"] == "alias.set" and e["alias"] == "production"
+        if e.actor == "loop" and e.action == "alias.set" and e.alias == "production"
     ]
     start = sim.start.replace(tzinfo=dt.UTC)
     said = []
@@ -446,17 +446,11 @@ def _story(
         table.add_column(head)
     seen: set[tuple[str, str]] = set()
     for e in models.audit("fraud"):
-        key = (e["time"][:10], e.get("reason") or "")
-        if e["action"] in ("model.register", "alias.delete") or key in seen:
+        key = (e.time.isoformat()[:10], e.reason or "")
+        if e.action in ("model.register", "alias.delete") or key in seen:
             continue  # the register and alias events of one decision, said once
         seen.add(key)
-        table.add_row(
-            e["time"][:10],
-            e["actor"],
-            e["action"],
-            str(e.get("version") or ""),
-            e.get("reason") or "",
-        )
+        table.add_row(key[0], e.actor, e.action, str(e.version or ""), e.reason or "")
     console.print(table)
     _reaction(models.audit("fraud"), sim)
     monitor = Monitor(settings, models)

@@ -195,11 +195,9 @@ def retrain_child(
                 version=cand.version,
                 failed_gates=tuple(g.name for g in cand.failed_gates),
                 metrics={
-                    k: v["value"]
-                    for k, v in cand.report["metrics"].items()
-                    if v["value"] is not None
+                    k: v["value"] for k, v in cand.report.metrics.items() if v["value"] is not None
                 },
-                vs_production=cand.report.get("vs_production"),
+                vs_production=cand.report.to_json().get("vs_production"),
             )
         )
     except BaseException as exc:  # the parent must hear why, whatever it was

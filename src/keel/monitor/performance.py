@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from keel.monitor.status import LiveWindow, PooledMetric, ShadowComparison
+from keel.train import EvaluationReport
 from keel.train.metrics import LOWER_IS_BETTER, score, weighted_binary, weighted_regression
 
 
@@ -276,10 +277,10 @@ def _paired_difference(
     return result
 
 
-def training_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+def training_metrics(evaluation: EvaluationReport) -> dict[str, float]:
     """The holdout metrics recorded at training, {name: value}."""
     return {
         k: float(v["value"])
-        for k, v in (evaluation.get("metrics") or {}).items()
-        if isinstance(v, dict) and v.get("value") is not None
+        for k, v in evaluation.metrics.items()
+        if isinstance(v, Mapping) and v.get("value") is not None
     }

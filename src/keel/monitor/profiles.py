@@ -28,6 +28,7 @@ from keel.data import MISSING
 from keel.monitor.windowprofile import WindowProfile
 from keel.store import Database, tables
 from keel.store.database import as_utc
+from keel.train import EvaluationReport
 
 _log = logging.getLogger("keel.monitor")
 SCORE_BINS = 50  # positive-class score histogram on [0, 1], for performance estimation
@@ -46,13 +47,14 @@ class ProfileSpec:
     classes: tuple[str, ...]
 
     @classmethod
-    def from_evaluation(cls, evaluation: Mapping[str, Any]) -> ProfileSpec:
+    def from_evaluation(cls, evaluation: EvaluationReport) -> ProfileSpec:
+        """What the profiles of a version with this evaluation report count."""
         return cls(
-            features=tuple(evaluation["features"]),
-            categorical=frozenset(evaluation.get("categorical", [])),
-            reference=evaluation.get("reference") or {"columns": {}, "rows": 0},
-            task=evaluation.get("task", "classification"),
-            classes=tuple(str(c) for c in evaluation.get("classes", [])),
+            features=evaluation.features,
+            categorical=frozenset(evaluation.categorical),
+            reference=evaluation.reference or {"columns": {}, "rows": 0},
+            task=evaluation.task,
+            classes=evaluation.classes,
         )
 
     @property

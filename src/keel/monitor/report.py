@@ -21,6 +21,7 @@ import orjson
 from markupsafe import Markup
 
 from keel.monitor.drift import DriftReport
+from keel.registry import AuditEvent
 
 SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 """The vendored Vega scripts, in the order a page loads them."""
@@ -451,7 +452,7 @@ def alert_rows(status: Any) -> list[list[Any]]:
     ]
 
 
-def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, window_s: int = 3600) -> str:
+def monitor_report_html(status: Any, audit: Sequence[AuditEvent], *, window_s: int = 3600) -> str:
     """The monitoring report of one model: the same charts as the dashboard's model page."""
     title = f"keel monitoring report: {status.model}"
     if status.version is None:
@@ -481,14 +482,7 @@ def monitor_report_html(status: Any, audit: list[dict[str, Any]], *, window_s: i
         shadow=shadow_row(status),
         alerts=alert_rows(status),
         audit=[
-            [
-                e["time"][:16],
-                e["actor"],
-                e["action"],
-                e.get("alias"),
-                e.get("version"),
-                e.get("reason"),
-            ]
+            [e.time.isoformat()[:16], e.actor, e.action, e.alias, e.version, e.reason]
             for e in audit
         ],
     )

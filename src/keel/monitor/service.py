@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -40,6 +39,7 @@ from keel.monitor.windowprofile import WindowProfile
 from keel.monitor.windows import WindowQuery, judged_windows, latency_quantile
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
+from keel.train import EvaluationReport, report_of
 
 __all__ = ["ModelStatus", "Monitor", "WindowStatus", "latency_quantile", "primary_metric"]
 
@@ -106,10 +106,10 @@ class Monitor:
         prod = aliases.get("production")
         if prod is None:
             return ModelStatus(name, None, "", "", {})
-        ev = self.models.get(f"{name}@{prod.version}").evaluation
-        task = ev.get("task", "classification")
+        ev = report_of(self.models.get(f"{name}@{prod.version}"))
+        task = ev.task
         metric = primary_metric(task)
-        reference = ev.get("reference") or {"columns": {}}
+        reference = ev.reference or {"columns": {}}
         since = self._since(name, now)
         training = training_metrics(ev)
         est_ref = (reference.get("output") or {}).get("scores")
@@ -143,17 +143,17 @@ class Monitor:
         name: str,
         version: int,
         shadow: int | None,
-        evaluation: dict[str, Any],
+        evaluation: EvaluationReport,
         since: dt.datetime,
     ) -> _Live:
         """Live performance of the production version from the log and its feedback: per
         window, pooled over the latest judged windows, per segment, and against the shadow."""
-        task = evaluation.get("task", "classification")
+        task = evaluation.task
         metric = primary_metric(task)
         root = self.settings.resolved_artifacts
         preds = read_log(root, "predictions", name, since.date(), columns=MONITORED)
         feedback = read_log(root, "feedback", name, since.date())
-        classes = [str(c) for c in evaluation.get("classes", [])]
+        classes = [str(c) for c in evaluation.classes]
         live = live_performance(
             preds.filter(preds["role"] != "shadow"),
             feedback,
@@ -200,14 +200,14 @@ class Monitor:
         version: int,
         answered: pl.DataFrame,
         feedback: pl.DataFrame,
-        evaluation: dict[str, Any],
+        evaluation: EvaluationReport,
         since: dt.datetime,
     ) -> tuple[tuple[SegmentStatus, ...], tuple[LiveWindow, ...]]:
         """Live and estimated performance per segment of the production version, and the live
         metric per window and segment."""
-        task = evaluation.get("task", "classification")
+        task = evaluation.task
         metric = primary_metric(task)
-        classes = [str(c) for c in evaluation.get("classes", [])]
+        classes = [str(c) for c in evaluation.classes]
         segment_live = tuple(
             x
             for x in live_performance(
@@ -228,7 +228,7 @@ class Monitor:
             if w.segment:
                 acc = estimated.get(w.segment)
                 estimated[w.segment] = w.profile if acc is None else acc.merge(w.profile)
-        trained = (evaluation.get("segments") or {}).get("groups") or {}
+        trained = evaluation.segments.get("groups") or {}
         out = []
         for segment, part in answered.filter(answered["segment"].is_not_null()).group_by(
             "segment", maintain_order=True

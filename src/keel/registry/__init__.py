@@ -1,19 +1,18 @@
 """Registry: immutable model versions, aliases with audited moves, safe artifacts."""
 
-from keel.registry.boosters import BOOSTER_CLASSES, booster_trees
-from keel.registry.models import (
+from keel.registry.boosters import BOOSTER_CLASSES, ForestFacts, booster_trees
+from keel.registry.checks import (
     ALIASES,
-    AliasState,
-    ModelStore,
-    ModelVersion,
-    ResolvedVersion,
     check_alias,
     check_model_name,
     check_move,
     check_reason,
     says_something,
 )
+from keel.registry.events import AliasMove, AuditEvent
+from keel.registry.models import ModelStore
 from keel.registry.onnx_model import OnnxClassifier, OnnxModel, load_onnx
+from keel.registry.records import AliasState, ModelVersion, ResolvedVersion
 from keel.registry.serialization import (
     FORMATS,
     REVIEWED_TYPES,
@@ -32,8 +31,11 @@ __all__ = [
     "BOOSTER_CLASSES",
     "FORMATS",
     "REVIEWED_TYPES",
+    "AliasMove",
     "AliasState",
     "ArtifactFormat",
+    "AuditEvent",
+    "ForestFacts",
     "ModelStore",
     "ModelVersion",
     "OnnxClassifier",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -275,6 +274,38 @@ class PlainTree:
         return int(tree_depths(self.left, self.right, what="booster", unreached_ok=True).max())
 
 
+@dataclass(frozen=True, slots=True)
+class ForestFacts:
+    """What a booster's trees need beside themselves to give its outputs.
+
+    Attributes:
+        objective: the objective's name ("binary:logistic", "binary", "multiclass", ...).
+        objective_full: LightGBM's objective with its parameters ("binary sigmoid:1"); for
+            XGBoost the same as `objective`.
+        num_class: classes of a multi-class model (0 or 1 otherwise).
+        n_features: the number of input columns the trees index.
+        base_score: XGBoost's starting margin(s), as probabilities for logistic objectives
+            (empty for LightGBM, which starts at 0).
+        tree_info: XGBoost's class group of each tree (empty for LightGBM: round-robin).
+        num_deleted: XGBoost's pruned nodes kept in each tree's arrays (empty for LightGBM).
+    """
+
+    objective: str
+    objective_full: str
+    num_class: int
+    n_features: int
+    base_score: tuple[float, ...] = ()
+    tree_info: tuple[int, ...] = ()
+    num_deleted: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("num_class", "n_features"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                msg = f"ForestFacts field {name!r} is {value!r}; expected a whole number from 0."
+                raise ValueError(msg)
+
+
 def _check_tree(tree: PlainTree, n_features: int, what: str, *, unreached_ok: bool = False) -> None:
     tree_depths(tree.left, tree.right, what=what, unreached_ok=unreached_ok)
     inner = tree.left >= 0
@@ -282,7 +313,7 @@ def _check_tree(tree: PlainTree, n_features: int, what: str, *, unreached_ok: bo
         _refuse(f"holds a {what} tree with a feature index out of range")
 
 
-def xgboost_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:
+def xgboost_trees(booster: Any) -> tuple[list[PlainTree], ForestFacts]:
     """The trees of an XGBoost gbtree model and its learner facts (objective, base score)."""
     model = json.loads(bytes(booster.save_raw(raw_format="json")))
     learner = model["learner"]
@@ -310,14 +341,18 @@ def xgboost_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:
                 np.where(leaf, cond, 0).astype(np.float32),
             )
         )
-    facts = {
-        "objective": learner["objective"]["name"],
-        "base_score": json.loads(param["base_score"]),
-        "num_class": int(param["num_class"]),
-        "tree_info": list(gbm["model"]["tree_info"]),
-        "n_features": n_features,
-        "num_deleted": [int(t["tree_param"].get("num_deleted", 0)) for t in gbm["model"]["trees"]],
-    }
+    objective = str(learner["objective"]["name"])
+    facts = ForestFacts(
+        objective=objective,
+        objective_full=objective,
+        num_class=int(param["num_class"]),
+        n_features=n_features,
+        base_score=tuple(float(b) for b in np.asarray(json.loads(param["base_score"])).reshape(-1)),
+        tree_info=tuple(int(i) for i in gbm["model"]["tree_info"]),
+        num_deleted=tuple(
+            int(t["tree_param"].get("num_deleted", 0)) for t in gbm["model"]["trees"]
+        ),
+    )
     return trees, facts
 
 
@@ -329,11 +364,11 @@ def check_xgboost_trees(booster: Any) -> None:
         trees, facts = xgboost_trees(booster)
     except (ValueError, KeyError, TypeError):
         return  # linear / dart / categorical boosters: the library alone answers for them
-    for tree, deleted in zip(trees, facts["num_deleted"], strict=True):
-        _check_tree(tree, facts["n_features"], "XGBoost", unreached_ok=deleted > 0)
+    for tree, deleted in zip(trees, facts.num_deleted, strict=True):
+        _check_tree(tree, facts.n_features, "XGBoost", unreached_ok=deleted > 0)
 
 
-def lightgbm_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:
+def lightgbm_trees(booster: Any) -> tuple[list[PlainTree], ForestFacts]:
     """The trees of a LightGBM model (numerical splits only) and its objective."""
     dump = booster.dump_model()
     trees = []
@@ -369,12 +404,12 @@ def lightgbm_trees(booster: Any) -> tuple[list[PlainTree], dict[str, Any]]:
             arr["nan_to_zero"][i] = node["missing_type"] != "NaN"
             arr["zero_missing"][i] = node["missing_type"] == "Zero"
         trees.append(PlainTree(**arr))
-    facts = {
-        "objective": str(dump.get("objective", "")).split(" ")[0],
-        "objective_full": str(dump.get("objective", "")),
-        "num_class": int(dump["num_class"]),
-        "n_features": int(dump["max_feature_idx"]) + 1,
-    }
+    facts = ForestFacts(
+        objective=str(dump.get("objective", "")).split(" ")[0],
+        objective_full=str(dump.get("objective", "")),
+        num_class=int(dump["num_class"]),
+        n_features=int(dump["max_feature_idx"]) + 1,
+    )
     return trees, facts
 
 
@@ -397,17 +432,7 @@ def check_lightgbm_trees(booster: Any, n_features: int) -> None:
         _check_tree(tree, n_features, "LightGBM")
 
 
-def sigmoid32(x: np.ndarray) -> np.ndarray:
-    """XGBoost's logistic transform in float32."""
-    one = np.float32(1.0)
-    return np.asarray(one / (one + np.exp(-x.astype(np.float32))), dtype=np.float32)
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
-def booster_trees(model: Any) -> tuple[list[PlainTree], dict[str, Any]] | None:
+def booster_trees(model: Any) -> tuple[list[PlainTree], ForestFacts] | None:
     """The plain trees of a fitted XGBoost or LightGBM estimator, for keel's batch evaluator;
     None when its model is not plain numerical trees (linear or dart boosters, categorical
     splits) or the estimator is not one of `BOOSTER_CLASSES`."""

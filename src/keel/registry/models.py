@@ -10,103 +10,28 @@ it first, so two processes never half-move an alias or silently overwrite each o
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-import unicodedata
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
 from keel.data import Contract, contract_from_yaml, save_contract
-from keel.registry.serialization import FORMAT, load_model, save_model
+from keel.registry.checks import check_model_name, check_move, check_reason
+from keel.registry.events import AliasMove, AuditEvent
+from keel.registry.records import AliasState, ModelVersion, ResolvedVersion, version_from_row
+from keel.registry.serialization import SavedModel, load_model, save_model
 from keel.store import (
     ArtifactStore,
-    ConfigError,
     ConflictError,
     Database,
     ModelNotFoundError,
     Settings,
-    as_utc,
+    StoredObject,
     load_settings,
     tables as t,
 )
 
-ALIASES = ("production", "staging", "shadow", "canary")
-SEGMENT_ALIAS = re.compile(r"production:[A-Za-z0-9_.-]{1,39}")  # a model per segment value
 _UNSET = object()
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One immutable registered model version."""
-
-    name: str
-    version: int
-    created_at: dt.datetime
-    artifact_sha256: str
-    artifact_uri: str
-    artifact_size: int
-    trusted_types: list[str]
-    contract_sha256: str
-    dataset_version: str | None
-    spec: dict[str, Any]
-    evaluation: dict[str, Any]
-    lineage: dict[str, Any]
-    card_sha256: str | None
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @property
-    def format(self) -> str:
-        """How the artifact is stored: "skops", or a container format ("xgboost", ...)."""
-        return str(self.lineage.get("artifact_format", FORMAT))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat()
-        out["aliases"] = list(self.aliases)
-        out["format"] = self.format
-        out["sha256"] = self.artifact_sha256  # the name scripts look for
-        return out
-
-
-@dataclass(frozen=True)
-class ResolvedVersion:
-    """What an alias points at, without the version's evaluation: the cheap answer a server
-    polling for alias moves needs."""
-
-    name: str
-    version: int
-    artifact_sha256: str
-    artifact_uri: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-
-@dataclass(frozen=True)
-class AliasState:
-    """Where an alias points now."""
-
-    alias: str
-    version: int
-    weight: float | None
-    revision: int
-
-
-def check_model_name(name: Any) -> str:
-    """`name` if it is a model name keel allows (letters, digits, '_', '.', '-'), else
-    ConfigError. Every registered model has such a name, so a call naming anything else (a
-    NUL byte that PostgreSQL would refuse, an '@') is refused before the database sees it."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name):
-        msg = f"Model name {name!r} is not allowed; expected letters, digits, '_', '.', '-' (no '@'), e.g. 'fraud'."
-        raise ConfigError(msg)
-    return name
 
 
 class ModelStore:
@@ -137,81 +62,89 @@ class ModelStore:
         model: Any,
         *,
         contract: Contract,
-        spec: dict[str, Any],
-        evaluation: dict[str, Any],
+        spec: Mapping[str, Any],
+        evaluation: Mapping[str, Any],
         dataset_version: str | None = None,
-        lineage: dict[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
         card_markdown: str | None = None,
         actor: str = "user",
     ) -> ModelVersion:
         """Store a fitted model as the next version of `name` (made if new).
 
-        The artifact's format and any types trusted only through the `trusted_types` setting
-        are recorded in the version's lineage (`artifact_format`, `extra_trusted_types`) and in
-        the audit event of the registration.
+        `spec`, `evaluation` and `lineage` are the JSON of the version's stored columns (the
+        training layer owns their meaning: `keel.train.EvaluationReport.to_json()` gives the
+        evaluation). The artifact's format and any types trusted only through the
+        `trusted_types` setting are recorded in the version's lineage (`artifact_format`,
+        `extra_trusted_types`) and in the audit event of the registration.
         """
         check_model_name(name)
         saved = save_model(model, trusted_types=self.trusted_types)
-        trusted = saved.trusted
-        lineage = {
-            **(lineage or {}),
-            "artifact_format": saved.format,
-            "extra_trusted_types": saved.extra_trusted,
-        }
         obj = self.artifacts.put_bytes(saved.data)
         card = self.artifacts.put_bytes(card_markdown.encode()) if card_markdown else None
+        row = {
+            "name": name,
+            "artifact_sha256": obj.sha256,
+            "artifact_uri": obj.uri,
+            "artifact_size": obj.size,
+            "trusted_types": saved.trusted,
+            "contract_sha256": contract.sha256,
+            "dataset_version": dataset_version,
+            "spec": dict(spec),
+            "evaluation": dict(evaluation),
+            "lineage": {
+                **(lineage or {}),
+                "artifact_format": saved.format,
+                "extra_trusted_types": saved.extra_trusted,
+            },
+            "card_sha256": card.sha256 if card else None,
+        }
         for _attempt in range(5):
             try:
-                with self.db.begin() as conn:
-                    now = self.db.clock.now()
-                    if (
-                        conn.execute(
-                            sa.select(t.models.c.name).where(t.models.c.name == name)
-                        ).first()
-                        is None
-                    ):
-                        conn.execute(t.models.insert().values(name=name, created_at=now))
-                    save_contract(conn, contract, now)
-                    latest = conn.execute(
-                        sa.select(sa.func.max(t.model_versions.c.version)).where(
-                            t.model_versions.c.name == name
-                        )
-                    ).scalar()
-                    version = int(latest or 0) + 1
-                    row = {
-                        "name": name,
-                        "version": version,
-                        "created_at": now,
-                        "artifact_sha256": obj.sha256,
-                        "artifact_uri": obj.uri,
-                        "artifact_size": obj.size,
-                        "trusted_types": trusted,
-                        "contract_sha256": contract.sha256,
-                        "dataset_version": dataset_version,
-                        "spec": spec,
-                        "evaluation": evaluation,
-                        "lineage": lineage,
-                        "card_sha256": card.sha256 if card else None,
-                    }
-                    conn.execute(t.model_versions.insert().values(**row))
-                    self.db.record_event(
-                        conn,
-                        actor=actor,
-                        action="model.register",
-                        subject=f"model:{name}",
-                        details={
-                            "version": version,
-                            "sha256": obj.sha256,
-                            "dataset_version": dataset_version,
-                            "format": saved.format,
-                            "extra_trusted_types": saved.extra_trusted,
-                        },
-                    )
+                version = self._insert_version(row, contract, saved, obj, actor)
                 return self.get(f"{name}@{version}")
             except sa.exc.IntegrityError:
                 continue  # another process took this version number; take the next
         msg = f"Could not register a version of {name!r}: five concurrent registrations won first; retry."
         raise ConflictError(msg)
+
+    def _insert_version(
+        self,
+        row: dict[str, Any],
+        contract: Contract,
+        saved: SavedModel,
+        obj: StoredObject,
+        actor: str,
+    ) -> int:
+        """Write the next version of `row["name"]` and its audit event in one transaction;
+        its number, or IntegrityError when another process took that number first."""
+        name = row["name"]
+        with self.db.begin() as conn:
+            now = self.db.clock.now()
+            known = conn.execute(sa.select(t.models.c.name).where(t.models.c.name == name))
+            if known.first() is None:
+                conn.execute(t.models.insert().values(name=name, created_at=now))
+            save_contract(conn, contract, now)
+            latest = conn.execute(
+                sa.select(sa.func.max(t.model_versions.c.version)).where(
+                    t.model_versions.c.name == name
+                )
+            ).scalar()
+            version = int(latest or 0) + 1
+            conn.execute(t.model_versions.insert().values(**row, version=version, created_at=now))
+            self.db.record_event(
+                conn,
+                actor=actor,
+                action="model.register",
+                subject=f"model:{name}",
+                details={
+                    "version": version,
+                    "sha256": obj.sha256,
+                    "dataset_version": row["dataset_version"],
+                    "format": saved.format,
+                    "extra_trusted_types": saved.extra_trusted,
+                },
+            )
+        return version
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -235,7 +168,7 @@ class ModelStore:
         by_version: dict[int, list[str]] = {}
         for a in self.aliases(name).values():
             by_version.setdefault(a.version, []).append(a.alias)
-        return [_version_from_row(r, tuple(sorted(by_version.get(r["version"], [])))) for r in rows]
+        return [version_from_row(r, tuple(sorted(by_version.get(r["version"], [])))) for r in rows]
 
     def _unknown_model(self, name: str) -> None:
         known = self.names()
@@ -269,7 +202,7 @@ class ModelStore:
             )
         if row is not None:
             on_it = tuple(sorted(al for al, ver in alias_rows if ver == row["version"]))
-            return _version_from_row(row, on_it)
+            return version_from_row(row, on_it)
         return self._explain_miss(name, which)
 
     def resolve(self, ref: str) -> ResolvedVersion:
@@ -357,19 +290,19 @@ class ModelStore:
             for r in rows
         }
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> list[AliasMove]:
         """Every alias move of a model, oldest first."""
         self.versions(name)
         return [
-            _alias_event(e)
+            AliasMove.from_record(e)
             for e in self.db.events(f"model:{name}")
             if e["action"].startswith("alias.")
         ]
 
-    def audit(self, name: str | None = None) -> list[dict[str, Any]]:
+    def audit(self, name: str | None = None) -> list[AuditEvent]:
         """The audit log (of one model, or of everything), oldest first."""
         events = self.db.events(f"model:{name}" if name else None)
-        return [_alias_event(e) for e in events]
+        return [AuditEvent.from_record(e) for e in events]
 
     # ---- moving aliases --------------------------------------------------------------------
 
@@ -383,7 +316,7 @@ class ModelStore:
         actor: str = "user",
         weight: float | None = None,
         expected: Any = _UNSET,
-        numbers: dict[str, Any] | None = None,
+        numbers: Mapping[str, Any] | None = None,
         action: str = "alias.set",
     ) -> AliasState:
         """Point `alias` at `version` in one transaction, and audit it.
@@ -484,7 +417,7 @@ class ModelStore:
         *,
         reason: str | None = None,
         actor: str = "user",
-        numbers: dict[str, Any] | None = None,
+        numbers: Mapping[str, Any] | None = None,
     ) -> AliasState:
         """Move `production` back to the version it pointed at before the current one.
 
@@ -512,83 +445,18 @@ class ModelStore:
         """
         stack: list[int] = []
         for e in self.history(name):
-            if e["alias"] != "production":
+            if e.alias != "production":
                 continue
-            if e["action"] == "alias.rollback" and stack:
+            if e.action == "alias.rollback" and stack:
                 stack.pop()
-            elif e["action"] == "alias.delete":
+            elif e.action == "alias.delete" or e.version is None:
                 stack.clear()
             else:
-                stack.append(int(e["version"]))
+                stack.append(e.version)
         if len(stack) < 2:
             msg = f"Model {name!r} has no earlier production version to roll back to (production history: {stack or 'empty'})."
             raise ModelNotFoundError(msg)
         return stack[-1], stack[-2]
-
-
-MAX_VERSION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
-MAX_REASON_CHARS = 2000
-
-
-def check_alias(alias: Any) -> str:
-    """`alias` if keel knows it (one of ALIASES, or `production:VALUE`), else ConfigError."""
-    if not isinstance(alias, str) or (alias not in ALIASES and not SEGMENT_ALIAS.fullmatch(alias)):
-        msg = (
-            f"Alias {alias!r} is not one keel knows; expected one of {list(ALIASES)}, or "
-            "'production:VALUE' to answer the rows whose segment column has that value."
-        )
-        raise ConfigError(msg)
-    return alias
-
-
-def says_something(reason: str | None) -> bool:
-    """Whether a reason has a visible character: blanks, zero-width and other invisible
-    characters (`\u200b`, `\u00a0`, ...) alone say nothing, so they do not justify a forced move."""
-    return any(unicodedata.category(ch)[0] not in "CZ" for ch in reason or "")
-
-
-def check_reason(reason: Any) -> str | None:
-    """`reason` if it is text (or None) of at most MAX_REASON_CHARS, else ConfigError."""
-    if reason is not None and not isinstance(reason, str):
-        msg = f"Field 'reason' is {reason!r} ({type(reason).__name__}); expected text saying why, e.g. 'beats production on May data'."
-        raise ConfigError(msg)
-    if reason is not None and "\x00" in reason:
-        msg = "Field 'reason' holds a NUL character; expected text without one."
-        raise ConfigError(msg)
-    if reason is not None and len(reason) > MAX_REASON_CHARS:
-        msg = f"Field 'reason' has {len(reason)} characters; expected at most {MAX_REASON_CHARS}."
-        raise ConfigError(msg)
-    return reason
-
-
-def check_move(alias: Any, version: Any, *, weight: Any = None, reason: Any = None) -> float | None:
-    """Check the arguments of an alias move before anything is read or written.
-
-    The alias is one keel knows; the version is a whole number from 1 (a bool is not one,
-    though Python counts it as an int); `weight` is given for the canary alone, a number in
-    (0, 1]; `reason` is text. Returns the weight as a float (or None).
-
-    Raises:
-        ConfigError: naming the field, its value and what was expected.
-    """
-    check_alias(alias)
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
-        msg = f"Field 'version' is {version!r}; expected a version number (a whole number from 1 to {MAX_VERSION})."
-        raise ConfigError(msg)
-    check_reason(reason)
-    if alias != "canary":
-        if weight is not None:
-            msg = f"Field 'weight' is {weight!r}; a weight applies to the canary alias only, not to {alias!r}: leave it out."
-            raise ConfigError(msg)
-        return None
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, int | float)
-        or not 0 < weight <= 1  # NaN fails this too
-    ):
-        msg = f"Field 'weight' is {weight!r}; the canary alias needs a weight between 0 and 1: a number in (0, 1], the share of traffic it takes (0.1 is 10 %)."
-        raise ConfigError(msg)
-    return float(weight)
 
 
 def _conflict(name: str, alias: str, expected: Any, current: Any) -> None:
@@ -597,24 +465,3 @@ def _conflict(name: str, alias: str, expected: Any, current: Any) -> None:
         f"found {current}); nothing was changed. Look with: keel models history {name}"
     )
     raise ConflictError(msg)
-
-
-def _alias_event(e: dict[str, Any]) -> dict[str, Any]:
-    d = e["details"] or {}
-    return {
-        "time": e["time"].isoformat(),
-        "action": e["action"],
-        "subject": e["subject"],
-        "alias": d.get("alias"),
-        "version": d.get("version"),
-        "from_version": d.get("from_version"),
-        "actor": e["actor"],
-        "reason": e["reason"],
-        "details": d,
-    }
-
-
-def _version_from_row(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
-    data = dict(row)
-    data["created_at"] = as_utc(data["created_at"])
-    return ModelVersion(**data, aliases=aliases)

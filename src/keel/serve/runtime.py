@@ -14,6 +14,7 @@ from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.errors import RequestError
 from keel.serve.fastpath import compile_forward
 from keel.serve.trees import compile_trees, tree_max_rows, tree_tolerance
+from keel.train import EvaluationReport, report_of
 
 
 @dataclass
@@ -53,19 +54,19 @@ class ModelRuntime:
         resolved: ResolvedVersion,
         pipeline: Any,
         contract: Contract,
-        evaluation: dict[str, Any],
+        evaluation: EvaluationReport,
     ) -> None:
         self.resolved = resolved
         self.pipeline = pipeline
         self.contract = contract
-        self.features: list[str] = list(evaluation["features"])
-        self.categorical = set(evaluation.get("categorical", []))
+        self.features: list[str] = list(evaluation.features)
+        self.categorical = set(evaluation.categorical)
         self.classes: list[Any] = typed_classes(
-            list(evaluation.get("classes", [])), contract, evaluation.get("target")
+            list(evaluation.classes), contract, evaluation.target
         )
-        self.task: str = evaluation.get("task", "classification")
-        self.target: str | None = evaluation.get("target")
-        self.explanations = evaluation.get("explanations") or {}
+        self.task: str = evaluation.task
+        self.target: str | None = evaluation.target
+        self.explanations = evaluation.explanations
         self.profile_spec = ProfileSpec.from_evaluation(evaluation)
         # sensitive attributes a request carries are logged beside the inputs (fairness per
         # group, and retraining with fairness gates, need them); never those with an
@@ -95,7 +96,7 @@ class ModelRuntime:
             resolved,
             models.load_artifact(resolved),
             models.contract(resolved.ref),
-            version.evaluation,
+            report_of(version),
         )
         runtime.warm_up()
         return runtime

@@ -199,18 +199,18 @@ def _xgboost(model: Any) -> Predict | None:
     if parsed is None:
         return None
     trees, facts = parsed
-    objective = facts["objective"]
+    objective = facts.objective
     if objective not in ("binary:logistic", "reg:logistic", "multi:softprob", "reg:squarederror"):
         return None
-    k = max(1, facts["num_class"])
-    base = np.asarray(facts["base_score"], dtype=np.float32).reshape(-1)
+    k = max(1, facts.num_class)
+    base = np.asarray(facts.base_score, dtype=np.float32).reshape(-1)
     if objective in ("binary:logistic", "reg:logistic"):
         base = np.asarray(np.log(base / (np.float32(1) - base)), dtype=np.float32)
     margin0 = np.broadcast_to(base, (k,)).astype(np.float32)
     plain, depth = _flat(trees)
     nodes = _Nodes(plain, depth, strict=True)
     values = np.concatenate([t.value for t in trees]).astype(np.float32)
-    groups = np.asarray(facts["tree_info"], dtype=np.intp)
+    groups = np.asarray(facts.tree_info, dtype=np.intp)
     columns = [np.flatnonzero(groups == g) for g in range(k)]
     classifier = hasattr(model, "classes_")
 
@@ -237,12 +237,12 @@ def _lightgbm(model: Any) -> Predict | None:
     if parsed is None:
         return None
     trees, facts = parsed
-    k = max(1, facts["num_class"])
+    k = max(1, facts.num_class)
     best = int(getattr(model, "_best_iteration", 0) or 0)
     if best > 0:
         trees = trees[: best * k]
-    objective = facts["objective"]
-    words = dict(w.split(":", 1) for w in facts["objective_full"].split(" ")[1:] if ":" in w)
+    objective = facts.objective
+    words = dict(w.split(":", 1) for w in facts.objective_full.split(" ")[1:] if ":" in w)
     identity = ("regression", "regression_l1", "huber", "fair", "quantile", "mape")
     if objective not in ("binary", "multiclass", *identity):
         return None

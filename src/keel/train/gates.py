@@ -24,36 +24,15 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from keel.store import ConfigError
+from keel.train.report import EvaluationReport, GateResult
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _GATE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|==|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """One gate's verdict, with the value that decided it."""
-
-    name: str
-    value: float | None
-    threshold: float
-    op: str
-    passed: bool
-    note: str | None = None
-    low: float | None = None
-    high: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def describe(self) -> str:
-        got = "no value" if self.value is None else f"got {self.value:.4g}"
-        if self.low is not None and self.high is not None:
-            got += f" (95 % interval {self.low:.4g} .. {self.high:.4g})"
-        return f"gate '{self.name}': {got}" + (f" ({self.note})" if self.note else "")
 
 
 @dataclass(frozen=True)
@@ -74,7 +53,7 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
-def check_gates(gates: list[str] | tuple[str, ...], report: dict[str, Any]) -> list[GateResult]:
+def check_gates(gates: list[str] | tuple[str, ...], report: EvaluationReport) -> list[GateResult]:
     """Each gate's verdict on a candidate's report (see the module docstring for the rules)."""
     results = []
     for text in gates:
@@ -108,19 +87,19 @@ def interval_passes(op: str, threshold: float, low: float, high: float) -> bool:
     return low <= threshold <= high  # ==: the threshold is a plausible value
 
 
-def _figure(path: str, report: dict[str, Any]) -> _Figure:
+def _figure(path: str, report: EvaluationReport) -> _Figure:
     if path.startswith("segments."):
-        return _segment_figure(path.partition(".")[2], report.get("segments") or {})
+        return _segment_figure(path.partition(".")[2], report.segments)
     value, note = _resolve(path, report)
     if path.startswith("fairness."):
-        entry = report.get("fairness", {}).get(path.split(".")[1], {})
+        entry = report.fairness.get(path.split(".")[1], {})
         skipped = [f"{g['group']} ({g['reason']})" for g in entry.get("not_judged", [])]
         if skipped and value is not None:
             note = "groups not judged: " + ", ".join(skipped)
     return _Figure(value, note)
 
 
-def _segment_figure(rest: str, seg: dict[str, Any]) -> _Figure:
+def _segment_figure(rest: str, seg: Mapping[str, Any]) -> _Figure:
     """The min (or max) of a metric over judged segments, with the min (max) of their bounds.
 
     The bounds of min over groups: [min of lows, min of highs]. So `segments.min.M >= t` passes
@@ -164,20 +143,20 @@ def _segment_figure(rest: str, seg: dict[str, Any]) -> _Figure:
     return _Figure(value, note + (f"; {skipped_note}" if skipped_note else ""), low, high)
 
 
-def _resolve(path: str, report: dict[str, Any]) -> tuple[float | None, str | None]:
+def _resolve(path: str, report: EvaluationReport) -> tuple[float | None, str | None]:
     head, _, rest = path.partition(".")
     if head in ("holdout", "train"):
-        entry = report["metrics" if head == "holdout" else "train_metrics"].get(rest)
+        entry = (report.metrics if head == "holdout" else report.train_metrics).get(rest)
         return (entry["value"] if entry else None), (
-            None if entry else _unknown(rest, report["metrics"])
+            None if entry else _unknown(rest, report.metrics)
         )
     if head == "overfit":
-        return report["overfit"].get(rest), None if rest in report["overfit"] else _unknown(
-            rest, report["overfit"]
+        return report.overfit.get(rest), None if rest in report.overfit else _unknown(
+            rest, report.overfit
         )
     if head == "fairness":
         col, _, stat = rest.partition(".")
-        entry = report.get("fairness", {}).get(col, {})
+        entry = report.fairness.get(col, {})
         value = entry.get(stat)
         if value is None and entry.get("note"):
             return None, entry["note"]
@@ -185,13 +164,13 @@ def _resolve(path: str, report: dict[str, Any]) -> tuple[float | None, str | Non
             value,
             None
             if value is not None
-            else f"no fairness figure {rest!r}; sensitive columns: {sorted(report.get('fairness', {}))}",
+            else f"no fairness figure {rest!r}; sensitive columns: {sorted(report.fairness)}",
         )
     if head == "runtime":
-        value = report.get("runtime", {}).get(rest)
+        value = report.runtime.get(rest)
         return value, None if value is not None else f"no runtime figure {rest!r}"
     if head == "vs_production":
-        vs = report.get("vs_production")
+        vs = report.vs_production
         if vs is None:
             return None, "no production version"
         return vs.get(rest), None if rest in vs else _unknown(rest, vs)
@@ -199,5 +178,5 @@ def _resolve(path: str, report: dict[str, Any]) -> tuple[float | None, str | Non
     raise ConfigError(msg)
 
 
-def _unknown(metric: str, known: dict[str, Any]) -> str:
+def _unknown(metric: str, known: Mapping[str, Any]) -> str:
     return f"no metric {metric!r}; known: {sorted(known)}"

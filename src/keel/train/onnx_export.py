@@ -10,6 +10,7 @@ XGBoost and LightGBM convert through the converters of `keel.train.onnx_converte
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,41 @@ from keel.registry import ModelStore
 from keel.store import ConfigError
 from keel.train.features import to_pandas
 from keel.train.onnx_converters import finish_graph, register_converters
+from keel.train.prepare import prepare
+from keel.train.report import report_of
 from keel.train.spec import spec_from_dict
-from keel.train.trainer import prepare
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxExport:
+    """An exported ONNX file and its parity with the registered pipeline.
+
+    Attributes:
+        ref: the version exported (`NAME@VERSION`).
+        output: where the .onnx file was written.
+        bytes: its size.
+        rows: holdout rows the parity was measured on.
+        parity_max_abs_diff: the largest |scikit-learn - onnxruntime| over those rows.
+        inputs: per input tensor, its element type ("float32" or "string").
+    """
+
+    ref: str
+    output: str
+    bytes: int
+    rows: int
+    parity_max_abs_diff: float
+    inputs: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON of `keel models export --json`."""
+        return {
+            "ref": self.ref,
+            "output": self.output,
+            "bytes": self.bytes,
+            "rows": self.rows,
+            "parity_max_abs_diff": self.parity_max_abs_diff,
+            "inputs": dict(self.inputs),
+        }
 
 
 def export_onnx(
@@ -33,14 +67,14 @@ def export_onnx(
     datasets: DatasetStore,
     fmt: str = "onnx",
     max_rows: int = 5000,
-) -> dict[str, Any]:
+) -> OnnxExport:
     if fmt != "onnx":
         msg = f"Export format {fmt!r} is not supported; expected 'onnx'."
         raise ConfigError(msg)
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
-    ev = version.evaluation
-    features, categorical = ev["features"], set(ev.get("categorical", []))
+    ev = report_of(version)
+    features, categorical = list(ev.features), set(ev.categorical)
     if getattr(pipeline, "format", None) == "onnx":
         msg = f"{version.ref} is an imported ONNX graph already; its artifact is the .onnx file (sha256 {version.artifact_sha256}). Copy it from {version.artifact_uri}."
         raise ConfigError(msg)
@@ -51,14 +85,14 @@ def export_onnx(
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(output)
-    return {
-        "ref": version.ref,
-        "output": str(output),
-        "bytes": len(data),
-        "rows": len(x),
-        "parity_max_abs_diff": parity,
-        "inputs": {f: ("string" if f in categorical else "float32") for f in features},
-    }
+    return OnnxExport(
+        ref=version.ref,
+        output=str(output),
+        bytes=len(data),
+        rows=len(x),
+        parity_max_abs_diff=parity,
+        inputs={f: ("string" if f in categorical else "float32") for f in features},
+    )
 
 
 def pipeline_to_onnx(

@@ -16,6 +16,7 @@ feedback for it but reports no drift until a version with a reference replaces i
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,14 @@ from keel.data import Contract, DatasetStore, load_contract
 from keel.registry import ModelStore, ModelVersion, OnnxModel, load_onnx
 from keel.store import ConfigError, GateFailedError, ModelNotFoundError, SourceError
 from keel.train.card import render_card_markdown
+from keel.train.evaluation import evaluate_outputs, vs_production
 from keel.train.features import default_features
 from keel.train.gates import check_gates
+from keel.train.prepare import Prepared, outputs, prepare
+from keel.train.report import EvaluationReport, report_of
 from keel.train.runtime import runtime_profile
 from keel.train.spec import TrainSpec, spec_from_dict
-from keel.train.trainer import (
-    Prepared,
-    _outputs,
-    _vs_production,
-    code_revision,
-    evaluate_outputs,
-    prepare,
-)
+from keel.train.trainer import code_revision
 
 ESTIMATOR = "onnx"
 
@@ -69,18 +66,9 @@ def import_onnx(
         raise SourceError(msg) from exc
     model = load_onnx(raw)
     contract = load_contract(contract_path)
-    spec = _load_spec(spec_path, name)
-    target = _target(contract, spec)
-    features = _map_inputs(model, contract, spec, target)
-    categorical = [f for f in features if contract.column(f).type in ("category", "string")]
-    task = "classification" if hasattr(model, "predict_proba") else "regression"
-    if spec.task is not None and spec.task != task:
-        msg = f"The spec says task {spec.task!r} but the ONNX graph is a {task} graph (outputs {model.output_names}); fix 'task' in the spec."
-        raise ConfigError(msg)
-    spec = TrainSpec(
-        **{**spec.__dict__, "features": tuple(features), "task": task, "target": target}
-    )
-    probe = _probe(model, contract, features, task)
+    spec = _graph_spec(model, contract, _load_spec(spec_path, name))
+    features = list(spec.features or ())
+    probe = _probe(model, contract, features, spec.task or "regression")
     lineage: dict[str, Any] = {
         "format": "onnx",
         "imported_from": model_path.name,
@@ -89,73 +77,82 @@ def import_onnx(
         "graph_outputs": model.output_names,
         "code_revision": code_revision(),
     }
-    base: dict[str, Any] = {
-        "task": task,
-        "estimator": ESTIMATOR,
-        "params": {},
-        "target": target,
-        "features": features,
-        "categorical": categorical,
-        "format": "onnx",
-    }
+    base = EvaluationReport(
+        task=spec.task or "regression",
+        estimator=ESTIMATOR,
+        target=spec.target,
+        features=tuple(features),
+        categorical=tuple(f for f in features if contract.column(f).type in ("category", "string")),
+        extra={"format": "onnx"},
+    )
     dataset: dict[str, Any] = {}
     if data is None:
-        if spec.gates:
-            msg = f"The spec has gates {list(spec.gates)} but no --data to judge them on; pass --data DATASET or drop the gates."
-            raise ConfigError(msg)
-        classes = [str(c) for c in getattr(model, "classes_", [])] or [str(i) for i in range(probe)]
-        report = {
-            **base,
-            "classes": classes if task == "classification" else [],
-            "evaluated": False,
-            "note": "not evaluated: imported without --data, so no holdout metrics, gates or reference profile (no drift monitoring).",
-            "metrics": {},
-            "gates": [],
-        }
-        dataset_ref = None
+        report = _unevaluated(base, spec, model, probe)
     else:
         version = datasets.get(data)
         dataset = version.to_dict()
-        dataset_ref = version.ref
         lineage.update(
             dataset_version=version.ref,
             source_uri=version.source_uri,
             source_sha256=version.source_sha256,
             contract_sha256=version.contract_sha256,
         )
-        prep = prepare(datasets.load(version.ref), contract, spec)
-        prep = _align_classes(prep, model, probe)
-        report = {**base, **_evaluate(model, prep, spec, models, name)}
-        results = check_gates(spec.gates, report)
-        report["gates"] = [g.to_dict() for g in results]
-        failed = [g for g in results if not g.passed]
-        if failed:
-            g = failed[0]
-            msg = (
-                f"ONNX model {model_path.name!r} failed gate '{g.name}' on dataset {version.ref!r}: "
-                f"got {g.value if g.value is None else round(g.value, 6)}, threshold {g.op} {g.threshold:g}. "
-                "It was not registered."
-            )
-            raise GateFailedError(msg)
-    card = render_card_markdown(
-        name,
-        None,
-        spec.to_dict(),
-        {k: v for k, v in report.items() if k != "gates"},
-        report["gates"],
-        dataset,
-    )
+        prep = _align_classes(prepare(datasets.load(version.ref), contract, spec), model, probe)
+        report = _gated(model_path, version.ref, _evaluate(model, prep, spec, models, name, base))
     return models.register(
         name,
         model,
         contract=contract,
         spec=spec.to_dict(),
-        evaluation=report,
-        dataset_version=dataset_ref,
+        evaluation=report.to_json(),
+        dataset_version=dataset.get("ref"),
         lineage=lineage,
-        card_markdown=card,
+        card_markdown=render_card_markdown(name, None, spec.to_dict(), report, dataset),
         actor=actor,
     )
+
+
+def _graph_spec(model: OnnxModel, contract: Contract, spec: TrainSpec) -> TrainSpec:
+    """The spec completed from the graph: its features, task and the contract's target."""
+    target = _target(contract, spec)
+    features = _map_inputs(model, contract, spec, target)
+    task = "classification" if hasattr(model, "predict_proba") else "regression"
+    if spec.task is not None and spec.task != task:
+        msg = f"The spec says task {spec.task!r} but the ONNX graph is a {task} graph (outputs {model.output_names}); fix 'task' in the spec."
+        raise ConfigError(msg)
+    return TrainSpec(
+        **{**spec.__dict__, "features": tuple(features), "task": task, "target": target}
+    )
+
+
+def _unevaluated(
+    base: EvaluationReport, spec: TrainSpec, model: OnnxModel, probe: int
+) -> EvaluationReport:
+    """The report of a graph imported without data: no metrics, no gates, no reference."""
+    if spec.gates:
+        msg = f"The spec has gates {list(spec.gates)} but no --data to judge them on; pass --data DATASET or drop the gates."
+        raise ConfigError(msg)
+    classes = [str(c) for c in getattr(model, "classes_", [])] or [str(i) for i in range(probe)]
+    return replace(
+        base,
+        classes=tuple(classes) if base.task == "classification" else (),
+        evaluated=False,
+        note="not evaluated: imported without --data, so no holdout metrics, gates or reference profile (no drift monitoring).",
+    )
+
+
+def _gated(model_path: Path, dataset: str, report: EvaluationReport) -> EvaluationReport:
+    """The report, once every gate passed; GateFailedError naming the first that did not."""
+    failed = [g for g in report.gates if not g.passed]
+    if failed:
+        g = failed[0]
+        msg = (
+            f"ONNX model {model_path.name!r} failed gate '{g.name}' on dataset {dataset!r}: "
+            f"got {g.value if g.value is None else round(g.value, 6)}, threshold {g.op} {g.threshold:g}. "
+            "It was not registered."
+        )
+        raise GateFailedError(msg)
+    return report
 
 
 def _load_spec(path: Path | None, name: str) -> TrainSpec:
@@ -250,7 +247,7 @@ def _probe(model: OnnxModel, contract: Contract, features: list[str], task: str)
             row[f] = [float(low)]
     x = pd.DataFrame(row)
     try:
-        out = _outputs(model, x, task)
+        out = outputs(model, x, task)
     except Exception as exc:  # onnxruntime's own kinds: shapes, types
         msg = f"The ONNX graph fails on one row of the contract's features {features}: {type(exc).__name__}: {str(exc)[:300]}"
         raise ConfigError(msg) from exc
@@ -281,31 +278,38 @@ def _align_classes(prep: Prepared, model: OnnxModel, n_classes: int) -> Prepared
 
 
 def _evaluate(
-    model: OnnxModel, prep: Prepared, spec: TrainSpec, models: ModelStore, name: str
-) -> dict[str, Any]:
+    model: OnnxModel,
+    prep: Prepared,
+    spec: TrainSpec,
+    models: ModelStore,
+    name: str,
+    base: EvaluationReport,
+) -> EvaluationReport:
+    """The graph measured as a trained candidate is, and its gates checked."""
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
-    out_tr = _outputs(model, xtr, prep.task)
-    out_te = _outputs(model, xte, prep.task)
+    out_tr = outputs(model, xtr, prep.task)
+    out_te = outputs(model, xte, prep.task)
     # the graph was trained elsewhere: the "training" rows are not its training rows, so no
     # overfit gap is claimed
-    report: dict[str, Any] = {
-        "evaluated": True,
-        **evaluate_outputs(prep, spec, out_tr, out_te, overfit=False),
-        "fit_warnings": [],
-        "explanations": {},  # SHAP needs the model's own structure; /explain answers 400
-        "note": "an imported ONNX graph: no SHAP explanations, no overfit gap (trained elsewhere)",
-        "runtime": runtime_profile(
+    measured = evaluate_outputs(prep, spec, out_tr, out_te, overfit=False)
+    try:
+        prod_version, prod_model = models.load(f"{name}@production")
+        vs = vs_production(prep, (prod_model, report_of(prod_version)), measured["metrics"])
+    except ModelNotFoundError:
+        vs = None
+    report = replace(
+        base,
+        evaluated=True,
+        **measured,
+        fit_warnings=(),
+        explanations={},  # SHAP needs the model's own structure; /explain answers 400
+        note="an imported ONNX graph: no SHAP explanations, no overfit gap (trained elsewhere)",
+        runtime=runtime_profile(
             model,
             xte.reset_index(drop=True),
             size_bytes=len(model.data),
             cpu_hour_usd=float(spec.cost.get("cpu_hour_usd", 0.05)),
         ),
-    }
-    try:
-        prod_version, prod_model = models.load(f"{name}@production")
-    except ModelNotFoundError:
-        return report
-    report["vs_production"] = _vs_production(
-        prep, (prod_model, prod_version.evaluation), report["metrics"]
+        vs_production=vs,
     )
-    return report
+    return replace(report, gates=tuple(check_gates(spec.gates, report)))

@@ -14,6 +14,7 @@ becomes an alias.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from keel.data import DatasetStore
@@ -26,10 +27,12 @@ from keel.registry import (
     says_something,
 )
 from keel.store import ConfigError, GateFailedError
-from keel.train.gates import GateResult, check_gates
+from keel.train.evaluation import vs_production
+from keel.train.gates import check_gates
 from keel.train.metrics import score
+from keel.train.prepare import outputs, prepare
+from keel.train.report import EvaluationReport, GateResult, report_of
 from keel.train.spec import spec_from_dict
-from keel.train.trainer import _outputs, _vs_production, prepare
 
 Verify = Callable[[str, str, int], None]
 """`verify(name, alias, version)`: raise a KeelError to stop a move before it is made."""
@@ -88,7 +91,7 @@ def promote(
     checked: dict[str, Any] = {}
     if to == "production" and not force and (current is None or current.version != version):
         if current is None:
-            checked = _stored_gates(name, version, candidate.evaluation)
+            checked = _stored_gates(name, version, report_of(candidate))
         else:
             checked = _recheck(
                 name, candidate.version, current.version, models=models, datasets=datasets
@@ -155,17 +158,11 @@ def _refused(
     )
 
 
-def _stored_gates(name: str, version: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+def _stored_gates(name: str, version: int, evaluation: EvaluationReport) -> dict[str, Any]:
     """With no production to measure against: the gates the version passed at training."""
-    for g in evaluation.get("gates") or []:
-        if not g.get("passed", True):
-            result = GateResult(
-                str(g.get("name")),
-                g.get("value"),
-                float(g.get("threshold", 0.0)),
-                str(g.get("op", "")),
-                False,
-            )
+    for g in evaluation.gates:
+        if not g.passed:
+            result = GateResult(g.name, g.value, g.threshold, g.op, False)
             raise _refused(name, version, result, None, "when it was trained")
     return {"production_version": None}
 
@@ -196,9 +193,9 @@ def _recheck(
     frame = datasets.load(cand_v.dataset_version)
     prep = prepare(frame, models.contract(cand_v.ref), spec)
     x = prep.x.iloc[prep.test_idx]
-    holdout = score(prep.task, prep.y[prep.test_idx], _outputs(cand_pipe, x, prep.task))
-    vs = _vs_production(prep, (prod_pipe, prod_v.evaluation), holdout)
-    report = {**cand_v.evaluation, "metrics": holdout, "vs_production": vs}
+    holdout = score(prep.task, prep.y[prep.test_idx], outputs(cand_pipe, x, prep.task))
+    vs = vs_production(prep, (prod_pipe, report_of(prod_v)), holdout)
+    report = replace(report_of(cand_v), metrics=holdout, vs_production=vs)
     results = check_gates(spec.gates, report)
     failed = [g for g in results if not g.passed]
     if failed:

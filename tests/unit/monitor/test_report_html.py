@@ -14,8 +14,9 @@ import polars as pl
 from keel.monitor import Alert, ColumnDrift, ModelStatus, compare_frames
 from keel.monitor.report import drift_report_html, monitor_report_html
 from keel.monitor.service import WindowStatus
+from keel.registry import AuditEvent
 from keel.serve.routes import docs_page
-from keel.train import render_card_html
+from keel.train import EvaluationReport, render_card_html
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -85,7 +86,9 @@ def test_the_monitoring_report_shows_hostile_text_as_text() -> None:
     """Alert messages, notes, audit reasons and feature names: escaped in the page, intact in
     the chart data, and no markup of theirs in the document."""
     audit = [
-        {"time": T0.isoformat(), "actor": HOSTILE[0], "action": "alias.set", "reason": HOSTILE[1]}
+        AuditEvent(
+            time=T0, action="alias.set", subject="model:m", actor=HOSTILE[0], reason=HOSTILE[1]
+        )
     ]
 
     page = monitor_report_html(_status(), audit, window_s=3600)
@@ -135,14 +138,11 @@ def test_the_drift_report_escapes_column_names() -> None:
 
 def test_the_model_card_escapes_every_value() -> None:
     """Name, features and dataset lineage go into the card as text; the card has no script."""
-    report = {
-        "task": "binary",
-        "target": HOSTILE[1],
-        "features": [HOSTILE[0]],
-        "evaluated": False,
-    }
+    report = EvaluationReport(
+        task="classification", target=HOSTILE[1], features=(HOSTILE[0],), evaluated=False
+    )
 
-    page = render_card_html(HOSTILE[2], 1, {"estimator": "onnx"}, report, [], {})
+    page = render_card_html(HOSTILE[2], 1, {"estimator": "onnx"}, report, {})
 
     for text in HOSTILE:
         assert text not in page

@@ -5,21 +5,25 @@ from __future__ import annotations
 import pytest
 
 from keel.store import ConfigError
-from keel.train import check_gates, parse_gate, spec_from_dict
+from keel.train import EvaluationReport, check_gates, parse_gate, spec_from_dict
 
-REPORT = {
-    "metrics": {"roc_auc": {"value": 0.81}, "log_loss": {"value": 0.3}},
-    "train_metrics": {"roc_auc": {"value": 0.95}},
-    "overfit": {"roc_auc": 0.14},
-    "segments": {
-        "groups": {
-            "a": {"metrics": {"roc_auc": {"value": 0.9}}},
-            "b": {"metrics": {"roc_auc": {"value": 0.62}}},
-        }
-    },
-    "fairness": {"sex": {"demographic_parity_difference": 0.18}},
-    "runtime": {"p99_ms": 3.2},
-}
+REPORT = EvaluationReport.from_json(
+    {
+        "task": "classification",
+        "features": [],
+        "metrics": {"roc_auc": {"value": 0.81}, "log_loss": {"value": 0.3}},
+        "train_metrics": {"roc_auc": {"value": 0.95}},
+        "overfit": {"roc_auc": 0.14},
+        "segments": {
+            "groups": {
+                "a": {"metrics": {"roc_auc": {"value": 0.9}}},
+                "b": {"metrics": {"roc_auc": {"value": 0.62}}},
+            }
+        },
+        "fairness": {"sex": {"demographic_parity_difference": 0.18}},
+        "runtime": {"p99_ms": 3.2},
+    }
+)
 
 
 def test_gate_verdicts_carry_value_and_threshold() -> None:

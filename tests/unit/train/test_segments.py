@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 import pytest
 
 from keel.store import ConfigError
-from keel.train import check_gates, spec_from_dict
+from keel.train import EvaluationReport, check_gates, spec_from_dict
 from keel.train.fairness import fairness_report
 from keel.train.segments import band_column
 from keel.train.spec import Bands
+
+
+def of(sections: dict[str, Any]) -> EvaluationReport:
+    """A classifier's report holding these sections (what the gates read)."""
+    return EvaluationReport.from_json({"task": "classification", "features": [], **sections})
 
 
 def _segments(**groups: tuple[int, float, float, float, bool]) -> dict[str, object]:
@@ -40,7 +47,7 @@ def test_segment_gate_ignores_groups_that_are_not_judged() -> None:
         )
     }
 
-    (gate,) = check_gates(["segments.min.roc_auc >= 0.7"], report)
+    (gate,) = check_gates(["segments.min.roc_auc >= 0.7"], of(report))
 
     assert gate.passed
     assert gate.value == 0.83
@@ -56,8 +63,8 @@ def test_segment_gate_passes_only_when_the_interval_clears_the_threshold() -> No
     }
     clears = {"segments": _segments(a=(60, 0.81, 0.72, 0.89, True), b=(500, 0.9, 0.88, 0.92, True))}
 
-    (unproven,) = check_gates(["segments.min.roc_auc >= 0.7"], straddles)
-    (shown,) = check_gates(["segments.min.roc_auc >= 0.7"], clears)
+    (unproven,) = check_gates(["segments.min.roc_auc >= 0.7"], of(straddles))
+    (shown,) = check_gates(["segments.min.roc_auc >= 0.7"], of(clears))
 
     assert not unproven.passed
     assert unproven.note is not None
@@ -101,7 +108,7 @@ def test_interval_verdict_for_every_operator(gate: str, passed: bool) -> None:
         }
     }
 
-    (result,) = check_gates([gate], report)
+    (result,) = check_gates([gate], of(report))
 
     assert result.passed is passed
 
@@ -110,7 +117,7 @@ def test_segment_gate_with_no_judged_group_fails_and_lists_the_small_ones() -> N
     """When every segment is under the minimum, the gate cannot pass on nothing: it fails and says why."""
     report = {"segments": _segments(x=(12, 0.4, 0.2, 0.6, False), y=(9, 0.9, 0.8, 1.0, False))}
 
-    (gate,) = check_gates(["segments.min.roc_auc >= 0.7"], report)
+    (gate,) = check_gates(["segments.min.roc_auc >= 0.7"], of(report))
 
     assert not gate.passed
     assert gate.note == (
@@ -145,7 +152,9 @@ def test_fairness_with_one_judged_group_has_no_gap_and_the_gate_says_why() -> No
     groups = np.array(["big"] * 50 + ["small"] * 3, dtype=object)
 
     fr = fairness_report(y, pred, {"sex": groups}, min_group_rows=30)
-    (gate,) = check_gates(["fairness.sex.demographic_parity_difference <= 0.1"], {"fairness": fr})
+    (gate,) = check_gates(
+        ["fairness.sex.demographic_parity_difference <= 0.1"], of({"fairness": fr})
+    )
 
     assert fr["sex"]["demographic_parity_difference"] is None
     assert not gate.passed
