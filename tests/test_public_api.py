@@ -50,13 +50,42 @@ def test_store_exports() -> None:
 def test_data_exports() -> None:
     """keel.data's public names."""
     assert sorted(keel.data.__all__) == [
-        "Anonymize", "Column", "Contract", "DatasetStore", "DatasetVersion", "Failure",
-        "IngestResult", "MISSING", "OTHER", "PiiFinding", "RULES", "RecordChecker", "RecordError", "SchemaIssue", "Source",
-        "ValidationReport", "anonymize_frame", "column_stats", "contract_from_dict",
-        "contract_from_yaml", "detect_pii", "iban_valid", "infer_contract", "ingest",
-        "k_anonymity", "load_contract", "load_version", "luhn_valid", "pseudonymize_values",
-        "read_source", "save_contract", "shown", "validate", "with_column",
-    ]  # fmt: skip
+        "Anonymize",
+        "Column",
+        "Contract",
+        "DatasetStore",
+        "DatasetVersion",
+        "Failure",
+        "IngestResult",
+        "MISSING",
+        "OTHER",
+        "PiiFinding",
+        "RULES",
+        "RecordChecker",
+        "RecordError",
+        "SchemaIssue",
+        "Source",
+        "ValidationReport",
+        "anonymize_frame",
+        "column_stats",
+        "contract_from_dict",
+        "contract_from_yaml",
+        "detect_pii",
+        "iban_valid",
+        "infer_contract",
+        "ingest",
+        "inject_faults",
+        "k_anonymity",
+        "load_contract",
+        "load_version",
+        "luhn_valid",
+        "pseudonymize_values",
+        "read_source",
+        "save_contract",
+        "shown",
+        "validate",
+        "with_column",
+    ]
 
 
 def test_registry_exports() -> None:
@@ -77,11 +106,36 @@ def test_train_exports() -> None:
     import keel.train
 
     assert sorted(keel.train.__all__) == [
-        "Candidate", "EvaluationReport", "FailedCandidate", "GateResult", "PromotionRefusedError",
-        "Split", "TrainResult", "TrainSpec", "check_gates", "load_spec",
-        "pareto_front", "parse_gate", "promote", "recommend", "render_card_html",
-        "render_card_markdown", "report_of", "rollback", "spec_from_dict", "train",
-    ]  # fmt: skip
+        "Candidate",
+        "EvaluationReport",
+        "FailedCandidate",
+        "GateResult",
+        "LOWER_IS_BETTER",
+        "PromotionRefusedError",
+        "Split",
+        "TrainResult",
+        "TrainSpec",
+        "check_gates",
+        "export_onnx",
+        "import_onnx",
+        "load_spec",
+        "pareto_front",
+        "parse_gate",
+        "promote",
+        "recommend",
+        "render_card_html",
+        "render_card_markdown",
+        "report_of",
+        "rollback",
+        "score",
+        "score_file",
+        "shap_values",
+        "spec_from_dict",
+        "to_pandas",
+        "train",
+        "weighted_binary",
+        "weighted_regression",
+    ]
 
 
 def test_serve_exports() -> None:
@@ -91,6 +145,7 @@ def test_serve_exports() -> None:
     assert sorted(keel.serve.__all__) == [
         "AuthError",
         "Client",
+        "ClientError",
         "KeelServer",
         "MicroBatcher",
         "RequestError",

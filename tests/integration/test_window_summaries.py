@@ -176,7 +176,7 @@ def test_windows_under_a_models_min_rows_say_too_few_rows(world: Any) -> None:
     in JSON, on the report and on the dashboard page, and no drift alert fires."""
     from keel.dashboard.app import Dashboard
     from keel.data import DatasetStore
-    from keel.monitor.report import monitor_report_html
+    from keel.render import monitor_report_html
 
     settings, models, _ = world
     now = START + dt.timedelta(days=3)

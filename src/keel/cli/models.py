@@ -207,7 +207,7 @@ def export_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Export a version to ONNX, with a parity check on its dataset's holdout."""
-    from keel.train.onnx_export import export_onnx
+    from keel.train import export_onnx
 
     report = export_onnx(ref, output, models=open_models(), datasets=open_datasets(), fmt=fmt)
     if as_json:
@@ -232,8 +232,7 @@ def import_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an ONNX graph trained elsewhere; it is served through onnxruntime."""
-    from keel.train import report_of
-    from keel.train.onnx_import import import_onnx
+    from keel.train import import_onnx, report_of
 
     v = import_onnx(
         model,

@@ -30,9 +30,8 @@ def drift_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Drift of every column between two files; no server needed."""
-    from keel.data.contract import load_contract
-    from keel.data.sources import read_source
-    from keel.monitor.offline import drift_between
+    from keel.data import load_contract, read_source
+    from keel.monitor import drift_between
 
     with steps("drift", ["read", "compare", "report"], enabled=not as_json) as step:
         step("read")
@@ -43,7 +42,7 @@ def drift_cmd(
         report = drift_between(ref, cur, contract=c, exact=exact, multivariate=multivariate)
         step("report")
         if output:
-            from keel.monitor.report import drift_report_html
+            from keel.render import drift_report_html
 
             output.write_text(
                 drift_report_html(report, title=f"Drift: {current.name} against {reference.name}")
@@ -143,7 +142,7 @@ def report_cmd(
     """One HTML page (no server, no network): drift heat map, performance over time, shadow,
     alerts and the audit timeline."""
     from keel.cli._common import open_monitor
-    from keel.monitor.report import monitor_report_html
+    from keel.render import monitor_report_html
 
     monitor = open_monitor()
     status = monitor.overview(name)

@@ -19,7 +19,7 @@ def predict_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score a file in chunks; rows the contract refuses go to OUTPUT.refused.csv with the reason."""
-    from keel.train.scoring import score_file
+    from keel.train import score_file
 
     with Progress(
         TextColumn("[bold]scoring"),

@@ -45,7 +45,7 @@ def serve_cmd(
     """
     import uvicorn
 
-    from keel.serve.exposure import exposure_warnings
+    from keel.serve import exposure_warnings
     from keel.store import load_settings
 
     os.environ["KEEL_SERVE_MODELS"] = ",".join(names or [])
@@ -77,7 +77,7 @@ def ui_cmd(
     """The dashboard alone, over the registry, the monitor and the data (no model loaded)."""
     import uvicorn
 
-    from keel.serve.exposure import exposure_warnings
+    from keel.serve import exposure_warnings
     from keel.store import load_settings
 
     for warning in exposure_warnings(host, load_settings()):

@@ -43,8 +43,8 @@ from keel.dashboard.guard import CARD_CSP, DashboardGuard
 from keel.dashboard.pages import PageData
 from keel.data import DatasetStore
 from keel.monitor import Monitor
-from keel.monitor.report import SCRIPTS, STATIC, environment, script
 from keel.registry import ModelStore, says_something
+from keel.render import SCRIPTS, STATIC, environment, script
 from keel.serve import AuthError, RequestError, ScopeError, TokenRequiredError, status_of
 from keel.store import KeelError, Settings
 

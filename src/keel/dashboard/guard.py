@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.dashboard.auth import Viewer
-from keel.monitor.report import SCRIPTS
+from keel.render import SCRIPTS
 from keel.serve import error_response, status_of
 
 log = logging.getLogger("keel.dashboard")

@@ -12,9 +12,9 @@ import orjson
 import polars as pl
 
 from keel.data import DatasetStore
-from keel.monitor import Monitor
-from keel.monitor.logfiles import day_of, read_log
-from keel.monitor.report import (
+from keel.monitor import Monitor, day_of, latency_quantile, read_log
+from keel.registry import ModelStore
+from keel.render import (
     alert_rows,
     drift_heatmap_spec,
     performance_spec,
@@ -23,8 +23,6 @@ from keel.monitor.report import (
     unjudged,
     year_heatmap_spec,
 )
-from keel.monitor.service import latency_quantile
-from keel.registry import ModelStore
 from keel.store import NotFoundError, Settings
 from keel.train import report_of
 
@@ -161,7 +159,7 @@ class PageData:
         if bg:
             import pandas as pd
 
-            from keel.train.explain import shap_values
+            from keel.train import shap_values
 
             feats = list(ev.features)
             cats = set(ev.categorical)

@@ -8,6 +8,7 @@ from keel._lazy import lazy_getattr
 
 # names load on first use (PEP 562): a command that needs one function does not pay for all
 _NAMES = {
+    "inject_faults": "keel.data.faults",
     "Anonymize": "keel.data.contract",
     "anonymize_frame": "keel.data.anonymization",
     "Column": "keel.data.contract",
@@ -45,63 +46,56 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:
-    from keel.data.anonymization import anonymize_frame, k_anonymity, pseudonymize_values
-    from keel.data.contract import (
-        MISSING,
-        OTHER,
-        Anonymize,
-        Column,
-        Contract,
-        contract_from_dict,
-        contract_from_yaml,
-        load_contract,
-        with_column,
+    from keel.data.anonymization import (
+        anonymize_frame as anonymize_frame,
+        k_anonymity as k_anonymity,
+        pseudonymize_values as pseudonymize_values,
     )
-    from keel.data.dataset_version import DatasetVersion, IngestResult, column_stats
-    from keel.data.findings import RULES, Failure, SchemaIssue, ValidationReport
-    from keel.data.inference import infer_contract
-    from keel.data.pii import PiiFinding, detect_pii, iban_valid, luhn_valid
-    from keel.data.records import RecordChecker, RecordError, shown
-    from keel.data.sources import Source, read_source
-    from keel.data.validation import validate
-    from keel.data.versions import DatasetStore, ingest, load_version, save_contract
+    from keel.data.contract import (
+        MISSING as MISSING,
+        OTHER as OTHER,
+        Anonymize as Anonymize,
+        Column as Column,
+        Contract as Contract,
+        contract_from_dict as contract_from_dict,
+        contract_from_yaml as contract_from_yaml,
+        load_contract as load_contract,
+        with_column as with_column,
+    )
+    from keel.data.dataset_version import (
+        DatasetVersion as DatasetVersion,
+        IngestResult as IngestResult,
+        column_stats as column_stats,
+    )
+    from keel.data.faults import inject_faults as inject_faults
+    from keel.data.findings import (
+        RULES as RULES,
+        Failure as Failure,
+        SchemaIssue as SchemaIssue,
+        ValidationReport as ValidationReport,
+    )
+    from keel.data.inference import infer_contract as infer_contract
+    from keel.data.pii import (
+        PiiFinding as PiiFinding,
+        detect_pii as detect_pii,
+        iban_valid as iban_valid,
+        luhn_valid as luhn_valid,
+    )
+    from keel.data.records import (
+        RecordChecker as RecordChecker,
+        RecordError as RecordError,
+        shown as shown,
+    )
+    from keel.data.sources import Source as Source, read_source as read_source
+    from keel.data.validation import validate as validate
+    from keel.data.versions import (
+        DatasetStore as DatasetStore,
+        ingest as ingest,
+        load_version as load_version,
+        save_contract as save_contract,
+    )
 
 
 __getattr__ = lazy_getattr("keel.data", _NAMES)
 
-__all__ = [
-    "MISSING",
-    "OTHER",
-    "RULES",
-    "Anonymize",
-    "Column",
-    "Contract",
-    "DatasetStore",
-    "DatasetVersion",
-    "Failure",
-    "IngestResult",
-    "PiiFinding",
-    "RecordChecker",
-    "RecordError",
-    "SchemaIssue",
-    "Source",
-    "ValidationReport",
-    "anonymize_frame",
-    "column_stats",
-    "contract_from_dict",
-    "contract_from_yaml",
-    "detect_pii",
-    "iban_valid",
-    "infer_contract",
-    "ingest",
-    "k_anonymity",
-    "load_contract",
-    "load_version",
-    "luhn_valid",
-    "pseudonymize_values",
-    "read_source",
-    "save_contract",
-    "shown",
-    "validate",
-    "with_column",
-]
+__all__ = sorted(_NAMES)

@@ -15,8 +15,15 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keel.data import Anonymize, Contract, DatasetStore, infer_contract, validate, with_column
-from keel.data.faults import inject_faults
+from keel.data import (
+    Anonymize,
+    Contract,
+    DatasetStore,
+    infer_contract,
+    inject_faults,
+    validate,
+    with_column,
+)
 from keel.demo.simulate import TransactionSimulator
 from keel.registry import AuditEvent
 from keel.render import console, print_contract, print_report, print_version
@@ -410,9 +417,8 @@ def _story(
     port: int | None,
 ) -> dict[str, object]:
     from keel.demo._story import run_story
-    from keel.monitor import Monitor
-    from keel.monitor.logfiles import log_files, read_log
-    from keel.monitor.report import monitor_report_html
+    from keel.monitor import Monitor, log_files, read_log
+    from keel.render import monitor_report_html
 
     result = run_story(
         home, store, sim, first_day=60, last_day=last_day, per_day=per_day,

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from keel.demo.simulate import TransactionSimulator
-from keel.serve.client import Client, ClientError
+from keel.serve import Client, ClientError
 
 # what a caller knows at request time: no label, no label date
 _HIDDEN = ("is_fraud", "label_available_at")

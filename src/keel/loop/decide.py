@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keel.monitor.compare import Backtest, VersionComparison
+from keel.monitor import Backtest, VersionComparison
 from keel.store import LoopPolicy
 
 Action = Literal[

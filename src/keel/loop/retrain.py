@@ -15,8 +15,7 @@ from typing import Any
 import polars as pl
 
 from keel.data import Contract, DatasetStore
-from keel.monitor.logfiles import read_log
-from keel.monitor.performance import labelled
+from keel.monitor import labelled, read_log
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, Database, FakeClock, Settings
 from keel.train import spec_from_dict, train

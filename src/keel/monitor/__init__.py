@@ -12,6 +12,12 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "read_log": "keel.monitor.logfiles",
+    "log_files": "keel.monitor.logfiles",
+    "labelled": "keel.monitor.performance",
+    "day_of": "keel.monitor.logfiles",
+    "VersionComparison": "keel.monitor.compare",
+    "Backtest": "keel.monitor.compare",
     "Alert": "keel.monitor.alerts",
     "AlertRule": "keel.monitor.rules",
     "AlertStore": "keel.monitor.alerts",
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
         LogFullError as LogFullError,
         ParquetAppender as ParquetAppender,
     )
+    from keel.monitor.compare import Backtest as Backtest, VersionComparison as VersionComparison
     from keel.monitor.drift import (
         ColumnDrift as ColumnDrift,
         DriftConfig as DriftConfig,
@@ -73,10 +80,16 @@ if TYPE_CHECKING:
     from keel.monitor.logfiles import (
         LogBatch as LogBatch,
         Refused as Refused,
+        day_of as day_of,
+        log_files as log_files,
         prediction_ids as prediction_ids,
+        read_log as read_log,
     )
     from keel.monitor.offline import drift_between as drift_between
-    from keel.monitor.performance import PerformanceConfig as PerformanceConfig
+    from keel.monitor.performance import (
+        PerformanceConfig as PerformanceConfig,
+        labelled as labelled,
+    )
     from keel.monitor.predlog import PredictionLog as PredictionLog
     from keel.monitor.profiler import Profiler as Profiler
     from keel.monitor.profiles import (

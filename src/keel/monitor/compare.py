@@ -28,8 +28,7 @@ from keel.monitor.logfiles import read_log
 from keel.monitor.performance import estimate_binary, labelled
 from keel.registry import ModelStore
 from keel.store import Settings
-from keel.train.features import to_pandas
-from keel.train.metrics import LOWER_IS_BETTER, weighted_binary, weighted_regression
+from keel.train import LOWER_IS_BETTER, to_pandas, weighted_binary, weighted_regression
 
 _SCORE_BINS = 20
 _LOGGED = ["prediction_id", "time", "version", "role", "features", "prediction", "probabilities"]

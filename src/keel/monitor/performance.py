@@ -18,8 +18,13 @@ import numpy as np
 import polars as pl
 
 from keel.monitor.status import LiveWindow, PooledMetric, ShadowComparison
-from keel.train import EvaluationReport
-from keel.train.metrics import LOWER_IS_BETTER, score, weighted_binary, weighted_regression
+from keel.train import (
+    LOWER_IS_BETTER,
+    EvaluationReport,
+    score,
+    weighted_binary,
+    weighted_regression,
+)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ import sqlalchemy as sa
 
 from keel.data import MISSING
 from keel.monitor.windowprofile import WindowProfile
-from keel.store import Database, tables
-from keel.store.database import as_utc
+from keel.store import Database, as_utc, tables
 from keel.train import EvaluationReport
 
 _log = logging.getLogger("keel.monitor")

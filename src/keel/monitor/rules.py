@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from keel.monitor.alerts import Alert
 from keel.monitor.status import ModelStatus, WindowStatus
 from keel.store import AlertRuleSection
-from keel.train.metrics import LOWER_IS_BETTER
+from keel.train import LOWER_IS_BETTER
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,7 @@ import orjson
 import sqlalchemy as sa
 
 from keel.monitor.drift import ColumnDrift
-from keel.store import Database, tables
-from keel.store.database import as_utc
+from keel.store import Database, as_utc, tables
 
 FORMAT = 2  # bump when what a summary holds changes: every stored one is judged again
 _FIELDS = tuple(f.name for f in dataclasses.fields(ColumnDrift))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "ClientError": "keel.serve.client",
     "AuthError": "keel.serve.errors",
     "Client": "keel.serve.client",
     "KeelServer": "keel.serve.server",
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
         status_of as status_of,
     )
     from keel.serve.batching import MicroBatcher as MicroBatcher
-    from keel.serve.client import Client as Client
+    from keel.serve.client import Client as Client, ClientError as ClientError
     from keel.serve.errors import (
         AuthError as AuthError,
         RequestError as RequestError,

@@ -15,8 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keel.monitor import Profiler
-from keel.monitor.alerts import Alert, AlertStore
+from keel.monitor import Alert, AlertStore, Profiler
 from keel.registry import ModelStore, ResolvedVersion
 from keel.serve.batching import MicroBatcher
 from keel.serve.errors import LoadTimeoutError, database_unavailable

@@ -190,7 +190,7 @@ class ModelRuntime:
 
     def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """SHAP values per input feature, against the background rows stored at training."""
-        from keel.train.explain import shap_values
+        from keel.train import shap_values
 
         if getattr(self.pipeline, "format", None) == "onnx" or not self.explanations.get(
             "background"

@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from keel.monitor import PredictionLog, Profiler
-from keel.monitor.alerts import AlertStore
+from keel.monitor import AlertStore, PredictionLog, Profiler
 from keel.registry import ModelStore
 from keel.serve.bodies import BodyBudget
 from keel.serve.errors import (

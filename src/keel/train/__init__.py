@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
+    "weighted_regression": "keel.train.metrics",
+    "weighted_binary": "keel.train.metrics",
+    "to_pandas": "keel.train.features",
+    "shap_values": "keel.train.explain",
+    "score_file": "keel.train.scoring",
+    "score": "keel.train.metrics",
+    "import_onnx": "keel.train.onnx_import",
+    "export_onnx": "keel.train.onnx_export",
+    "LOWER_IS_BETTER": "keel.train.metrics",
     "Candidate": "keel.train.trainer",
     "check_gates": "keel.train.gates",
     "EvaluationReport": "keel.train.report",
@@ -35,42 +44,48 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:
-    from keel.train.card import render_card_html, render_card_markdown
-    from keel.train.gates import check_gates, parse_gate
-    from keel.train.promotion import PromotionRefusedError, promote, rollback
-    from keel.train.report import EvaluationReport, GateResult, report_of
-    from keel.train.spec import Split, TrainSpec, load_spec, spec_from_dict
+    from keel.train.card import (
+        render_card_html as render_card_html,
+        render_card_markdown as render_card_markdown,
+    )
+    from keel.train.explain import shap_values as shap_values
+    from keel.train.features import to_pandas as to_pandas
+    from keel.train.gates import check_gates as check_gates, parse_gate as parse_gate
+    from keel.train.metrics import (
+        LOWER_IS_BETTER as LOWER_IS_BETTER,
+        score as score,
+        weighted_binary as weighted_binary,
+        weighted_regression as weighted_regression,
+    )
+    from keel.train.onnx_export import export_onnx as export_onnx
+    from keel.train.onnx_import import import_onnx as import_onnx
+    from keel.train.promotion import (
+        PromotionRefusedError as PromotionRefusedError,
+        promote as promote,
+        rollback as rollback,
+    )
+    from keel.train.report import (
+        EvaluationReport as EvaluationReport,
+        GateResult as GateResult,
+        report_of as report_of,
+    )
+    from keel.train.scoring import score_file as score_file
+    from keel.train.spec import (
+        Split as Split,
+        TrainSpec as TrainSpec,
+        load_spec as load_spec,
+        spec_from_dict as spec_from_dict,
+    )
     from keel.train.trainer import (
-        Candidate,
-        FailedCandidate,
-        TrainResult,
-        pareto_front,
-        recommend,
-        train,
+        Candidate as Candidate,
+        FailedCandidate as FailedCandidate,
+        TrainResult as TrainResult,
+        pareto_front as pareto_front,
+        recommend as recommend,
+        train as train,
     )
 
 
 __getattr__ = lazy_getattr("keel.train", _NAMES)
 
-__all__ = [
-    "Candidate",
-    "EvaluationReport",
-    "FailedCandidate",
-    "GateResult",
-    "PromotionRefusedError",
-    "Split",
-    "TrainResult",
-    "TrainSpec",
-    "check_gates",
-    "load_spec",
-    "pareto_front",
-    "parse_gate",
-    "promote",
-    "recommend",
-    "render_card_html",
-    "render_card_markdown",
-    "report_of",
-    "rollback",
-    "spec_from_dict",
-    "train",
-]
+__all__ = sorted(_NAMES)

@@ -6,7 +6,7 @@ import datetime as dt
 from types import SimpleNamespace
 
 from keel.monitor import ColumnDrift
-from keel.monitor.report import drift_heatmap_spec
+from keel.render import drift_heatmap_spec
 
 
 def _column(name: str, statistic: float, drifted: bool) -> ColumnDrift:

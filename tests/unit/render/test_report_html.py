@@ -12,9 +12,9 @@ import orjson
 import polars as pl
 
 from keel.monitor import Alert, ColumnDrift, ModelStatus, compare_frames
-from keel.monitor.report import drift_report_html, monitor_report_html
 from keel.monitor.service import WindowStatus
 from keel.registry import AuditEvent
+from keel.render import drift_report_html, monitor_report_html
 from keel.serve.routes import docs_page
 from keel.train import EvaluationReport, render_card_html
 

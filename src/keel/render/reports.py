@@ -20,7 +20,7 @@ import jinja2
 import orjson
 from markupsafe import Markup
 
-from keel.monitor.drift import DriftReport
+from keel.monitor import DriftReport
 from keel.registry import AuditEvent
 
 SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
@@ -35,7 +35,7 @@ def script(name: str) -> str:
     if name not in STATIC:
         msg = f"No bundled file {name!r}; expected one of {', '.join(STATIC)}."
         raise KeyError(msg)
-    return (resources.files("keel.monitor") / "static" / name).read_text(encoding="utf-8")
+    return (resources.files("keel.render") / "static" / name).read_text(encoding="utf-8")
 
 
 def _dumps(value: Any, **_kwargs: Any) -> str:
@@ -62,7 +62,7 @@ def environment(*packages: str) -> jinja2.Environment:
     """A Jinja2 environment that autoescapes every template, with the templates of `packages`
     first and this package's (`sections.html`, `page.html`) after them, `tojson` by orjson and
     the `cell` filter. Undefined names are errors, not empty strings."""
-    loaders = [jinja2.PackageLoader(p, "templates") for p in (*packages, "keel.monitor")]
+    loaders = [jinja2.PackageLoader(p, "templates") for p in (*packages, "keel.render")]
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=True,
