@@ -74,9 +74,6 @@ class Settings(BaseSettings):
     """Key for pseudonymization (HMAC-SHA256). `KEEL_SECRET_KEY`; when unset, a random key is
     made once and kept in `secret.key` in the home folder (readable by its owner only)."""
 
-    missing_markers: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-    """Strings that mean 'no value' in text sources, unless a contract lists its own."""
-
     tokens: dict[str, list[str]] = Field(default_factory=dict)
     """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`), e.g.
     `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback", "view"]}'`. Admin calls always
