@@ -1,6 +1,24 @@
-"""The dashboard: pages over the registry, the monitor and the data, served at /ui."""
+"""The dashboard: pages over the registry, the monitor and the data, served at /ui.
 
-from keel.dashboard.app import Dashboard
-from keel.dashboard.factory import app_from_env, ui_app
+Names load on first use (PEP 562), as in every face.
+"""
 
-__all__ = ["Dashboard", "app_from_env", "ui_app"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr
+
+_NAMES = {
+    "app_from_env": "keel.dashboard.factory",
+    "Dashboard": "keel.dashboard.app",
+    "ui_app": "keel.dashboard.factory",
+}
+
+if TYPE_CHECKING:
+    from keel.dashboard.app import Dashboard as Dashboard
+    from keel.dashboard.factory import app_from_env as app_from_env, ui_app as ui_app
+
+__getattr__ = lazy_getattr("keel.dashboard", _NAMES)
+
+__all__ = sorted(_NAMES)

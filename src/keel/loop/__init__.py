@@ -1,19 +1,39 @@
-"""The loop: the controller that retrains, shadows, promotes and rolls back by itself."""
+"""The loop: the controller that retrains, shadows, promotes and rolls back by itself.
 
-from keel.loop.controller import Loop
-from keel.loop.decide import Decision, Move, ShadowFigures, Situation, decide
-from keel.loop.lease import Lease
-from keel.loop.retrain import RetrainResult
-from keel.store import LoopPolicy
+Names load on first use (PEP 562), as in every face.
+"""
 
-__all__ = [
-    "Decision",
-    "Lease",
-    "Loop",
-    "LoopPolicy",
-    "Move",
-    "RetrainResult",
-    "ShadowFigures",
-    "Situation",
-    "decide",
-]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr
+
+_NAMES = {
+    "decide": "keel.loop.decide",
+    "Decision": "keel.loop.decide",
+    "Lease": "keel.loop.lease",
+    "Loop": "keel.loop.controller",
+    "LoopPolicy": "keel.store",
+    "Move": "keel.loop.decide",
+    "RetrainResult": "keel.loop.retrain",
+    "ShadowFigures": "keel.loop.decide",
+    "Situation": "keel.loop.decide",
+}
+
+if TYPE_CHECKING:
+    from keel.loop.controller import Loop as Loop
+    from keel.loop.decide import (
+        Decision as Decision,
+        Move as Move,
+        ShadowFigures as ShadowFigures,
+        Situation as Situation,
+        decide as decide,
+    )
+    from keel.loop.lease import Lease as Lease
+    from keel.loop.retrain import RetrainResult as RetrainResult
+    from keel.store import LoopPolicy as LoopPolicy
+
+__getattr__ = lazy_getattr("keel.loop", _NAMES)
+
+__all__ = sorted(_NAMES)
