@@ -46,3 +46,12 @@ def test_cross_package_imports_use_faces() -> None:
     ]
     found = [b for path in modules for b in _bypasses(path)]
     assert not found, "imports that bypass a face:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_name_is_also_a_submodule(package: str) -> None:
+    """A lazy face's name that is also a submodule's name is shadowed by the submodule once
+    anything imports it (`keel.loop.decide` the module hid `decide` the function)."""
+    module = importlib.import_module(f"keel.{package}")
+    submodules = {p.stem for p in (SRC / "keel" / package).glob("*.py")}
+    assert not submodules & set(getattr(module, "__all__", []))

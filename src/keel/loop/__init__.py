@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING
 from keel._lazy import lazy_getattr
 
 _NAMES = {
-    "decide": "keel.loop.decide",
-    "Decision": "keel.loop.decide",
+    "decide": "keel.loop.decision",
+    "Decision": "keel.loop.decision",
     "Lease": "keel.loop.lease",
     "Loop": "keel.loop.controller",
     "LoopPolicy": "keel.store",
-    "Move": "keel.loop.decide",
+    "Move": "keel.loop.decision",
     "RetrainResult": "keel.loop.retrain",
-    "ShadowFigures": "keel.loop.decide",
-    "Situation": "keel.loop.decide",
+    "ShadowFigures": "keel.loop.decision",
+    "Situation": "keel.loop.decision",
 }
 
 if TYPE_CHECKING:
     from keel.loop.controller import Loop as Loop
-    from keel.loop.decide import (
+    from keel.loop.decision import (
         Decision as Decision,
         Move as Move,
         ShadowFigures as ShadowFigures,

@@ -1,4 +1,4 @@
-"""The controller's executor: look (monitoring computes), decide (`keel.loop.decide`, a pure
+"""The controller's executor: look (monitoring computes), decide (`keel.loop.decision`, a pure
 function), act through the registry and `keel.train` (the one promotion path, with its gates
 and audit). Every act lands in the audit log (actor `loop`) with the numbers that decided it."""
 
@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from keel.data import DatasetStore
-from keel.loop.decide import Decision, Move, ShadowFigures, Situation, decide
+from keel.loop.decision import Decision, Move, ShadowFigures, Situation, decide
 from keel.loop.lease import Lease
 from keel.loop.retrain import run_retrain
 from keel.monitor import Alert, ModelStatus, Monitor
