@@ -80,19 +80,17 @@ class Loop:
     def moves(self, name: str) -> list[Move]:
         """The model's alias moves and loop acts, oldest first."""
         out = []
-        for e in self.models.db.events(f"model:{name}"):
-            if not e["action"].startswith(("alias.", "loop.")):
-                continue
-            d = e["details"] or {}
-            out.append(
-                Move(
-                    time=e["time"],
-                    action=e["action"],
-                    alias=d.get("alias"),
-                    version=None if d.get("version") is None else int(d["version"]),
-                    from_version=None if d.get("from_version") is None else int(d["from_version"]),
+        for e in self.models.audit(name):
+            if e.action.startswith(("alias.", "loop.")):
+                out.append(
+                    Move(
+                        time=e.time,
+                        action=e.action,
+                        alias=e.alias,
+                        version=e.version,
+                        from_version=e.from_version,
+                    )
                 )
-            )
         return out
 
     def observe(
