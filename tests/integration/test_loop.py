@@ -3,6 +3,7 @@ shadow → promote; a broken model promoted by hand → automatic rollback; no h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -177,3 +178,12 @@ def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) ->
     alerts = AlertStore(world["db"]).list("fraud")  # type: ignore[arg-type]
     assert {"feature_drift", "rolled_back"} <= {a.rule for a in alerts}
     assert (Path(str(settings.home)) / "alerts.jsonl").read_text().count("\n") == len(alerts)
+    # the loop's status leaves out the per-segment figures (no rule or decision reads them);
+    # everything else is the status a person sees
+    full = loop.monitor.status("fraud", now=now)
+    lean = loop.monitor.status("fraud", now=now, segments=False)
+    assert full.segments
+    assert full.segment_live
+    assert lean.segments == ()
+    assert lean.segment_live == ()
+    assert dataclasses.replace(full, segments=(), segment_live=()) == lean
