@@ -63,8 +63,9 @@ LOOP_POLICY: dict[str, Any] = {
     "missing_label": "0",
     "min_new_labels": 2000,
     "backtest_min_labels": 600,
-    # an AUC difference on fewer than 20 frauds is noise at this volume (seed 9 promoted on
-    # 14 frauds a model that was then worse); about 1.8 frauds a day are labelled in time
+    # an AUC difference on fewer than 20 frauds is noise at this volume (bench/loop.py seed 9
+    # promoted on 14 frauds a model that was then worse); about 1.8 frauds a day are labelled
+    # in time before a fraud wave, so a challenger may wait up to 12 days for its verdict
     "backtest_min_minority": 20,
     "health_min_requests": 300,
     "shadow_min_requests": 1000,
