@@ -3,6 +3,7 @@ shadow → promote; a broken model promoted by hand → automatic rollback; no h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -177,3 +178,20 @@ def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) ->
     alerts = AlertStore(world["db"]).list("fraud")  # type: ignore[arg-type]
     assert {"feature_drift", "rolled_back"} <= {a.rule for a in alerts}
     assert (Path(str(settings.home)) / "alerts.jsonl").read_text().count("\n") == len(alerts)
+    # the loop's status leaves out the per-segment figures (no rule or decision reads them);
+    # everything else is the status a person sees (up to `now`: the version checks above
+    # sent requests at the wall clock's time, which the server may still be writing)
+    full = loop.monitor.status("fraud", now=now)
+    lean = loop.monitor.status("fraud", now=now, segments=False)
+    assert full.segments
+    assert full.segment_live
+    assert lean.segments == ()
+    assert lean.segment_live == ()
+    assert [w for w in lean.windows if w.start < now] == [w for w in full.windows if w.start < now]
+    assert [x for x in lean.live if x.window_start < now] == [
+        x for x in full.live if x.window_start < now
+    ]
+    rest = dataclasses.replace(
+        full, segments=(), segment_live=(), windows=lean.windows, live=lean.live
+    )
+    assert rest == lean

@@ -50,7 +50,9 @@ class Loop:
         lease = Lease(self.models.db, f"loop:{name}", ttl_s=self.policy.lease_ttl_s)
         with lease.held():
             decisions: list[Decision] = []
-            status = self.monitor.status(name, now=now)
+            # the per-segment figures (bootstrap intervals per segment) are for people: no
+            # rule and no decision reads them
+            status = self.monitor.status(name, now=now, segments=False)
             # a dry run evaluates the rules too (stores and sends nothing): what it says it
             # would do is what a real step would, alerts it would fire included
             fired = (

@@ -94,11 +94,14 @@ class Monitor:
         *,
         now: dt.datetime | None = None,
         performance: bool = True,
+        segments: bool = True,
         windows: list[WindowStatus] | None = None,
     ) -> ModelStatus:
         """What monitoring concludes about a model's production version over the lookback.
         `windows`: the lookback's windows of every version (`history`), when the caller has
-        them already."""
+        them already. `segments=False` leaves the per-segment figures (with their bootstrap
+        intervals: most of a status's cost) empty, for callers that do not show them (the
+        loop; no alert rule reads them)."""
         now = now or self.clock.now()
         aliases = self.models.aliases(name)
         if not aliases and name not in self.models.names():
@@ -117,7 +120,14 @@ class Monitor:
             training["estimated_" + metric] = estimate_binary(est_ref).get(metric) or 0.0
         shadow = aliases.get("shadow")
         live = (
-            self._live(name, prod.version, None if shadow is None else shadow.version, ev, since)
+            self._live(
+                name,
+                prod.version,
+                None if shadow is None else shadow.version,
+                ev,
+                since,
+                segments=segments,
+            )
             if performance
             else _Live()
         )
@@ -145,6 +155,8 @@ class Monitor:
         shadow: int | None,
         evaluation: EvaluationReport,
         since: dt.datetime,
+        *,
+        segments: bool = True,
     ) -> _Live:
         """Live performance of the production version from the log and its feedback: per
         window, pooled over the latest judged windows, per segment, and against the shadow."""
@@ -183,16 +195,16 @@ class Monitor:
                 last_window=judged[-1],
             )
         answered = preds.filter((preds["version"] == version) & (preds["role"] == "production"))
-        segments: tuple[tuple[SegmentStatus, ...], tuple[LiveWindow, ...]] = ((), ())
-        if answered.height and answered["segment"].null_count() < answered.height:
-            segments = self._segments(name, version, answered, feedback, evaluation, since)
+        by_segment: tuple[tuple[SegmentStatus, ...], tuple[LiveWindow, ...]] = ((), ())
+        if segments and answered.height and answered["segment"].null_count() < answered.height:
+            by_segment = self._segments(name, version, answered, feedback, evaluation, since)
         comparison = None
         if shadow is not None:
             recent_rows = preds.filter(preds["version"].is_in([version, shadow]))
             comparison = shadow_comparison(
                 recent_rows, feedback, task=task, classes=classes, metric=metric
             )
-        return _Live(tuple(live), recent, comparison, *segments)
+        return _Live(tuple(live), recent, comparison, *by_segment)
 
     def _segments(
         self,
