@@ -369,9 +369,11 @@ def _diff_step(store: DatasetStore, first: str, second: str) -> None:
 
 
 def _reaction(audit: Sequence[AuditEvent], sim: TransactionSimulator) -> None:
-    """How soon after each scheduled event the loop put a retrained model in production."""
+    """How soon after each scheduled event the loop put in production a model registered after
+    the event (a promotion of a model trained before it is no reaction to it)."""
+    registered = {e.version: e.time for e in audit if e.action == "model.register"}
     promoted = [
-        e.time
+        (e.time, registered.get(e.version))
         for e in audit
         if e.actor == "loop" and e.action == "alias.set" and e.alias == "production"
     ]
@@ -379,13 +381,13 @@ def _reaction(audit: Sequence[AuditEvent], sim: TransactionSimulator) -> None:
     said = []
     for event in sim.events:
         onset = start + dt.timedelta(days=event.day)
-        first = next((p for p in promoted if p >= onset), None)
+        first = next((t for t, born in promoted if born is not None and born >= onset), None)
         said.append(
             f"{event.kind} (day {event.day}): "
             + (
-                f"a retrained model in production {(first - onset).days} days later"
+                f"a model retrained after it in production {(first - onset).days} days later"
                 if first
-                else "no promotion since"
+                else "no model retrained after it reached production before the demo's end"
             )
         )
     console.print("the loop's reaction: " + "; ".join(said))
