@@ -146,7 +146,6 @@ class Loop:
             metric=status.metric,
             labelled_rows=sum(x.labels for x in status.live if x.role == "production"),
             triggers=tuple(a.rule for a in [*triggers, *(previewed or [])]),
-            triggered_at=max((a.time for a in triggers if a.time is not None), default=None),
             forced_retrain=retrain,
             shadow=None if shadow is None else shadow.version,
             canary=None if canary is None else canary.version,

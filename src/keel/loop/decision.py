@@ -68,8 +68,6 @@ class Situation:
     """Labelled rows production and canary answered over the lookback."""
     triggers: tuple[str, ...] = ()
     """Rules of the open alerts that trigger a retrain."""
-    triggered_at: dt.datetime | None = None
-    """When the newest of those alerts was raised."""
     forced_retrain: bool = False
     shadow: int | None = None
     canary: int | None = None
@@ -196,9 +194,6 @@ def _challenger(
         if won:
             return _win(s, p, why, numbers)
         return Decision("reject", why, numbers, version=s.shadow)
-    stale = _stale(s, since, p)
-    if stale is not None:
-        return Decision("reject", stale, numbers, version=s.shadow)
     if waited > p.shadow_max_wait_s:
         return Decision(
             "reject",
@@ -207,21 +202,6 @@ def _challenger(
             version=s.shadow,
         )
     return Decision("wait", _waiting(s, p), numbers, acted=False)
-
-
-def _stale(s: Situation, since: Move | None, p: LoopPolicy) -> str | None:
-    """Why the pending challenger is stale (a trigger alert raised well after it was
-    trained), or None."""
-    if p.stale_challenger_s is None or s.triggered_at is None or since is None:
-        return None
-    after = (s.triggered_at - since.time).total_seconds()
-    if after < p.stale_challenger_s:
-        return None
-    return (
-        f"{s.model}@{s.shadow} is stale: alert(s) {', '.join(sorted(set(s.triggers)))} raised "
-        f"{after / 86400:.1f} days after it was trained (at most {p.stale_challenger_s / 86400:g}); "
-        "it never saw the shift, a retrain follows"
-    )
 
 
 def _challenger_numbers(s: Situation) -> dict[str, Any]:

@@ -52,10 +52,6 @@ class LoopPolicy(BaseModel):
     """Labels on those requests before the shadow is judged on them."""
     shadow_max_wait_s: float = Field(default=14 * 86400, gt=0)
     """A challenger not judged within this is dropped."""
-    stale_challenger_s: float | None = Field(default=None, ge=0)
-    """A trigger alert opened at least this long after the pending challenger was trained
-    makes it stale (it never saw the shift's labels): it is rejected and the next step
-    retrains. None: a pending challenger waits for its verdict whatever fires."""
     backtest_min_labels: int = Field(default=300, ge=2)
     """Labelled rows the challenger was not trained on before a backtest verdict."""
     backtest_min_minority: int = Field(default=30, ge=1)

@@ -147,55 +147,6 @@ class TestChallenger:
         assert d.action == "reject"
         assert d.reason == "no clear winner within the wait (10 days)"
 
-    def test_a_trigger_long_after_the_challenger_makes_it_stale(self) -> None:
-        """With `stale_challenger_s`, a trigger alert raised that long after the undecided
-        challenger was trained rejects it (it never saw the shift); the retrain comes next."""
-        policy = POLICY.model_copy(update={"stale_challenger_s": 5 * 86400})
-        moves = [Move(NOW - 6 * DAY, "loop.retrain"), Move(NOW - 6 * DAY, "alias.set", "shadow", 3)]
-        seen = _seen(
-            shadow=3, shadow_figures=HEALTHY, backtest=_backtest(-0.02, 0.03),
-            triggers=("feature_drift",), triggered_at=NOW - DAY / 2,
-        )  # fmt: skip
-
-        d = decide(seen, moves, policy, NOW)
-
-        assert (d.action, d.acted, d.version) == ("reject", True, 3)
-        assert d.reason == (
-            "fraud@3 is stale: alert(s) feature_drift raised 5.5 days after it was trained "
-            "(at most 5); it never saw the shift, a retrain follows"
-        )
-        after = _seen(triggers=("feature_drift",), triggered_at=NOW - DAY / 2)
-        moves.append(Move(NOW, "loop.reject", "shadow", 3))
-        assert decide(after, moves, policy, NOW + DAY).action == "retrain"
-
-    def test_a_trigger_soon_after_the_challenger_waits(self) -> None:
-        """A trigger raised sooner than `stale_challenger_s` after the challenger was trained
-        (or the setting unset) leaves it to its verdict."""
-        policy = POLICY.model_copy(update={"stale_challenger_s": 5 * 86400})
-        moves = [Move(NOW - 6 * DAY, "loop.retrain"), Move(NOW - 6 * DAY, "alias.set", "shadow", 3)]
-        soon = _seen(
-            shadow=3, shadow_figures=HEALTHY, backtest=_backtest(-0.02, 0.03),
-            triggers=("feature_drift",), triggered_at=NOW - 2 * DAY,
-        )  # fmt: skip
-        late = _seen(
-            shadow=3, shadow_figures=HEALTHY, backtest=_backtest(-0.02, 0.03),
-            triggers=("feature_drift",), triggered_at=NOW,
-        )  # fmt: skip
-
-        assert decide(soon, moves, policy, NOW).action == "wait"
-        assert decide(late, moves, POLICY, NOW).action == "wait"
-
-    def test_a_confident_verdict_comes_before_staleness(self) -> None:
-        """A challenger the backtest already decides is judged, stale or not."""
-        policy = POLICY.model_copy(update={"stale_challenger_s": 5 * 86400})
-        moves = [Move(NOW - 6 * DAY, "loop.retrain"), Move(NOW - 6 * DAY, "alias.set", "shadow", 3)]
-        seen = _seen(
-            shadow=3, shadow_figures=HEALTHY, backtest=_backtest(0.01, 0.05),
-            triggers=("feature_drift",), triggered_at=NOW,
-        )  # fmt: skip
-
-        assert decide(seen, moves, policy, NOW).action == "promote"
-
     def test_the_shadow_judge_ignores_the_backtest(self) -> None:
         """`judge = "shadow"` (the earlier design) waits for labelled shadow requests."""
         policy = POLICY.model_copy(update={"judge": "shadow"})
