@@ -23,6 +23,8 @@ _NAMES = {
     "error_response": "keel.serve.app",
     "status_of": "keel.serve.app",
     "exposure_warnings": "keel.serve.exposure",
+    "RayScaling": "keel.serve.ray",
+    "ray_deployment": "keel.serve.ray",
 }
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         TokenRequiredError as TokenRequiredError,
     )
     from keel.serve.exposure import exposure_warnings as exposure_warnings
+    from keel.serve.ray import RayScaling as RayScaling, ray_deployment as ray_deployment
     from keel.serve.server import KeelServer as KeelServer
 
 __getattr__ = lazy_getattr("keel.serve", _NAMES)
