@@ -27,11 +27,24 @@ def drift_cmd(
         False, "--multivariate", help="Also ask a domain classifier to tell the two apart."
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write an HTML report here."),
+    engine: str = typer.Option(
+        "local",
+        help="local: here. ray: the current file profiled per block on Ray Data and merged "
+        "(the same report; binned mode only; the 'ray' extra; docs/ray.md).",
+    ),
+    ray_blocks: int = typer.Option(4, help="Ray: blocks the current file is split into."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Drift of every column between two files; no server needed."""
     from keel.data import load_contract, read_source
-    from keel.monitor import drift_between
+    from keel.monitor import drift_between, drift_between_ray
+
+    if engine not in ("local", "ray"):
+        msg = f"--engine is {engine!r}; expected 'local' or 'ray'."
+        raise typer.BadParameter(msg)
+    if engine == "ray" and exact:
+        msg = "--exact sorts every row of both files in one place; on Ray only the binned profiles run (leave out --exact, or use --engine local)."
+        raise typer.BadParameter(msg)
 
     with steps("drift", ["read", "compare", "report"], enabled=not as_json) as step:
         step("read")
@@ -39,7 +52,11 @@ def drift_cmd(
         cur = read_source(current).frame
         c = load_contract(contract) if contract else None
         step("compare")
-        report = drift_between(ref, cur, contract=c, exact=exact, multivariate=multivariate)
+        report = (
+            drift_between_ray(ref, cur, contract=c, multivariate=multivariate, blocks=ray_blocks)
+            if engine == "ray"
+            else drift_between(ref, cur, contract=c, exact=exact, multivariate=multivariate)
+        )
         step("report")
         if output:
             from keel.render import drift_report_html

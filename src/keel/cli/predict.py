@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -10,17 +11,46 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from keel.cli._common import JSON_OPTION, err_console, open_models, print_json
 from keel.render import console
 
+if TYPE_CHECKING:
+    from keel.train import ScoreResult
+
 
 def predict_cmd(
     ref: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME@VERSION."),
     source: Path = typer.Argument(..., help="A CSV or Parquet file of rows to score."),
     output: Path = typer.Option(..., "-o", "--output", help="Predictions (.csv or .parquet)."),
     chunk_rows: int = typer.Option(50_000, help="Rows scored at a time."),
+    engine: str = typer.Option(
+        "local",
+        help="local: here, chunk by chunk. ray: on Ray Data, an actor pool (the 'ray' extra; "
+        "joins RAY_ADDRESS or starts a local Ray; docs/ray.md).",
+    ),
+    ray_actors: int = typer.Option(2, help="Ray: scoring actors, each loads the model once."),
+    ray_num_cpus: float = typer.Option(0.5, help="Ray: CPUs each actor reserves (fractions)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score a file in chunks; rows the contract refuses go to OUTPUT.refused.csv with the reason."""
     from keel.train import score_file
 
+    if engine not in ("local", "ray"):
+        msg = f"--engine is {engine!r}; expected 'local' or 'ray'."
+        raise typer.BadParameter(msg)
+    if engine == "ray":
+        from keel.store import load_settings
+        from keel.train import score_file_ray
+
+        result = score_file_ray(
+            ref,
+            source,
+            output,
+            models=open_models(),
+            settings=load_settings(),
+            actors=ray_actors,
+            num_cpus=ray_num_cpus,
+            chunk_rows=chunk_rows,
+        )
+        _print_result(result, output, as_json)
+        return
     with Progress(
         TextColumn("[bold]scoring"),
         BarColumn(),
@@ -38,6 +68,10 @@ def predict_cmd(
             chunk_rows=chunk_rows,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
+    _print_result(result, output, as_json)
+
+
+def _print_result(result: ScoreResult, output: Path, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
         return

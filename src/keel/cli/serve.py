@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 import os
+from typing import Any
 
 import typer
 
 from keel.cli._common import err_console
 from keel.render import console
+
+
+class Engine(enum.StrEnum):
+    """What runs the HTTP server: uvicorn workers, or Ray Serve replicas."""
+
+    uvicorn = "uvicorn"
+    ray = "ray"
 
 
 def serve_cmd(
@@ -21,6 +30,25 @@ def serve_cmd(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Worker processes on the same port."),
     log_level: str = typer.Option("warning", help="uvicorn's log level."),
+    engine: Engine = typer.Option(
+        Engine.uvicorn,
+        help="uvicorn: worker processes here (--workers). ray: Ray Serve replicas of the same "
+        "app, autoscaled by the --ray-* options (needs the 'ray' extra; docs/ray.md).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one is started)."
+    ),
+    min_replicas: int = typer.Option(1, help="Ray: fewest replicas (autoscaling)."),
+    max_replicas: int = typer.Option(1, help="Ray: most replicas (autoscaling)."),
+    target_ongoing_requests: float = typer.Option(
+        32.0, help="Ray: requests in flight per replica the autoscaler aims at."
+    ),
+    num_cpus: float = typer.Option(
+        0.5, help="Ray: CPUs each replica reserves (fractions allowed)."
+    ),
+    max_ongoing_requests: int = typer.Option(
+        256, help="Ray: most requests in flight per replica (keel batches them)."
+    ),
 ) -> None:
     r"""Serve the versions behind the aliases of the named models; follows alias moves live.
 
@@ -42,12 +70,23 @@ def serve_cmd(
     Moving production (HTTP, CLI, dashboard, loop) re-runs its gates unless
     forced with a reason. Listening on an address that is not loopback
     without tokens warns at start. Hardening: docs/security.md.
+
+    --engine ray runs the same app in Ray Serve replicas (keel's batcher,
+    follower and log in each); docs/ray.md.
     """
     import uvicorn
 
     from keel.serve import exposure_warnings
     from keel.store import load_settings
 
+    if engine is Engine.ray:
+        from keel.serve import RayScaling
+
+        scaling = RayScaling(
+            min_replicas, max_replicas, target_ongoing_requests, num_cpus, max_ongoing_requests
+        )
+        _serve_on_ray(names, host, port, ray_address, scaling)
+        return
     os.environ["KEEL_SERVE_MODELS"] = ",".join(names or [])
     os.environ["KEEL_SERVE_HOST"] = (
         host  # each worker logs the same warnings (keel.dashboard.factory)
@@ -68,6 +107,47 @@ def serve_cmd(
         http="httptools",
         access_log=False,
     )
+
+
+def ray_app(settings: Any, names: list[str] | None) -> Any:
+    """What each Ray Serve replica of `keel serve --engine ray` runs: the models named and the
+    dashboard at /ui, as a uvicorn worker of `keel serve` has (`app_from_env`)."""
+    from keel.dashboard import with_dashboard
+    from keel.serve import create_app
+
+    return with_dashboard(create_app(settings, names=names), settings)
+
+
+def _serve_on_ray(
+    names: list[str] | None, host: str, port: int, address: str | None, scaling: Any
+) -> None:
+    """Start Ray Serve's proxy on host:port and keel's replicas behind it; block until Ctrl-C."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        msg = "keel serve --engine ray needs Ray Serve: pip install 'keel[ray]'."
+        raise typer.BadParameter(msg) from exc
+    from keel.serve import exposure_warnings, ray_deployment
+    from keel.store import load_settings
+
+    settings = load_settings()
+    for warning in exposure_warnings(host, settings):
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    ray.init(address=address, include_dashboard=False)
+    serve.start(http_options={"host": host, "port": port})
+    app = ray_deployment(
+        names, settings=settings, scaling=scaling, factory="keel.cli.serve:ray_app"
+    )
+    console.print(
+        f"keel serving {', '.join(names) if names else 'every registered model'} through Ray Serve "
+        f"on http://{host}:{port} ({scaling.min_replicas}-{scaling.max_replicas} replicas; docs: /docs, dashboard: /ui)"
+    )
+    try:
+        serve.run(app, name="keel", route_prefix="/", blocking=True)
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
 
 
 def ui_cmd(

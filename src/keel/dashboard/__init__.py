@@ -13,11 +13,16 @@ _NAMES = {
     "app_from_env": "keel.dashboard.factory",
     "Dashboard": "keel.dashboard.app",
     "ui_app": "keel.dashboard.factory",
+    "with_dashboard": "keel.dashboard.factory",
 }
 
 if TYPE_CHECKING:
     from keel.dashboard.app import Dashboard as Dashboard
-    from keel.dashboard.factory import app_from_env as app_from_env, ui_app as ui_app
+    from keel.dashboard.factory import (
+        app_from_env as app_from_env,
+        ui_app as ui_app,
+        with_dashboard as with_dashboard,
+    )
 
 __getattr__ = lazy_getattr("keel.dashboard", _NAMES)
 

@@ -43,6 +43,7 @@ _NAMES = {
     "compare_frames": "keel.monitor.drift",
     "compare_profiles": "keel.monitor.drift",
     "drift_between": "keel.monitor.offline",
+    "drift_between_ray": "keel.monitor.ray_profiles",
     "DriftConfig": "keel.monitor.drift",
     "DriftReport": "keel.monitor.drift",
     "LabelChecker": "keel.monitor.labels",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
         merge as merge,
         read_windows as read_windows,
     )
+    from keel.monitor.ray_profiles import drift_between_ray as drift_between_ray
     from keel.monitor.rules import (
         DEFAULT_RULES as DEFAULT_RULES,
         RULES as RULES,

@@ -17,6 +17,8 @@ _NAMES = {
     "to_pandas": "keel.train.features",
     "shap_values": "keel.train.explain",
     "score_file": "keel.train.scoring",
+    "ScoreResult": "keel.train.scoring",
+    "score_file_ray": "keel.train.ray_scoring",
     "score": "keel.train.metrics",
     "import_onnx": "keel.train.onnx_import",
     "export_onnx": "keel.train.onnx_export",
@@ -64,12 +66,13 @@ if TYPE_CHECKING:
         promote as promote,
         rollback as rollback,
     )
+    from keel.train.ray_scoring import score_file_ray as score_file_ray
     from keel.train.report import (
         EvaluationReport as EvaluationReport,
         GateResult as GateResult,
         report_of as report_of,
     )
-    from keel.train.scoring import score_file as score_file
+    from keel.train.scoring import ScoreResult as ScoreResult, score_file as score_file
     from keel.train.spec import (
         Split as Split,
         TrainSpec as TrainSpec,

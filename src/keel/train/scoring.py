@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from keel.data import ValidationReport, read_source, validate
+from keel.data import Contract, ValidationReport, read_source, validate
 from keel.registry import ModelStore
 from keel.train.features import to_pandas
 from keel.train.report import report_of
@@ -52,6 +52,61 @@ class ScoreResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ScoringPlan:
+    """What scoring a file with one version needs: the model, its input contract (the
+    features and id columns of its contract; other columns pass through unchecked), the
+    features in order and the classes. Shared by the local path and Ray's actors."""
+
+    ref: str
+    pipeline: Any
+    contract: Contract
+    inputs: Contract
+    features: list[str]
+    classes: list[str]
+
+
+def plan_scoring(models: ModelStore, ref: str, columns: list[str]) -> ScoringPlan:
+    """Load `ref` and its input contract for a file with these columns."""
+    version, pipeline = models.load(ref)
+    contract = models.contract(version.ref)
+    ev = report_of(version)
+    features = list(ev.features)
+    keep = set(features) | {c.name for c in contract.with_role("id")}
+    inputs = replace(
+        contract,
+        columns=tuple(c for c in contract.columns if c.name in keep),
+        extra_columns="drop",
+        duplicate_rows="allow",
+        max_bad_share=1.0,
+    )
+    missing_id = [c.name for c in contract.with_role("id") if c.name not in columns]
+    if missing_id:
+        inputs = replace(
+            inputs, columns=tuple(c for c in inputs.columns if c.name not in missing_id)
+        )
+    return ScoringPlan(version.ref, pipeline, contract, inputs, features, list(ev.classes))
+
+
+def score_chunk(
+    plan: ScoringPlan, chunk: pl.DataFrame, source_rows: np.ndarray
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """(scored, refused) rows of one chunk; `source_rows`: each row's number in the file."""
+    report = validate(chunk, plan.inputs)
+    bad = set(report.bad_rows.tolist())
+    good_idx = np.array([i for i in range(chunk.height) if i not in bad], dtype=np.int64)
+    refused = _refused(chunk, report, source_rows) if bad else None
+    if not len(good_idx):
+        return None, refused
+    clean = report.cleaned[good_idx.tolist()]
+    out = pl.DataFrame({"source_row": source_rows[good_idx].astype(np.int64)})
+    for c in plan.contract.with_role("id"):
+        if c.name in clean.columns:
+            out = out.with_columns(clean.get_column(c.name))
+    x = to_pandas(clean, plan.features, plan.inputs)
+    return out.with_columns(_predictions(plan.pipeline, x, plan.classes)), refused
+
+
 def score_file(
     ref: str,
     source: str | Path,
@@ -62,45 +117,25 @@ def score_file(
     on_progress: ProgressCallback | None = None,
 ) -> ScoreResult:
     """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`)."""
-    version, pipeline = models.load(ref)
-    contract = models.contract(version.ref)
-    ev = report_of(version)
-    features = list(ev.features)
-    keep = set(features) | {c.name for c in contract.with_role("id")}
-    # the model's input contract: its features (and id), other columns pass through unchecked
-    inputs = replace(
-        contract,
-        columns=tuple(c for c in contract.columns if c.name in keep),
-        extra_columns="drop",
-        duplicate_rows="allow",
-        max_bad_share=1.0,
-    )
     frame = read_source(source).frame
-    missing_id = [c.name for c in contract.with_role("id") if c.name not in frame.columns]
-    if missing_id:
-        inputs = replace(
-            inputs, columns=tuple(c for c in inputs.columns if c.name not in missing_id)
-        )
+    plan = plan_scoring(models, ref, frame.columns)
     scored: list[pl.DataFrame] = []
     refused: list[pl.DataFrame] = []
     total = frame.height
     for start in range(0, max(total, 1), chunk_rows):
         chunk = frame.slice(start, chunk_rows)
-        report = validate(chunk, inputs)
-        bad = set(report.bad_rows.tolist())
-        good_idx = np.array([i for i in range(chunk.height) if i not in bad], dtype=np.int64)
-        if bad:
-            refused.append(_refused(chunk, report, start))
-        if len(good_idx):
-            clean = report.cleaned[good_idx.tolist()]
-            out = pl.DataFrame({"source_row": good_idx + start})
-            for c in contract.with_role("id"):
-                if c.name in clean.columns:
-                    out = out.with_columns(clean.get_column(c.name))
-            x = to_pandas(clean, features, inputs)
-            scored.append(out.with_columns(_predictions(pipeline, x, list(ev.classes))))
+        good, bad = score_chunk(plan, chunk, np.arange(start, start + chunk.height))
+        scored.extend([good] if good is not None else [])
+        refused.extend([bad] if bad is not None else [])
         if on_progress:
             on_progress(min(start + chunk_rows, total), total)
+    return write_scores(plan.ref, total, scored, refused, output)
+
+
+def write_scores(
+    ref: str, total: int, scored: list[pl.DataFrame], refused: list[pl.DataFrame], output: Path
+) -> ScoreResult:
+    """Write scored rows to `output` and refused ones beside it; what was done."""
     result = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"source_row": []})
     _write(result, output)
     side = output.with_name(output.stem + ".refused.csv")
@@ -108,7 +143,7 @@ def score_file(
     if refused:
         _write(pl.concat(refused, how="diagonal"), side)
     return ScoreResult(
-        model=version.ref,
+        model=ref,
         rows_in=total,
         rows_scored=result.height,
         rows_refused=n_refused,
@@ -117,14 +152,16 @@ def score_file(
     )
 
 
-def _refused(chunk: pl.DataFrame, report: ValidationReport, start: int) -> pl.DataFrame:
+def _refused(
+    chunk: pl.DataFrame, report: ValidationReport, source_rows: np.ndarray
+) -> pl.DataFrame:
     """The refused rows of a chunk as text, with their source row, first rule and column."""
     rows, rules, cols = report.first_rules()
     return (
         chunk.select(pl.all().cast(pl.String))
         .gather(rows)
         .with_columns(
-            pl.Series("source_row", rows + start, dtype=pl.Int64),
+            pl.Series("source_row", source_rows[rows], dtype=pl.Int64),
             pl.Series("rule", rules, dtype=pl.String),
             pl.Series("column", cols, dtype=pl.String),
         )
