@@ -76,3 +76,40 @@ def make_models(database_url: str, tmp_path: Path) -> Iterator[Callable[[], Mode
 @pytest.fixture
 def models(make_models: Callable[[], ModelStore]) -> ModelStore:
     return make_models()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
+    """One real local Ray cluster for every `ray` test, on 127.0.0.1 (4 logical CPUs, 256 MB of
+    object store, no dashboard), with Ray's state (RAY_TMPDIR, and the token Ray 2.6x writes to
+    ~/.ray) in a temporary folder, and a keel registry whose `fraud` model the tests serve and
+    score. Its workers see KEEL_HOME (the registry) as a keel pod's replicas would."""
+    import ray
+
+    root = tmp_path_factory.mktemp("ray")
+    home = root / "keel"
+    home.mkdir()
+    from serving_fixtures import build_registry  # tests/integration, imported by its tests
+
+    build_registry(home)
+    keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR", "KEEL_HOME")}
+    os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt"), "KEEL_HOME": str(home)})
+    try:
+        ray.init(
+            address="local",
+            num_cpus=4,
+            object_store_memory=256 * 1024**2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level="warning",
+            log_to_driver=False,
+        )
+    finally:  # the cluster's processes keep what they were started with; this process not
+        for k, v in keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    address = ray.get_runtime_context().gcs_address
+    yield {"root": root, "home": home, "address": address}
+    ray.shutdown()
