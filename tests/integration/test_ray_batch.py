@@ -145,15 +145,18 @@ def test_drift_profiles_add_up_block_by_block(tmp_path: Path) -> None:
     """Without Ray: the blocks' profiles, merged in any order, are the whole file's counts, and
     the API's Ray path is the local report (frames given, 3 blocks)."""
     ref_path, cur_path = _loanapp(tmp_path)
-    ref, cur = typed(pl.read_csv(ref_path, infer_schema=False)), typed(
-        pl.read_csv(cur_path, infer_schema=False)
+    ref, cur = (
+        typed(pl.read_csv(ref_path, infer_schema=False)),
+        typed(pl.read_csv(cur_path, infer_schema=False)),
     )
     numeric, categorical = column_kinds(ref)
     _, edges = profile_of(ref, numeric, categorical)
     whole = block_profile(cur, numeric, categorical, edges)
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.choice(np.arange(1, cur.height), size=6, replace=False))
-    blocks = [cur.slice(int(a), int(b - a)) for a, b in zip([0, *cuts], [*cuts, cur.height])]
+    blocks = [
+        cur.slice(int(a), int(b - a)) for a, b in zip([0, *cuts], [*cuts, cur.height], strict=True)
+    ]
     order = rng.permutation(len(blocks))
     merged = block_profile(cur.clear(), numeric, categorical, edges)
     for i in order:
