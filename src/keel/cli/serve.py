@@ -19,6 +19,26 @@ class Engine(enum.StrEnum):
     ray = "ray"
 
 
+# the Ray options, here to keep serve_cmd short (typer reads them as the parameters' defaults)
+ENGINE = typer.Option(
+    Engine.uvicorn,
+    help="uvicorn: worker processes here (--workers). ray: Ray Serve replicas of the same app, "
+    "autoscaled by --min-replicas .. --max-ongoing-requests (the 'ray' extra; docs/ray.md).",
+)
+RAY_ADDRESS = typer.Option(
+    None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one is started)."
+)
+MIN_REPLICAS = typer.Option(1, help="Ray: fewest replicas (autoscaling).")
+MAX_REPLICAS = typer.Option(1, help="Ray: most replicas (autoscaling).")
+TARGET_ONGOING = typer.Option(
+    32.0, help="Ray: requests in flight per replica the autoscaler aims at."
+)
+NUM_CPUS = typer.Option(0.5, help="Ray: CPUs each replica reserves (fractions allowed).")
+MAX_ONGOING = typer.Option(
+    256, help="Ray: most requests in flight per replica (keel batches them)."
+)
+
+
 def serve_cmd(
     names: list[str] = typer.Argument(
         None, help="Models to serve (default: every registered model)."
@@ -30,25 +50,13 @@ def serve_cmd(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Worker processes on the same port."),
     log_level: str = typer.Option("warning", help="uvicorn's log level."),
-    engine: Engine = typer.Option(
-        Engine.uvicorn,
-        help="uvicorn: worker processes here (--workers). ray: Ray Serve replicas of the same "
-        "app, autoscaled by the --ray-* options (needs the 'ray' extra; docs/ray.md).",
-    ),
-    ray_address: str | None = typer.Option(
-        None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one is started)."
-    ),
-    min_replicas: int = typer.Option(1, help="Ray: fewest replicas (autoscaling)."),
-    max_replicas: int = typer.Option(1, help="Ray: most replicas (autoscaling)."),
-    target_ongoing_requests: float = typer.Option(
-        32.0, help="Ray: requests in flight per replica the autoscaler aims at."
-    ),
-    num_cpus: float = typer.Option(
-        0.5, help="Ray: CPUs each replica reserves (fractions allowed)."
-    ),
-    max_ongoing_requests: int = typer.Option(
-        256, help="Ray: most requests in flight per replica (keel batches them)."
-    ),
+    engine: Engine = ENGINE,
+    ray_address: str | None = RAY_ADDRESS,
+    min_replicas: int = MIN_REPLICAS,
+    max_replicas: int = MAX_REPLICAS,
+    target_ongoing_requests: float = TARGET_ONGOING,
+    num_cpus: float = NUM_CPUS,
+    max_ongoing_requests: int = MAX_ONGOING,
 ) -> None:
     r"""Serve the versions behind the aliases of the named models; follows alias moves live.
 
