@@ -92,15 +92,22 @@ def _cluster() -> None:
     keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR")}
     os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt")})
     try:
-        ray.init(
-            address="local",
-            num_cpus=4,
-            object_store_memory=512 * 1024**2,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level="warning",
-            log_to_driver=False,
-        )
+        for attempt in (1, 2):  # under load the raylet may miss Ray's fixed 30 s start
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=4,
+                    object_store_memory=512 * 1024**2,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    logging_level="warning",
+                    log_to_driver=False,
+                )
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     finally:
         for k, v in keep.items():
             if v is None:

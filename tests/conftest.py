@@ -95,15 +95,22 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR", "KEEL_HOME")}
     os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt"), "KEEL_HOME": str(home)})
     try:
-        ray.init(
-            address="local",
-            num_cpus=4,
-            object_store_memory=256 * 1024**2,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level="warning",
-            log_to_driver=False,
-        )
+        for attempt in (1, 2):  # under load the raylet may miss Ray's fixed 30 s start
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=4,
+                    object_store_memory=256 * 1024**2,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    logging_level="warning",
+                    log_to_driver=False,
+                )
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     finally:  # the cluster's processes keep what they were started with; this process not
         for k, v in keep.items():
             if v is None:
