@@ -63,12 +63,15 @@ def drift_between_ray(
     config: DriftConfig | None = None,
     blocks: int = 4,
     num_cpus: float = 0.5,
+    concurrency: int = 2,
 ) -> DriftReport:
     """`drift_between` (profile mode) with the current set profiled on Ray Data in `blocks`
-    blocks, tasks of `num_cpus` CPUs each. Joins the Ray cluster this process is connected
+    blocks, by at most `concurrency` tasks at once of `num_cpus` CPUs each (each new worker
+    imports keel, Polars and SciPy: measured, eight of them at once took half a minute on two
+    loaded cores). Joins the Ray cluster this process is connected
     to, else starts one (or joins RAY_ADDRESS)."""
-    if blocks < 1 or not (math.isfinite(num_cpus) and num_cpus > 0):
-        msg = f"Ray drift got blocks={blocks}, num_cpus={num_cpus}; expected 1 block or more and a CPU share above 0 (e.g. 0.5)."
+    if blocks < 1 or concurrency < 1 or not (math.isfinite(num_cpus) and num_cpus > 0):
+        msg = f"Ray drift got blocks={blocks}, concurrency={concurrency}, num_cpus={num_cpus}; expected 1 block or more, 1 task or more at once and a CPU share above 0 (e.g. 0.5)."
         raise ConfigError(msg)
     import ray
 
@@ -92,6 +95,7 @@ def drift_between_ray(
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=num_cpus,
+        concurrency=concurrency,
     )
     merged: dict[str, Any] = block_profile(current.clear(), numeric, categorical, edges)
     batches: Any = profiles.iter_batches(batch_format="pyarrow", batch_size=None)
