@@ -120,3 +120,16 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     address = ray.get_runtime_context().gcs_address
     yield {"root": root, "home": home, "address": address}
     ray.shutdown()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the Ray cluster after the last test that uses it, not at the session's end: the
+    tests after it should not share two cores and a gigabyte with Ray's idle processes."""
+    if "ray_cluster" not in getattr(item, "fixturenames", ()):
+        return
+    rest = item.session.items[item.session.items.index(item) + 1 :]
+    if any("ray_cluster" in getattr(i, "fixturenames", ()) for i in rest):
+        return
+    import ray
+
+    ray.shutdown()
