@@ -86,7 +86,7 @@ def dev_overlay(base: dict[str, Obj]) -> dict[str, Obj]:
     for obj in workloads(base):
         patch = _with_pod(obj, {"volumes": [home]})
         if obj["metadata"]["name"] == "keel-serve":
-            patch["spec"]["replicas"] = 1
+            patch["spec"] = {"replicas": 1, **patch["spec"]}
         files[f"patches/{obj['metadata']['name']}.yaml"] = patch
     for obj in base.values():
         if obj["kind"] in ("HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget"):
