@@ -56,9 +56,7 @@ def test_upgrade_brings_an_empty_database_to_the_newest_schema(
     assert code == again == 0
     assert json.loads(out)["revision"] == head_revision()
     assert json.loads(out2) == json.loads(out)
-    assert {"alembic_version", "audit_events", "aliases", "window_profiles"} <= tables(
-        database_url
-    )
+    assert {"alembic_version", "audit_events", "aliases", "window_profiles"} <= tables(database_url)
 
 
 @pytest.mark.postgres

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serving_fixtures import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]

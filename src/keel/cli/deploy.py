@@ -25,7 +25,8 @@ def render_cmd(
         help="Prometheus that KEDA asks for keel_requests_total (with --keda).",
     ),
     artifacts: str = typer.Option(
-        "s3://keel/artifacts", help="Artifact store of the prod overlay and of Ray: s3://BUCKET/PREFIX."
+        "s3://keel/artifacts",
+        help="Artifact store of the prod overlay and of Ray: s3://BUCKET/PREFIX.",
     ),
     s3_endpoint_url: str | None = typer.Option(
         None, help="An S3-compatible endpoint (MinIO, Ceph); leave out for AWS S3."

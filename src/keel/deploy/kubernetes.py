@@ -205,7 +205,10 @@ def ui_deployment(spec: DeploySpec) -> Obj:
 
 def migration_job(spec: DeploySpec) -> Obj:
     main = container(
-        "db-upgrade", spec.image, ["db", "upgrade"], resources_=resources("100m", "512Mi", "1", "1Gi")
+        "db-upgrade",
+        spec.image,
+        ["db", "upgrade"],
+        resources_=resources("100m", "512Mi", "1", "1Gi"),
     )
     return {
         "apiVersion": "batch/v1",
@@ -299,7 +302,10 @@ def network_policies(spec: DeploySpec) -> list[Obj]:
             },
         }
     ]
-    for name, component, port in (("keel-serve-in", "serve", SERVE_PORT), ("keel-ui-in", "ui", UI_PORT)):
+    for name, component, port in (
+        ("keel-serve-in", "serve", SERVE_PORT),
+        ("keel-ui-in", "ui", UI_PORT),
+    ):
         policies.append(
             {
                 "apiVersion": "networking.k8s.io/v1",

@@ -67,7 +67,9 @@ def _ray_container(spec: DeploySpec, name: str, *, head: bool) -> Obj:
         "imagePullPolicy": "IfNotPresent",
         "ports": ports,
         "env": base_env() + prod_env(spec.artifacts, spec.s3_endpoint_url),
-        "resources": resources("1", "2Gi", "2", "4Gi") if head else resources("2", "4Gi", "2", "4Gi"),
+        "resources": resources("1", "2Gi", "2", "4Gi")
+        if head
+        else resources("2", "4Gi", "2", "4Gi"),
         "securityContext": container_security(),
         "volumeMounts": mounts(),
         "livenessProbe": http_probe(probe_path, probe_port, period_s=10, failures=6, timeout_s=5),

@@ -142,9 +142,7 @@ def http_probe(path: str, port: int, period_s: int, failures: int, timeout_s: in
     }
 
 
-def container(
-    name: str, image: str, args: list[str], *, resources_: Obj, **extra: Any
-) -> Obj:
+def container(name: str, image: str, args: list[str], *, resources_: Obj, **extra: Any) -> Obj:
     """A keel container: the image's entry point is `keel`, `args` the command after it."""
     return {
         "name": name,

@@ -65,7 +65,8 @@ def test_serving_reads_its_models_from_the_registry_at_start(base: dict[str, Any
     assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": 8000}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8000}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8000}
-    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    assert c["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
 
 
 def test_every_pod_runs_unprivileged_on_a_read_only_root(base: dict[str, Any]) -> None:
