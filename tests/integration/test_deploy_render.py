@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.deploy]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-IMAGE = "ghcr.io/acme/keel:0.1.0"
+IMAGE = "registry.example.com/keel:0.1.0"  # the README's
 VERSIONS = ("1.29.0", "1.33.0")  # both ship with kubernetes-validate 1.3x
 
 _NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
