@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from serving_fixtures import free_port
+
+from keel.deploy import keel_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]
 
@@ -81,28 +84,85 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def child_env(home: Path) -> dict[str, str]:
+# The pod's file system, as far as this machine can make it without a container engine: in a
+# private mount namespace the root is remounted read-only, the home folder stays writable (the
+# pod's volume) and a tmpfs stands for the pod's /tmp emptyDir; the process keeps uid 0 (the
+# interpreter lives under /root, mode 700, so uid 10001 cannot run it here) but has every
+# capability dropped, so it can neither write through the read-only mounts nor remount them.
+_CONFINE = (
+    'h="$1"; t="$2"; shift 2; '
+    'mount --bind "$h" "$h" && mount -t tmpfs -o size=256m tmpfs "$t" '
+    "&& mount -o remount,bind,ro / "
+    '&& exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"'
+)
+
+
+def why_not_confinable() -> str | None:
+    """Why this machine cannot emulate the pod's read-only root, or None when it can."""
+    if os.geteuid() != 0:
+        return "a mount namespace needs root"
+    if not (shutil.which("unshare") and shutil.which("setpriv")):
+        return "unshare and setpriv (util-linux) are missing"
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         "mount -o remount,bind,ro / && ! touch /.keel-ro-probe 2>/dev/null"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return None if probe.returncode == 0 else f"cannot remount / read-only: {probe.stderr}"
+
+
+@dataclass
+class Pod:
+    """What a keel container has: a home folder, a /tmp, keel.toml, the environment."""
+
+    home: Path
+    tmp: Path
+    env: dict[str, str]
+    confined: bool
+
+    def command(self, *args: str | Path) -> list[str]:
+        cmd = [str(a) for a in args]
+        if not self.confined:
+            return cmd
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", _CONFINE, "sh",
+                str(self.home), str(self.tmp), *cmd]  # fmt: skip
+
+
+def make_pod(root: Path) -> Pod:
+    """The manifests' environment (base_env) around a home folder and a /tmp under `root`."""
+    home, tmp, config = root / "home", root / "tmp", root / "config"
+    for d in (home, tmp, config):
+        d.mkdir()
+    (config / "keel.toml").write_text(keel_toml(home=str(home)))  # the ConfigMap's file
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "COV_", "PYTHON"))}
     env.update(
+        KEEL_CONFIG=str(config / "keel.toml"),
         KEEL_HOME=str(home),
+        HOME=str(tmp),
+        TMPDIR=str(tmp),
+        MPLCONFIGDIR=str(tmp / "matplotlib"),
+        NUMBA_CACHE_DIR=str(tmp / "numba"),
+        PYTHONDONTWRITEBYTECODE="1",  # as in the image
         KEEL_TOKENS=json.dumps({TOKEN: ["predict", "admin"]}),
+        KEEL_SECRET_KEY="wheel-test-pseudonymization-key",
         KEEL_POLL_INTERVAL_S="0.5",
     )
-    return env
+    return Pod(home, tmp, env, confined=why_not_confinable() is None)
 
 
 @pytest.fixture(scope="module")
 def served(
     wheel_venv: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, dict[str, object]]]:
-    """`keel serve mroz` from the wheel's venv, on loopback, over a registry trained here."""
-    home = tmp_path_factory.mktemp("home")
-    row = train_mroz(home)
+) -> Iterator[tuple[str, dict[str, object], Pod, int]]:
+    """`keel serve mroz` from the wheel's venv, on loopback, over a registry trained here,
+    in the pod's file system when this machine can make it."""
+    pod = make_pod(tmp_path_factory.mktemp("pod"))
+    row = train_mroz(pod.home)
     port = free_port()
     proc = subprocess.Popen(
-        [wheel_venv / "bin" / "keel", "serve", "mroz", "--port", str(port)],
-        env=child_env(home),
-        cwd=home,  # not the checkout: nothing of src/ can be imported by accident
+        pod.command(wheel_venv / "bin" / "keel", "serve", "mroz", "--port", str(port)),
+        env=pod.env,
+        cwd=pod.home,  # not the checkout: nothing of src/ can be imported by accident
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -120,7 +180,7 @@ def served(
             time.sleep(0.2)
         else:
             pytest.fail("keel serve from the wheel did not become ready")
-        yield url, row
+        yield url, row, pod, proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -146,20 +206,23 @@ def test_keel_comes_from_the_wheel_not_the_checkout(wheel_venv: Path, tmp_path: 
 def test_db_upgrade_from_the_wheel_migrates_a_fresh_database(
     wheel_venv: Path, tmp_path: Path
 ) -> None:
-    """The migration Job's command works from the installed wheel (migrations ship in it)."""
-    done = run(
-        wheel_venv / "bin" / "keel", "db", "upgrade", "--json",
-        env=child_env(tmp_path), cwd=tmp_path,
-    )  # fmt: skip
+    """The migration Job's command works from the installed wheel (migrations ship in it),
+    in the pod's file system."""
+    pod = make_pod(tmp_path)
+
+    done = run(*pod.command(wheel_venv / "bin" / "keel", "db", "upgrade", "--json"),
+               env=pod.env, cwd=pod.home)  # fmt: skip
 
     answer = json.loads(done.stdout)
     assert answer["revision"]
-    assert (tmp_path / "keel.db").is_file()
+    assert (pod.home / "keel.db").is_file()
 
 
-def test_the_wheel_serves_health_and_a_prediction(served: tuple[str, dict[str, object]]) -> None:
+def test_the_wheel_serves_health_and_a_prediction(
+    served: tuple[str, dict[str, object], Pod, int],
+) -> None:
     """/healthz answers; a prediction with the token answers; without it, 401."""
-    url, row = served
+    url, row, _, _ = served
     health = httpx.get(f"{url}/healthz", timeout=10)
     answer = httpx.post(
         f"{url}/v1/models/mroz/predict",
@@ -176,3 +239,25 @@ def test_the_wheel_serves_health_and_a_prediction(served: tuple[str, dict[str, o
     assert len(body["predictions"]) == 1
     assert body["predictions"][0] in (0, 1)
     assert refused.status_code == 401
+
+
+def test_the_server_ran_on_a_read_only_root_without_capabilities(
+    served: tuple[str, dict[str, object], Pod, int],
+) -> None:
+    """The serving process above saw `/` read-only and held no capability: what keel writes
+    locally fits in the home folder and /tmp, as the manifests mount them."""
+    _, _, pod, pid = served
+    if not pod.confined:
+        pytest.skip(f"the pod's file system cannot be made here: {why_not_confinable()}")
+
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+
+    root = next(m for m in mounts if m[4] == "/")
+    assert "ro" in root[5].split(",")
+    home = next(m for m in mounts if m[4] == str(pod.home))
+    assert "rw" in home[5].split(",")
+    assert int(status["CapEff"], 16) == 0
+    assert list((pod.home / "spill").glob("*")) == []  # nothing waits to be written

@@ -213,3 +213,19 @@ def test_write_tree_refuses_to_overwrite(tmp_path: Path) -> None:
         write_tree(spec, tmp_path)
     assert write_tree(spec, tmp_path, force=True) == written
     assert (tmp_path / "base" / "kustomization.yaml").is_file()
+
+
+def test_deploy_exports() -> None:
+    """keel.deploy's public names."""
+    import keel.deploy
+
+    assert keel.deploy.__all__ == [
+        "DeployError",
+        "DeploySpec",
+        "TARGETS",
+        "deploy_spec",
+        "keel_toml",
+        "render_tree",
+        "serve_config",
+        "write_tree",
+    ]
