@@ -32,7 +32,7 @@ def pod_specs(objs: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def base() -> dict[str, Any]:
     return objects(render_tree(deploy_spec(image=IMAGE, models="fraud,churn")), "base/")
 
