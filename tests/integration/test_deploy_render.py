@@ -333,3 +333,17 @@ def test_the_dockerfile_passes_hadolint(tmp_path: Path) -> None:
 
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert bad.returncode != 0
+
+
+def test_a_bad_value_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`keel deploy render` with a model name Kubernetes cannot take writes nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keel", "deploy", "render", "--image", IMAGE,
+         "--models", "fraud,Fraud_2", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: model name 'Fraud_2' cannot name Kubernetes objects")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

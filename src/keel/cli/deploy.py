@@ -34,6 +34,9 @@ def render_cmd(
     report_schedule: str = typer.Option("0 6 * * *", help="Cron schedule of the reports (UTC)."),
     min_replicas: int = typer.Option(2, help="Fewest serving pods (prod)."),
     max_replicas: int = typer.Option(10, help="Most serving pods (prod)."),
+    ray_version: str = typer.Option(
+        "2.49.0", help="The Ray in the image (rayVersion; with --target rayservice)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
 ) -> None:
     """Write a kustomize tree (base/, dev/, prod/) or a RayService; models come from the
@@ -51,6 +54,7 @@ def render_cmd(
         report_schedule=report_schedule,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
+        ray_version=ray_version,
     )
     written = write_tree(spec, output, force=force)
     console.print(f"{len(written)} files written under {output}")

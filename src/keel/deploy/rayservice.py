@@ -26,7 +26,6 @@ from keel.deploy.workloads import (
     volumes,
 )
 
-RAY_VERSION = "2.49.0"
 SERVE_PORT = 8000
 DASHBOARD_PORT = 8265
 AGENT_PORT = 52365
@@ -95,7 +94,7 @@ def _template(spec: DeploySpec, name: str, *, head: bool) -> Obj:
     }
 
 
-def ray_service(spec: DeploySpec, *, ray_version: str = RAY_VERSION) -> Obj:
+def ray_service(spec: DeploySpec) -> Obj:
     """The RayService: a head (no Serve replicas of its own: num-cpus 0) and autoscaled workers."""
     return {
         "apiVersion": "ray.io/v1",
@@ -104,7 +103,7 @@ def ray_service(spec: DeploySpec, *, ray_version: str = RAY_VERSION) -> Obj:
         "spec": {
             "serveConfigV2": serve_config(spec.models),
             "rayClusterConfig": {
-                "rayVersion": ray_version,
+                "rayVersion": spec.ray_version,
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},

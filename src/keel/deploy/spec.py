@@ -34,6 +34,7 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]*")
 # one cron field: numbers, names, ranges, lists, steps and '*' (what CronJob's parser takes)
 _CRON_FIELD = re.compile(r"[A-Za-z0-9*/,-]+")
+_RAY_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
 class DeployError(KeelError, ValueError):
@@ -55,6 +56,7 @@ class DeploySpec:
         report_schedule: the CronJob schedule of the monitoring reports (five cron fields).
         min_replicas: the fewest serving pods in prod (the HPA's floor).
         max_replicas: the most serving pods in prod (the HPA's ceiling).
+        ray_version: the Ray in the image (`rayVersion` of the RayService).
     """
 
     image: str
@@ -67,6 +69,7 @@ class DeploySpec:
     report_schedule: str = "0 6 * * *"
     min_replicas: int = 2
     max_replicas: int = 10
+    ray_version: str = "2.49.0"
 
 
 def deploy_spec(
@@ -81,6 +84,7 @@ def deploy_spec(
     report_schedule: str = DeploySpec.report_schedule,
     min_replicas: int = DeploySpec.min_replicas,
     max_replicas: int = DeploySpec.max_replicas,
+    ray_version: str = DeploySpec.ray_version,
 ) -> DeploySpec:
     """Check every value and return the spec the renderers take.
 
@@ -95,6 +99,7 @@ def deploy_spec(
         report_schedule: five cron fields.
         min_replicas: at least 1.
         max_replicas: at least `min_replicas`.
+        ray_version: MAJOR.MINOR.PATCH.
 
     Raises:
         DeployError: naming the value, what was expected and what to do.
@@ -107,6 +112,9 @@ def deploy_spec(
             f"replicas from {min_replicas} to {max_replicas}: expected 1 <= min <= max; "
             "fix --min-replicas / --max-replicas"
         )
+        raise DeployError(msg)
+    if not _RAY_VERSION.fullmatch(ray_version):
+        msg = f"Ray version {ray_version!r} is not MAJOR.MINOR.PATCH; give the Ray of the image, e.g. 2.49.0"
         raise DeployError(msg)
     return DeploySpec(
         image=check_image(image),
@@ -121,6 +129,7 @@ def deploy_spec(
         report_schedule=check_schedule(report_schedule),
         min_replicas=min_replicas,
         max_replicas=max_replicas,
+        ray_version=ray_version,
     )
 
 

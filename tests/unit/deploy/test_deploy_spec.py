@@ -104,6 +104,8 @@ def test_the_longest_model_name_still_names_its_loop() -> None:
         ("report_schedule", "0 6 * *"),
         ("report_schedule", "0 6 * * *; rm"),
         ("target", "helm"),
+        ("ray_version", "2.49"),
+        ("ray_version", "latest"),
     ],
 )
 def test_urls_schedules_and_targets_are_checked(option: str, value: str) -> None:
