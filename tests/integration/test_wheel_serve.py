@@ -221,7 +221,8 @@ def test_db_upgrade_from_the_wheel_migrates_a_fresh_database(
 def test_the_wheel_serves_health_and_a_prediction(
     served: tuple[str, dict[str, object], Pod, int],
 ) -> None:
-    """/healthz answers; a prediction with the token answers; without it, 401."""
+    """/healthz answers; a prediction with the token answers; without it, 401; the dashboard's
+    login page renders."""
     url, row, _, _ = served
     health = httpx.get(f"{url}/healthz", timeout=10)
     answer = httpx.post(
@@ -231,6 +232,7 @@ def test_the_wheel_serves_health_and_a_prediction(
         timeout=30,
     )
     refused = httpx.post(f"{url}/v1/models/mroz/predict", json={"rows": [row]}, timeout=30)
+    login = httpx.get(f"{url}/ui/login", timeout=30)  # the dashboard's templates ship in the wheel
 
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
@@ -239,6 +241,8 @@ def test_the_wheel_serves_health_and_a_prediction(
     assert len(body["predictions"]) == 1
     assert body["predictions"][0] in (0, 1)
     assert refused.status_code == 401
+    assert login.status_code == 200
+    assert "<form" in login.text
 
 
 def test_the_server_ran_on_a_read_only_root_without_capabilities(
