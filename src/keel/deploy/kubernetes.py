@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from keel.deploy.spec import DeploySpec
 from keel.deploy.workloads import (
@@ -282,8 +283,6 @@ def network_policies(spec: DeploySpec) -> list[Obj]:
     """Deny by default; DNS, PostgreSQL and S3 out; serving and the dashboard in on their port."""
     out_ports = [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 443}]
     if spec.s3_endpoint_url is not None:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(spec.s3_endpoint_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if port not in (5432, 443):
