@@ -347,3 +347,25 @@ def test_a_bad_value_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: model name 'Fraud_2' cannot name Kubernetes objects")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_build_context_holds_no_model() -> None:
+    """The image is built from the wheel and the lock alone: `.dockerignore` refuses everything
+    else (a `.keel/` home with its registry included), and the Dockerfile copies nothing more."""
+    ignore = [
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    copies = [
+        line.split()[1:]
+        for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY")
+    ]
+
+    assert ignore == ["*", "!dist/keel-*-py3-none-any.whl", "!requirements.lock"]
+    assert copies == [
+        ["requirements.lock", "./"],
+        ["dist/", "./dist/"],
+        ["--from=build", "/opt/keel", "/opt/keel"],
+    ]
