@@ -103,7 +103,8 @@ def serve_deployment(spec: DeploySpec) -> Obj:
         # the endpoints controller needs a moment to take the pod out of the Service
         lifecycle={"preStop": {"exec": {"command": ["sleep", "5"]}}},
     )
-    dep = deployment(SERVE, "serve", pod_spec([main]), replicas=spec.min_replicas)
+    # no count: the HPA (or KEDA's) owns it, from min_replicas up; dev sets 1 and has no HPA
+    dep = deployment(SERVE, "serve", pod_spec([main]), replicas=None)
     dep["spec"]["template"]["metadata"]["annotations"] = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(SERVE_PORT),

@@ -176,22 +176,25 @@ def deployment(
     component: str,
     pod: Obj,
     *,
-    replicas: int,
+    replicas: int | None,
     instance: str | None = None,
     recreate: bool = False,
 ) -> Obj:
-    """A Deployment; `recreate` for the loop: never two of it during a rollout."""
+    """A Deployment; `recreate` for the loop: never two of it during a rollout. `replicas`
+    None leaves the count to an autoscaler (a count in the manifest would reset it at every
+    `kubectl apply`)."""
     strategy: Obj = (
         {"type": "Recreate"}
         if recreate
         else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     )
+    counted: Obj = {} if replicas is None else {"replicas": replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(name, component, instance),
         "spec": {
-            "replicas": replicas,
+            **counted,
             "revisionHistoryLimit": 5,
             "strategy": strategy,
             "selector": {"matchLabels": selector(component, instance)},

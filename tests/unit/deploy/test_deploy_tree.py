@@ -229,3 +229,13 @@ def test_deploy_exports() -> None:
         "serve_config",
         "write_tree",
     ]
+
+
+def test_the_autoscaler_owns_the_serving_count(base: dict[str, Any]) -> None:
+    """No `replicas` on the serving Deployment in base: each `kubectl apply` would reset what
+    the HPA chose; the HPA starts at --min-replicas."""
+    serve = base["base/serve-deployment.yaml"]["spec"]
+    hpa = base["base/serve-hpa.yaml"]["spec"]
+
+    assert "replicas" not in serve
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
