@@ -8,7 +8,7 @@ Patches are strategic-merge patches, the kind `kubectl kustomize` merges by each
   shared by pods on one node only: dev is for a one-node cluster (kind, minikube, k3d). No
   autoscaler and no disruption budget (one pod cannot be kept through a drain).
 - `prod/`: PostgreSQL (`KEEL_DATABASE_URL`) and S3 (`KEEL_ARTIFACTS=s3://...`, the AWS
-  credentials) for every pod, from the Secret; the base's replicas and autoscaler.
+  credentials) for every pod, from the Secret; the base's autoscaler.
 """
 
 from __future__ import annotations
