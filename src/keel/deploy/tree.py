@@ -63,8 +63,11 @@ def write_tree(spec: DeploySpec, out: Path, *, force: bool = False) -> list[Path
     """Write the files under `out`; refuse to overwrite a file unless `force`.
 
     Raises:
-        DeployError: when a file exists already (nothing is written then).
+        DeployError: when a file exists already, or `out` is a file (nothing is written then).
     """
+    if out.exists() and not out.is_dir():
+        msg = f"output {out} is a file; expected a folder to write the manifests into (-o DIR)"
+        raise DeployError(msg)
     files = render_tree(spec)
     existing = sorted(str(out / rel) for rel in files if (out / rel).exists())
     if existing and not force:

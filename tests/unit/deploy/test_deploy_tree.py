@@ -239,3 +239,16 @@ def test_the_autoscaler_owns_the_serving_count(base: dict[str, Any]) -> None:
 
     assert "replicas" not in serve
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
+
+
+def test_write_tree_needs_a_folder(tmp_path: Path) -> None:
+    """`-o` naming a file is refused with the path, not a traceback."""
+    target = tmp_path / "k8s"
+    target.write_text("not a folder")
+
+    with pytest.raises(DeployError) as exc:
+        write_tree(deploy_spec(image=IMAGE, models="fraud"), target)
+
+    assert str(exc.value) == (
+        f"output {target} is a file; expected a folder to write the manifests into (-o DIR)"
+    )
