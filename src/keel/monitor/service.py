@@ -364,13 +364,18 @@ class Monitor:
     def backtest(
         self, name: str, challenger: int, production: int, *, labelled_after: dt.datetime,
         now: dt.datetime, missing_label: str | None = None,
+        logged_after: dt.datetime | None = None,
     ) -> compare.Backtest:  # fmt: skip
-        """`challenger` against `production` on labelled rows it was not trained on."""
+        """`challenger` against `production` on labelled rows it was not trained on (those
+        labelled after `labelled_after`, and those logged from `logged_after` on: a holdout)."""
         metric = primary_metric(self.models.get(f"{name}@{production}").evaluation.get("task", ""))
+        since = self._since(name, now)
+        if logged_after is not None:
+            since = min(since, logged_after)
         return compare.backtest(
             self.settings, self.models, name, challenger=challenger, production=production,
-            labelled_after=labelled_after, since=self._since(name, now), metric=metric,
-            missing_label=missing_label,
+            labelled_after=labelled_after, since=since, metric=metric,
+            missing_label=missing_label, logged_after=logged_after,
         )  # fmt: skip
 
     # ---- rules --------------------------------------------------------------------------
