@@ -78,6 +78,35 @@ def models(make_models: Callable[[], ModelStore]) -> ModelStore:
     return make_models()
 
 
+def _one_model_registry(home: Path) -> None:
+    """`fraud` version 1 in production: serving_fixtures' registry with its first model only
+    (a logistic regression; the tests of serving train a second one, these need none)."""
+    from dataclasses import replace
+
+    from keel.data import infer_contract, with_column
+    from keel.demo.simulate import TransactionSimulator
+    from keel.train import spec_from_dict, train
+
+    db = Database(f"sqlite:///{home / 'keel.db'}")
+    art = ArtifactStore(str(home / "artifacts"))
+    ds, ms = DatasetStore(db, art, b"k"), ModelStore(db, art)
+    frame = TransactionSimulator(seed=3, n_customers=800).generate(days=20, per_day=300)
+    contract = infer_contract(
+        frame, name="tx", id="transaction_id", timestamp="ts", target="is_fraud", segment="region",
+        sensitive=["customer_sex", "customer_age"], pii=["customer_name", "email", "card_number"],
+        ignore=["label_available_at"],
+    )  # fmt: skip
+    contract = with_column(contract, replace(contract.column("region"), unseen="refuse"))
+    ref = ds.ingest(frame, contract, "tx").version.ref
+    spec = spec_from_dict(
+        {"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression",
+         "params": {"max_iter": 1000}}
+    )  # fmt: skip
+    train([spec], ref, datasets=ds, models=ms, register="fraud")
+    ms.set_alias("fraud", "production", 1)
+    db.dispose()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
     """One real local Ray cluster for every `ray` test, on 127.0.0.1 (4 logical CPUs, 256 MB of
@@ -89,9 +118,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     root = tmp_path_factory.mktemp("ray")
     home = root / "keel"
     home.mkdir()
-    from serving_fixtures import build_registry  # tests/integration, imported by its tests
-
-    build_registry(home)
+    _one_model_registry(home)
     keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR", "KEEL_HOME")}
     os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt"), "KEEL_HOME": str(home)})
     try:
