@@ -73,7 +73,11 @@ def drift_between_ray(
     if blocks < 1 or concurrency < 1 or not (math.isfinite(num_cpus) and num_cpus > 0):
         msg = f"Ray drift got blocks={blocks}, concurrency={concurrency}, num_cpus={num_cpus}; expected 1 block or more, 1 task or more at once and a CPU share above 0 (e.g. 0.5)."
         raise ConfigError(msg)
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        msg = "keel monitor drift --engine ray needs Ray Data, which is not installed: pip install 'keel[ray]'."
+        raise ConfigError(msg) from exc
 
     reference, current = typed(reference), typed(current)
     numeric, categorical = column_kinds(reference, contract)

@@ -129,7 +129,11 @@ def ray_deployment(
     keel's serving app, `keel serve --engine ray` adds the dashboard. Run it with
     `ray.serve.run(app, route_prefix="/")`.
     """
-    from ray import serve
+    try:
+        from ray import serve
+    except ImportError as exc:
+        msg = "keel.serve.ray needs Ray Serve, which is not installed: pip install 'keel[ray]'."
+        raise ConfigError(msg) from exc
 
     scaling = scaling or RayScaling()
     _factory(factory)  # a wrong path fails here, not in every replica

@@ -81,7 +81,11 @@ def score_file_ray(
             "expected at least one actor, a CPU share above 0 (e.g. 0.5) and chunks of 1 row or more."
         )
         raise ConfigError(msg)
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        msg = "keel predict --engine ray needs Ray Data, which is not installed: pip install 'keel[ray]'."
+        raise ConfigError(msg) from exc
 
     frame = read_source(source).frame
     plan = plan_scoring(models, ref, frame.columns)  # fails here, not in every actor
