@@ -39,7 +39,7 @@ from keel.monitor.windowprofile import WindowProfile
 from keel.monitor.windows import WindowQuery, judged_windows, latency_quantile
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
-from keel.train import EvaluationReport, report_of
+from keel.train import EMPTY_REFERENCE, EvaluationReport, report_of
 
 __all__ = ["ModelStatus", "Monitor", "WindowStatus", "latency_quantile", "primary_metric"]
 
@@ -112,10 +112,10 @@ class Monitor:
         ev = report_of(self.models.get(f"{name}@{prod.version}"))
         task = ev.task
         metric = primary_metric(task)
-        reference = ev.reference or {"columns": {}}
+        reference = ev.reference or EMPTY_REFERENCE
         since = self._since(name, now)
         training = training_metrics(ev)
-        est_ref = (reference.get("output") or {}).get("scores")
+        est_ref = reference.output.scores if reference.output is not None else None
         if est_ref:
             training["estimated_" + metric] = estimate_binary(est_ref).get(metric) or 0.0
         shadow = aliases.get("shadow")

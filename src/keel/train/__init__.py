@@ -26,6 +26,10 @@ _NAMES = {
     "Candidate": "keel.train.trainer",
     "check_gates": "keel.train.gates",
     "EvaluationReport": "keel.train.report",
+    "CategoricalReference": "keel.train.reference",
+    "EMPTY_REFERENCE": "keel.train.reference",
+    "NumericReference": "keel.train.reference",
+    "ReferenceProfile": "keel.train.reference",
     "FailedCandidate": "keel.train.trainer",
     "GateResult": "keel.train.report",
     "load_spec": "keel.train.spec",
@@ -67,6 +71,12 @@ if TYPE_CHECKING:
         rollback as rollback,
     )
     from keel.train.ray_scoring import score_file_ray as score_file_ray
+    from keel.train.reference import (
+        EMPTY_REFERENCE as EMPTY_REFERENCE,
+        CategoricalReference as CategoricalReference,
+        NumericReference as NumericReference,
+        ReferenceProfile as ReferenceProfile,
+    )
     from keel.train.report import (
         EvaluationReport as EvaluationReport,
         GateResult as GateResult,
