@@ -148,7 +148,7 @@ def label_of(body: bytes) -> tuple[str | None, int, Any, str | None]:
     """A labels message `{"prediction_id" | "message_id", "row"?, "label"}`: (prediction id or
     None, row, label, message id or None); `ValueError` with the reason when it is not one.
 
-    >>> label_of(b'{"message_id": "1-0", "label": 1})
+    >>> label_of(b'{"message_id": "1-0", "label": 1}')
     (None, 0, 1, '1-0')
     """
     try:

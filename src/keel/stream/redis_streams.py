@@ -22,7 +22,8 @@ class RedisStreams:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self._client: Any = None
-        self._backlog = True  # our own pending entries come first after a (re)start
+        # our own pending entries come first after a (re)start, read from this id on
+        self._backlog: str | None = "0"
 
     async def connect(self, *, reading: bool, max_inflight: int) -> None:
         import redis.asyncio as aioredis
@@ -47,14 +48,16 @@ class RedisStreams:
 
     async def read(self, max_messages: int, wait_ms: float) -> list[Delivery]:
         e = self.endpoint
-        if self._backlog:
+        if self._backlog is not None:
             got = await self._client.xreadgroup(
-                str(e.group), e.consumer, {e.name: "0"}, count=max_messages
+                str(e.group), e.consumer, {e.name: self._backlog}, count=max_messages
             )
             entries = got[0][1] if got else []
             if entries:
+                last = entries[-1][0]
+                self._backlog = last.decode() if isinstance(last, bytes) else str(last)
                 return [_delivery(i, f, True) for i, f in entries]
-            self._backlog = False
+            self._backlog = None
         got = await self._client.xreadgroup(
             str(e.group),
             e.consumer,

@@ -113,11 +113,13 @@ class StreamRunner:
         sink: Broker,
         dead: Broker | None = None,
         labels: Broker | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.server = server
         self.options = options
         self.source, self.sink, self.dead, self.labels = source, sink, dead, labels
-        self.metrics = StreamMetrics(server.metrics.registry, options.name)
+        # one set per stream and registry: a second runner of the same stream passes it on
+        self.metrics = metrics or StreamMetrics(server.metrics.registry, options.name)
         self.totals = StreamTotals()
         self._unacked: list[Delivery] = []
         self._stopping = asyncio.Event()
