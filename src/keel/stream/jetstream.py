@@ -75,9 +75,13 @@ class JetStream:
         return out
 
     async def ack(self, deliveries: list[Delivery]) -> None:
-        for d in deliveries:
+        if not deliveries:
+            return
+        for d in deliveries[:-1]:
             await d.handle.ack()
-        await self._nc.flush()
+        # the last one waits for the server's confirmation: acks of one consumer are taken in
+        # order, so the batch is acknowledged when this returns (and the lag is current)
+        await deliveries[-1].handle.ack_sync(timeout=10)
 
     async def lag(self) -> int | None:
         info = await self._sub.consumer_info()
@@ -92,7 +96,6 @@ class JetStream:
     async def close(self) -> None:
         if self._nc is not None:
             nc, self._nc = self._nc, None
-            try:
-                await nc.drain()
-            except Exception:  # already closed or the server went away: nothing to release
-                await nc.close()
+            # acks and publishes were flushed already; a drain would wait out the pull
+            # subscription's pending fetch (up to its 30 s drain timeout)
+            await nc.close()
