@@ -7,6 +7,7 @@ SIGTERM drains (everything read is acknowledged before the process exits).
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +55,22 @@ def _scores(r: redis.Redis, stream: str) -> list[dict[str, object]]:
     return [orjson.loads(f[b"data"]) for _, f in r.xrange(stream)]
 
 
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started: killed (by pid) if it failed before they ended."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+        for f in (p.stdout, p.stderr):
+            if f is not None:
+                f.close()
+
+
 def test_kill_9_mid_stream_loses_nothing_and_logs_each_prediction_once(
-    home: Path, names: dict[str, str]
+    home: Path, names: dict[str, str], procs: list[subprocess.Popen[bytes]]
 ) -> None:
     r = redis.Redis()
     n = 600
@@ -71,6 +86,7 @@ def test_kill_9_mid_stream_loses_nothing_and_logs_each_prediction_once(
             "--batch-size", "8", "--ack-interval-ms", "100", "--max-inflight", "64"]  # fmt: skip
     port = free_port()
     first = start_stream(home, [*args, "--metrics-port", str(port)])
+    procs.append(first)
     lags = []
     deadline = time.monotonic() + 90
     while r.xlen(names["out"]) < 150:
@@ -91,6 +107,7 @@ def test_kill_9_mid_stream_loses_nothing_and_logs_each_prediction_once(
 
     # the restart scores the rest; its acks wait for SIGTERM's drain (interval not reached)
     second = start_stream(home, [*args, "--ack-interval-ms", "600000", "--max-inflight", "5000"])
+    procs.append(second)
     deadline = time.monotonic() + 90
     while len({s["message_id"] for s in _scores(r, names["out"])}) < n - len(bad):
         assert second.poll() is None, second.stderr.read().decode()  # type: ignore[union-attr]

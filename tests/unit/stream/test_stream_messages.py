@@ -51,13 +51,15 @@ def test_too_many_rows_in_one_message_is_refused() -> None:
 def test_prediction_ids_are_a_function_of_source_message_and_row() -> None:
     a = prediction_id_of("redis://h:1/0/s/g", "1-0", 0)
     assert a == prediction_id_of("redis://h:1/0/s/g", "1-0", 0)
-    assert len(a) == 32 and int(a, 16) >= 0
+    assert len(a) == 32
+    assert int(a, 16) >= 0
     others = {
         prediction_id_of("redis://h:1/0/s/g", "1-0", 1),
         prediction_id_of("redis://h:1/0/s/g", "1-1", 0),
         prediction_id_of("redis://h:1/0/s/other", "1-0", 0),
     }
-    assert a not in others and len(others) == 3
+    assert a not in others
+    assert len(others) == 3
 
 
 def test_a_score_has_the_fields_of_the_http_answer() -> None:
@@ -127,7 +129,9 @@ def test_stream_urls() -> None:
     assert (n.name, n.stream, n.group) == ("tx.in", "TX", "d")
     a = parse_endpoint("amqp://guest:s3cret@127.0.0.1:5672/%2F?queue=q", source=True)
     assert (a.vhost, a.user, a.password, a.name) == ("/", "guest", "s3cret", "q")
-    assert "s3cret" not in a.shown and "s3cret" not in repr(a) and "s3cret" not in a.identity
+    assert "s3cret" not in a.shown
+    assert "s3cret" not in repr(a)
+    assert "s3cret" not in a.identity
     assert a.amqp_url() == "amqp://guest:s3cret@127.0.0.1:5672/%2F"
 
 
