@@ -133,7 +133,9 @@ class NatsSide:
         self.js = self.nc.jetstream()
         await self.js.add_stream(name=self.src, subjects=[self.src])
         await self.js.add_stream(name=self.out, subjects=[self.out])
-        self.sub = await self.js.subscribe(self.out, stream=self.out)
+        # a core subscription hears every publish to the sink subject (a JetStream push
+        # consumer would stop at its max_ack_pending of unacknowledged messages)
+        self.sub = await self.nc.subscribe(self.out)
 
     async def publish(self, body: bytes) -> str:
         return str((await self.js.publish(self.src, body, stream=self.src)).seq)
@@ -164,7 +166,9 @@ class NatsSide:
         await self.nc.close()
 
 
-async def measure_stream(side: Any, messages: int, rate: float | None) -> dict[str, float]:
+async def measure_stream(
+    side: Any, messages: int, rate: float | None, proc: subprocess.Popen[bytes]
+) -> dict[str, float]:
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
     done = asyncio.Event()
@@ -180,6 +184,9 @@ async def measure_stream(side: Any, messages: int, rate: float | None) -> dict[s
     warm = await side.publish(body)
     sent[warm] = time.perf_counter()
     while warm not in got:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"keel stream exited with {proc.returncode}: {err[-2000:]}")
         await asyncio.sleep(0.005)
     t0 = time.perf_counter()
     if rate is None:  # as fast as the producer goes: pipelined, 100 a round trip
@@ -190,7 +197,11 @@ async def measure_stream(side: Any, messages: int, rate: float | None) -> dict[s
         await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))  # type: ignore[operator]
         mid = await side.publish(body)
         sent[mid] = time.perf_counter()
-    await asyncio.wait_for(done.wait(), timeout=600)
+    while not done.is_set():
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"keel stream exited with {proc.returncode}: {err[-2000:]}")
+        await asyncio.sleep(0.2)
     task.cancel()
     lat = [(got[m] - sent[m]) * 1000 for m in sent if m != warm]
     end = max(got[m] for m in sent if m != warm)
@@ -209,8 +220,8 @@ def stream_point(home: Path, broker: str, batch: int, messages: int, rate: float
             env=env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            burst = await measure_stream(side, messages, None)
-            paced = await measure_stream(side, messages // 3, rate)
+            burst = await measure_stream(side, messages, None, proc)
+            paced = await measure_stream(side, messages // 3, rate, proc)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -303,8 +314,7 @@ def main() -> None:
                 continue
             for batch in (int(b) for b in args.batches.split(",")):
                 points.append(stream_point(home, broker, batch, args.messages, args.rate))
-            if not args.json:
-                print(points[-1], flush=True)
+                print(json.dumps(points[-1]), file=sys.stderr, flush=True)
         out = {"cpus": os.cpu_count(), "load_1m": os.getloadavg()[0], "points": points}
         print(json.dumps(out, indent=2) if args.json else out)
     finally:

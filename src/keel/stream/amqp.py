@@ -10,6 +10,7 @@ docs say so). The lag is the queue's ready messages plus those delivered and not
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -96,4 +97,7 @@ class AmqpQueue:
 
 def _delivery(message: Any) -> Delivery:
     mid = message.message_id or f"amqp-{uuid.uuid4().hex}"
-    return Delivery(str(mid), bytes(message.body), bool(message.redelivered), handle=message)
+    sent = message.timestamp  # set by the producer, if at all
+    if sent is not None and sent.tzinfo is None:
+        sent = sent.replace(tzinfo=dt.UTC)
+    return Delivery(str(mid), bytes(message.body), bool(message.redelivered), message, sent)

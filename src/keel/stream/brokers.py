@@ -7,6 +7,7 @@ so `import keel` never loads redis, nats or aio-pika.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,12 +31,14 @@ class BrokerError(KeelError, RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One message read from a source: its id (stable across redeliveries), its body,
-    whether the broker delivered it before, and what acknowledging it needs."""
+    whether the broker delivered it before, when the broker took it (if it says), and what
+    acknowledging it needs."""
 
     id: str
     body: bytes
     redelivered: bool = False
     handle: Any = field(default=None, compare=False, repr=False)
+    sent_at: dt.datetime | None = None
 
 
 class Broker(Protocol):

@@ -69,8 +69,9 @@ class JetStream:
         out = []
         for m in msgs:
             meta = m.metadata
+            sent = meta.timestamp if getattr(meta.timestamp, "tzinfo", None) else None
             out.append(
-                Delivery(str(meta.sequence.stream), m.data, meta.num_delivered > 1, handle=m)
+                Delivery(str(meta.sequence.stream), m.data, meta.num_delivered > 1, m, sent_at=sent)
             )
         return out
 

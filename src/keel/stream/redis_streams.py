@@ -8,6 +8,7 @@ those delivered and not acknowledged (`XINFO GROUPS`: lag + pending).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from keel.stream.brokers import BrokerError, Delivery
@@ -98,9 +99,12 @@ class RedisStreams:
 
 def _delivery(entry_id: bytes | str, fields: dict[Any, Any], redelivered: bool) -> Delivery:
     mid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms = mid.partition("-")[0]
+    sent = dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC) if ms.isdigit() else None
     data = fields.get(b"data", fields.get("data"))
     if data is None:  # no data field: the loop sends it to the dead letters with this reason
         data = b"\x00no 'data' field in the stream entry; fields: " + b",".join(
             k if isinstance(k, bytes) else str(k).encode() for k in fields
         )
-    return Delivery(mid, data if isinstance(data, bytes) else str(data).encode(), redelivered)
+    body = data if isinstance(data, bytes) else str(data).encode()
+    return Delivery(mid, body, redelivered, sent_at=sent)

@@ -18,6 +18,7 @@ nothing is predicted or logged twice, so the log and the window profiles count i
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -198,7 +199,12 @@ async def _answer_from_log(
     if not again:
         return messages
     wanted = [pid for m in again for pid in m.ids]
-    found = await asyncio.to_thread(_logged, server.settings.resolved_artifacts, model, wanted)
+    # a message is logged after the broker took it: the log's days from then on are enough
+    times = [m.delivery.sent_at for m in again]
+    since = min(t for t in times if t is not None).date() if all(times) else None
+    found = await asyncio.to_thread(
+        _logged, server.settings.resolved_artifacts, model, wanted, since
+    )
     fresh = []
     for m in messages:
         records = [found.get(pid) for pid in m.ids] if m.delivery.redelivered else []
@@ -225,12 +231,16 @@ async def _answer_from_log(
     return fresh
 
 
-def _logged(root: str, model: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The log's answering records (not the shadow's) of these prediction ids."""
+def _logged(
+    root: str, model: str, ids: list[str], since: dt.date | None
+) -> dict[str, dict[str, Any]]:
+    """The log's answering records (not the shadow's) of these prediction ids, from a day on
+    (None: every day; the files' days are UTC, as `sent_at` is, less one day for safety)."""
     frame = read_log(
         root,
         "predictions",
         model,
+        since - dt.timedelta(days=1) if since is not None else None,
         columns=["prediction_id", "role", "version", "prediction", "probabilities"],
     )
     hits = frame.filter(pl.col("prediction_id").is_in(ids) & (pl.col("role") != "shadow"))
