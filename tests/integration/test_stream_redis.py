@@ -106,7 +106,7 @@ def test_kill_9_mid_stream_loses_nothing_and_logs_each_prediction_once(
     assert max(lags, default=0) > 0, lags  # the lag was there while it consumed
 
     # the restart scores the rest; its acks wait for SIGTERM's drain (interval not reached)
-    second = start_stream(home, [*args, "--ack-interval-ms", "600000", "--max-inflight", "5000"])
+    second = start_stream(home, [*args, "--ack-interval-ms", "60000", "--max-inflight", "5000"])
     procs.append(second)
     deadline = time.monotonic() + 90
     while len({s["message_id"] for s in _scores(r, names["out"])}) < n - len(bad):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from keel.monitor import LabelChecker
-from keel.store import OverloadedError
+from keel.store import ConfigError, OverloadedError
 from keel.stream.brokers import Broker, Delivery
 from keel.stream.gauges import StreamMetrics
 from keel.stream.messages import dead_letter, label_of, prediction_id_of
@@ -84,7 +84,7 @@ class StreamOptions:
         for field_, value, ok, expected in checks:
             if not ok:
                 msg = f"StreamOptions.{field_} is {value!r}; expected {expected}."
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
 
 @dataclass
