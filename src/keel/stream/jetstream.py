@@ -16,8 +16,11 @@ from keel.stream.endpoints import Endpoint
 
 __all__ = ["JetStream"]
 
-ACK_WAIT_S = 30.0
-"""How long JetStream waits for an ack before delivering a message again."""
+ACK_WAIT_S = 10.0
+"""How long JetStream waits for an ack before delivering a message again: what a crashed
+consumer's unacknowledged messages wait before the restarted one gets them (JetStream has no
+"my own pending first" read like Redis). Acks come every `--ack-interval-ms` (200 ms), so a
+live consumer never comes near it; a redelivery it does cause is idempotent."""
 
 
 class JetStream:
