@@ -59,6 +59,7 @@ class _Message:
     answers: dict[int, bytes] = field(default_factory=dict)  # row -> score
     refused: list[dict[str, Any]] = field(default_factory=list)  # 422-style details
     failed: str | None = None
+    body_error: dict[str, Any] | None = None  # not a row nor {"rows": [...]}
 
 
 async def score_batch(
@@ -70,22 +71,9 @@ async def score_batch(
     messages: list[_Message] = []
     for d in batch:
         parsed = parse_body(d.body)
-        if parsed.error is not None:
-            reason = f"message {d.id}: the body is not a row or {{'rows': [...]}}: expected {parsed.error['expected']}"
-            out.dead.append(
-                dead_letter(
-                    stream=stream,
-                    message_id=d.id,
-                    reason=reason,
-                    errors=[parsed.error],
-                    body=d.body,
-                )
-            )
-            out.dead_ids.append(d.id)
-            continue
         ids = [prediction_id_of(identity, d.id, j) for j in range(len(parsed.rows))]
-        messages.append(_Message(d, parsed.rows, ids))
-    fresh = await _answer_from_log(server, model, messages, out)
+        messages.append(_Message(d, parsed.rows, ids, body_error=parsed.error))
+    fresh = await _answer_from_log(server, model, [m for m in messages if m.rows], out)
     for group in _canary_groups(server, model, fresh):
         await _predict_group(server, model, group)
     for m in messages:
@@ -149,6 +137,20 @@ async def _predict_group(server: KeelServer, model: str, group: list[_Message]) 
 
 def _collect(m: _Message, stream: str, out: Scored) -> None:
     """A message's scores (row order) and, when some rows were refused, its dead letter."""
+    if m.body_error is not None:
+        expected = m.body_error["expected"]
+        reason = f"message {m.delivery.id}: the body is not a row or {{'rows': [...]}}: expected {expected}"
+        out.dead.append(
+            dead_letter(
+                stream=stream,
+                message_id=m.delivery.id,
+                reason=reason,
+                errors=[m.body_error],
+                body=m.delivery.body,
+            )
+        )
+        out.dead_ids.append(m.delivery.id)
+        return
     for j in sorted(m.answers):
         out.scores.append(m.answers[j])
         out.score_ids.append(m.ids[j])
