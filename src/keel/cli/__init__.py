@@ -7,7 +7,7 @@ import sys
 import typer
 
 from keel import __version__
-from keel.cli import data, db, deploy, loop, models, monitor, predict, serve, train
+from keel.cli import data, db, deploy, loop, models, monitor, predict, serve, stream, train
 from keel.cli._common import err_console
 from keel.store import KeelError
 
@@ -30,6 +30,7 @@ app.command("audit")(models.audit_cmd)
 app.command("predict")(predict.predict_cmd)
 app.command("serve")(serve.serve_cmd)
 app.command("ui")(serve.ui_cmd)
+app.command("stream")(stream.stream_cmd)
 
 _state = {"debug": False}
 

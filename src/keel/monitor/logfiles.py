@@ -145,4 +145,15 @@ def read_log(
     if not frames:
         schema = SCHEMAS[kind]
         return pl.DataFrame(schema={c: schema[c] for c in (columns or schema)})
-    return pl.concat(frames, how="vertical_relaxed")
+    frame = pl.concat(frames, how="vertical_relaxed")
+    return once_per_prediction(frame) if kind == "predictions" else frame
+
+
+def once_per_prediction(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each prediction once: a record logged again under the same id and role (a stream's
+    message redelivered after a crash between the log's write and the broker's ack, see
+    `keel.stream`) is kept at its first occurrence. Frames without the id column are as read."""
+    key = [c for c in ("prediction_id", "role") if c in frame.columns]
+    if "prediction_id" not in key or frame.height < 2:
+        return frame
+    return frame.unique(subset=key, keep="first", maintain_order=True)

@@ -92,6 +92,7 @@ class Predictor:
         key: str | None,
         at: dt.datetime | None,
         on_error: str,
+        ids: list[str] | None = None,
     ) -> Answered:
         """Answer rows with the version the traffic policy picks (see `KeelServer.predict`)."""
         role, runtime, batcher = choose(served, ref, key)
@@ -100,13 +101,18 @@ class Predictor:
             raise RequestError(msg)
         if len(rows) > self.settings.max_rows:
             raise too_many_rows(len(rows), self.settings.max_rows)
+        if ids is not None and len(ids) != len(rows):
+            msg = (
+                f"{len(ids)} prediction ids were given for {len(rows)} rows; expected one per row."
+            )
+            raise RequestError(msg)
         if len(rows) > INLINE_ROWS:
-            return await self._predict_bulk(served, ref, role, runtime, rows, at, on_error)
+            return await self._predict_bulk(served, ref, role, runtime, rows, at, on_error, ids)
         if routes_by_segment(served, runtime, ref):
             routed = by_segment(served, runtime, role, rows)
             if routed is not None:
-                return await self._predict_routed(served, runtime, routed, rows, at, on_error)
-        return await self._predict_inline(served, role, runtime, batcher, rows, at, on_error)
+                return await self._predict_routed(served, runtime, routed, rows, at, on_error, ids)
+        return await self._predict_inline(served, role, runtime, batcher, rows, at, on_error, ids)
 
     async def _predict_inline(
         self,
@@ -117,6 +123,7 @@ class Predictor:
         rows: list[Any],
         at: dt.datetime | None,
         on_error: str,
+        given: list[str] | None = None,
     ) -> Answered:
         """A small request answered by one version through its batcher."""
         clean, errors = runtime.checker.check(rows)
@@ -140,7 +147,7 @@ class Predictor:
             raise self._failed(served.name, runtime.ref, exc) from exc
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
-        ids = prediction_ids(len(clean), now)
+        ids = _ids_of(given, len(rows), errors) or prediction_ids(len(clean), now)
         # clean rows hold the checked sensitive attributes too (runtime.checker): log them;
         # a log with no room raises (503): an answer is given only once its record is held
         self.record(runtime, role, clean, predictions, ids, latency_ms, now)
@@ -185,6 +192,7 @@ class Predictor:
         rows: list[Any],
         at: dt.datetime | None,
         on_error: str = "fail",
+        given: list[str] | None = None,
     ) -> Answered:
         """Each group of rows to its segment's version; answers put back in request order."""
         checked, refused = self._check_groups(served, groups, rows, at, on_error)
@@ -204,7 +212,7 @@ class Predictor:
         latency_ms = (time.perf_counter() - t0) * 1000
         now = at or dt.datetime.now(dt.UTC)
         out: list[Prediction | None] = [None] * len(rows)
-        all_ids = prediction_ids(len(rows), now)
+        all_ids = given or prediction_ids(len(rows), now)
         in_order: list[dict[str, Any] | None] = [None] * len(rows)
         for (_role, rt, idx, clean), predictions in zip(checked, results, strict=True):
             for i, p, c in zip(idx, predictions, clean, strict=True):
@@ -266,6 +274,7 @@ class Predictor:
         rows: list[Any],
         at: dt.datetime | None,
         on_error: str,
+        given: list[str] | None = None,
     ) -> Answered:
         """A request over INLINE_ROWS rows: checked, predicted in chunks and logged in the bulk
         thread; the event loop only hands it over and gets the answer back."""
@@ -286,7 +295,7 @@ class Predictor:
         now = at or dt.datetime.now(dt.UTC)
         try:
             answered = await self.offload(
-                self._answer_bulk, checked, len(rows), now, len(groups) > 1
+                self._answer_bulk, checked, len(rows), now, len(groups) > 1, given
             )
         except Exception as exc:
             raise self._failed(served.name, runtime.ref, exc) from exc
@@ -297,13 +306,18 @@ class Predictor:
         return Answered(runtime, predictions, ids, refused)
 
     def _answer_bulk(
-        self, checked: list[Group], n: int, now: dt.datetime, routed: bool
+        self,
+        checked: list[Group],
+        n: int,
+        now: dt.datetime,
+        routed: bool,
+        given: list[str] | None = None,
     ) -> tuple[list[Prediction], list[str], list[dict[str, Any]]]:
         """In the bulk thread: each group's predictions in chunks, logged; the answers, their
         ids and the clean rows in request order."""
         out: list[Prediction | None] = [None] * n
         in_order: list[dict[str, Any] | None] = [None] * n
-        all_ids = prediction_ids(n, now)
+        all_ids = given or prediction_ids(n, now)
         for role, rt, idx, clean in checked:
             t0 = time.perf_counter()
             predictions = _predict_chunked(rt, clean)
@@ -405,6 +419,14 @@ def unfit(runtime: ModelRuntime, errors: list[RecordError]) -> InputRefusedError
         f"Input does not fit model {runtime.ref}: {errors[0].message()}.",
         [e.to_dict() for e in errors[:20]],
     )
+
+
+def _ids_of(given: list[str] | None, n: int, errors: list[RecordError]) -> list[str] | None:
+    """The given ids (one per row of the request) of the rows the contract let through."""
+    if given is None:
+        return None
+    bad = {e.row for e in errors}
+    return [given[i] for i in range(n) if i not in bad]
 
 
 def _predict_chunked(runtime: ModelRuntime, rows: list[dict[str, Any]]) -> list[Prediction]:

@@ -241,6 +241,7 @@ class KeelServer:
         key: str | None = None,
         at: dt.datetime | None = None,
         on_error: str = "fail",
+        ids: list[str] | None = None,
     ) -> Answered:
         """Answer rows with the version the traffic policy picks; log and profile them.
 
@@ -249,8 +250,10 @@ class KeelServer:
         fit the model's contract; `"skip"` answers the good rows and returns the refused ones'
         errors (row = index in the request). Predictions and ids are those of the good rows,
         in request order.
+        `ids` (one per row) are the prediction ids to log instead of new ones: a stream derives
+        them from its message ids, so a redelivered message logs the same ids again.
         """
-        return await self.predictor.predict(self.model(ref), ref, rows, key, at, on_error)
+        return await self.predictor.predict(self.model(ref), ref, rows, key, at, on_error, ids)
 
     async def explain(self, runtime: ModelRuntime, rows: list[Any]) -> dict[str, Any]:
         """SHAP values of rows by `runtime` (see `runtime`), at most `max_explain_rows`."""
