@@ -38,10 +38,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_registry(home: Path) -> None:
-    """Two registered versions of 'fraud' (logistic, HGB), production -> 1."""
-    db = Database(f"sqlite:///{home / 'keel.db'}")
-    art = ArtifactStore(str(home / "artifacts"))
+def build_registry(
+    home: Path, *, database_url: str | None = None, artifacts: str | None = None
+) -> None:
+    """Two registered versions of 'fraud' (logistic, HGB), production -> 1 (in the home's
+    SQLite file and artifact folder, or in the database and store named)."""
+    db = Database(database_url or f"sqlite:///{home / 'keel.db'}")
+    art = ArtifactStore(artifacts or str(home / "artifacts"))
     ds, ms = DatasetStore(db, art, b"k"), ModelStore(db, art)
     frame = TransactionSimulator(seed=3, n_customers=800).generate(days=20, per_day=300)
     contract = infer_contract(

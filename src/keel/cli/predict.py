@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -13,8 +11,12 @@ from keel.render import console
 
 def predict_cmd(
     ref: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME@VERSION."),
-    source: Path = typer.Argument(..., help="A CSV or Parquet file of rows to score."),
-    output: Path = typer.Option(..., "-o", "--output", help="Predictions (.csv or .parquet)."),
+    source: str = typer.Argument(
+        ..., help="A CSV or Parquet file of rows to score, or a Parquet URL (s3://...)."
+    ),
+    output: str = typer.Option(
+        ..., "-o", "--output", help="Predictions (.csv or .parquet), a path or a URL."
+    ),
     chunk_rows: int = typer.Option(50_000, help="Rows scored at a time."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -6,7 +6,9 @@ to a side file with the rule and the reason, never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import polars as pl
 
 from keel.data import ValidationReport, read_source, validate
 from keel.registry import ModelStore
+from keel.store import SourceError
 from keel.train.features import to_pandas
 from keel.train.report import report_of
 
@@ -55,66 +58,178 @@ class ScoreResult:
 def score_file(
     ref: str,
     source: str | Path,
-    output: Path,
+    output: str | Path,
     *,
     models: ModelStore,
     chunk_rows: int = 50_000,
     on_progress: ProgressCallback | None = None,
 ) -> ScoreResult:
-    """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`)."""
+    """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`).
+
+    `source` and `output` are local paths or fsspec URLs (`s3://bucket/x.parquet`). A Parquet
+    source is read `chunk_rows` at a time and every output is written as it goes, so memory
+    holds one chunk (and one of the source's row groups), whatever the file's size; a CSV
+    source is read whole. A local output appears whole, by rename; on an object store an
+    output is one upload that becomes visible only when it completes."""
     version, pipeline = models.load(ref)
     contract = models.contract(version.ref)
     ev = report_of(version)
     features = list(ev.features)
     keep = set(features) | {c.name for c in contract.with_role("id")}
+    chunks, total, columns = _chunks(source, chunk_rows)
     # the model's input contract: its features (and id), other columns pass through unchecked
     inputs = replace(
         contract,
-        columns=tuple(c for c in contract.columns if c.name in keep),
+        columns=tuple(
+            c
+            for c in contract.columns
+            if c.name in keep and (c.role != "id" or c.name in columns)
+        ),
         extra_columns="drop",
         duplicate_rows="allow",
         max_bad_share=1.0,
     )
-    frame = read_source(source).frame
-    missing_id = [c.name for c in contract.with_role("id") if c.name not in frame.columns]
-    if missing_id:
-        inputs = replace(
-            inputs, columns=tuple(c for c in inputs.columns if c.name not in missing_id)
-        )
-    scored: list[pl.DataFrame] = []
-    refused: list[pl.DataFrame] = []
-    total = frame.height
-    for start in range(0, max(total, 1), chunk_rows):
-        chunk = frame.slice(start, chunk_rows)
-        report = validate(chunk, inputs)
-        bad = set(report.bad_rows.tolist())
-        good_idx = np.array([i for i in range(chunk.height) if i not in bad], dtype=np.int64)
-        if bad:
-            refused.append(_refused(chunk, report, start))
-        if len(good_idx):
-            clean = report.cleaned[good_idx.tolist()]
-            out = pl.DataFrame({"source_row": good_idx + start})
-            for c in contract.with_role("id"):
-                if c.name in clean.columns:
-                    out = out.with_columns(clean.get_column(c.name))
-            x = to_pandas(clean, features, inputs)
-            scored.append(out.with_columns(_predictions(pipeline, x, list(ev.classes))))
-        if on_progress:
-            on_progress(min(start + chunk_rows, total), total)
-    result = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"source_row": []})
-    _write(result, output)
-    side = output.with_name(output.stem + ".refused.csv")
-    n_refused = sum(r.height for r in refused)
-    if refused:
-        _write(pl.concat(refused, how="diagonal"), side)
+    out = str(output)
+    side = _side_name(out)
+    scored, refused = _ChunkWriter(out), _ChunkWriter(side)
+    try:
+        start = 0
+        for chunk in chunks:
+            report = validate(chunk, inputs)
+            bad = set(report.bad_rows.tolist())
+            good_idx = np.array([i for i in range(chunk.height) if i not in bad], dtype=np.int64)
+            if bad:
+                refused.write(_refused(chunk, report, start))
+            if len(good_idx):
+                clean = report.cleaned[good_idx.tolist()]
+                rows = pl.DataFrame({"source_row": good_idx + start})
+                for c in contract.with_role("id"):
+                    if c.name in clean.columns:
+                        rows = rows.with_columns(clean.get_column(c.name))
+                x = to_pandas(clean, features, inputs)
+                scored.write(rows.with_columns(_predictions(pipeline, x, list(ev.classes))))
+            start += chunk.height
+            if on_progress:
+                on_progress(start, total)
+        if not scored.rows:
+            scored.write(pl.DataFrame({"source_row": []}, schema={"source_row": pl.Int64}))
+        scored.close()
+        refused.close()
+    except BaseException:
+        scored.abort()
+        refused.abort()
+        raise
     return ScoreResult(
         model=version.ref,
-        rows_in=total,
-        rows_scored=result.height,
-        rows_refused=n_refused,
-        output=str(output),
-        refused_output=str(side) if refused else None,
+        rows_in=start,
+        rows_scored=scored.rows,
+        rows_refused=refused.rows,
+        output=out,
+        refused_output=side if refused.rows else None,
     )
+
+
+def _side_name(output: str) -> str:
+    head, _, name = output.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{head}/{stem}.refused.csv" if head else f"{stem}.refused.csv"
+
+
+def _chunks(source: str | Path, chunk_rows: int) -> tuple[Iterator[pl.DataFrame], int, list[str]]:
+    """The source's rows `chunk_rows` at a time, their count and the column names. Parquet
+    (local or remote) is streamed by record batches; a CSV (local, or downloaded) is read
+    whole by `read_source`, which knows its encodings and headers."""
+    text = str(source)
+    suffix = "." + text.rsplit(".", 1)[-1].lower() if "." in text.rsplit("/", 1)[-1] else ""
+    if "://" not in text and suffix not in (".parquet", ".pq"):
+        frame = read_source(source).frame
+        slices = (frame.slice(i, chunk_rows) for i in range(0, frame.height, chunk_rows))
+        return slices, frame.height, frame.columns
+    if suffix not in (".parquet", ".pq"):
+        msg = f"Data source {text!r} is a URL of a {suffix or 'suffix-less'} file; expected a Parquet file (.parquet, .pq), which is streamed in chunks. Convert it, or copy a CSV to local disk first."
+        raise SourceError(msg)
+    import fsspec
+    import pyarrow.parquet as pq
+
+    try:
+        fs, path = fsspec.core.url_to_fs(text)
+        handle = fs.open(path, "rb")
+        reader = pq.ParquetFile(handle)
+    except (OSError, ValueError) as exc:
+        msg = f"Data file {text!r} is not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); check the path and the credentials."
+        raise SourceError(msg) from exc
+
+    def batches() -> Iterator[pl.DataFrame]:
+        with handle:
+            for batch in reader.iter_batches(batch_size=chunk_rows):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
+
+    return batches(), reader.metadata.num_rows, list(reader.schema_arrow.names)
+
+
+class _ChunkWriter:
+    """Frames written one after another to one Parquet or CSV file, local or remote: a local
+    file under a temporary name renamed at `close`; a remote one as one upload."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.rows = 0
+        self._parquet = target.lower().endswith((".parquet", ".pq"))
+        self._local = "://" not in target or target.startswith("file://")
+        self._path = target.removeprefix("file://")
+        self._handle: Any = None
+        self._writer: Any = None
+        self._schema: pl.Schema | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self._handle is None:
+            self._open(frame)
+        assert self._schema is not None
+        frame = frame.select(list(self._schema)).cast(dict(self._schema))
+        if self._parquet:
+            self._writer.write_table(frame.to_arrow())
+        else:
+            frame.write_csv(self._handle, include_header=False)
+        self.rows += frame.height
+
+    def _open(self, frame: pl.DataFrame) -> None:
+        import fsspec
+        import pyarrow.parquet as pq
+
+        self._schema = frame.schema
+        if self._local:
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(f"{self._path}.tmp", "wb")  # noqa: SIM115 (closed in close)
+        else:
+            self._handle = fsspec.open(self.target, "wb").open()
+        if self._parquet:
+            self._writer = pq.ParquetWriter(self._handle, frame.to_arrow().schema)
+        else:
+            frame.head(0).write_csv(self._handle)
+
+    def close(self) -> None:
+        if self._handle is None:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        self._handle.close()
+        if self._local:
+            os.replace(f"{self._path}.tmp", self._path)
+
+    def abort(self) -> None:
+        """Drop what was written (an error mid-way): no half output is left behind."""
+        if self._handle is None:
+            return
+        if self._local:
+            with contextlib.suppress(Exception):
+                self._handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self._path}.tmp")
+        else:
+            with contextlib.suppress(Exception):
+                self._handle.discard()  # an unfinished multipart upload is cancelled
 
 
 def _refused(chunk: pl.DataFrame, report: ValidationReport, start: int) -> pl.DataFrame:
@@ -140,12 +255,3 @@ def _predictions(pipeline: Any, x: pd.DataFrame, classes: list[str]) -> list[pl.
             *[pl.Series(f"p_{c}", proba[:, i]) for i, c in enumerate(classes)],
         ]
     return [pl.Series("prediction", pipeline.predict(x).astype(float))]
-
-
-def _write(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame.write_parquet(tmp)
-    else:
-        frame.write_csv(tmp)
-    tmp.replace(path)
