@@ -33,7 +33,9 @@ AWS_ENV = {
 def moto_server() -> Iterator[str]:
     """A moto S3 server on a free loopback port; yields its endpoint URL. The AWS variables
     (fake credentials, region) are set in this process while it runs and restored after."""
-    server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed (extra s3)")
+    server_mod = pytest.importorskip(
+        "moto.server", reason="moto[server] is not installed (extra s3)"
+    )
     pytest.importorskip("s3fs", reason="s3fs is not installed (extra s3)")
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
@@ -57,9 +59,7 @@ def make_bucket(endpoint: str, bucket: str) -> None:
     """Create a bucket on the server (boto3, which moto[server] brings)."""
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-        Bucket=bucket
-    )
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
 
 
 def s3_env(endpoint: str) -> dict[str, str]:

