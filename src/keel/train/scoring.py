@@ -185,7 +185,7 @@ class _ChunkWriter:
         if self._handle is None:
             self._open(frame)
         assert self._schema is not None
-        frame = frame.select(list(self._schema)).cast(dict(self._schema))
+        frame = frame.select(list(self._schema)).cast(self._schema)
         if self._parquet:
             self._writer.write_table(frame.to_arrow())
         else:
