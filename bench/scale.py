@@ -323,6 +323,47 @@ def bench_profiles(home: Path, url: str, rounds: int, segments: int) -> dict[str
             "upserts_per_s": round(segments / per_save), "profile_bytes": size}  # fmt: skip
 
 
+def bench_monitor_read(
+    home: Path, url: str, writers: int, windows: int, segments: int
+) -> dict[str, Any]:
+    """What monitoring reads per model: `windows` hourly windows, each with a row per writer
+    (replica process) and segment; the time of `read_windows` (sum over writers)."""
+    from keel.monitor import LogBatch, Profiler, ProfileSpec, read_windows
+    from keel.registry import ModelStore
+    from keel.store import ArtifactStore, Database
+    from keel.train import report_of
+
+    registry = Database(f"sqlite:///{home / 'keel.db'}")
+    spec = ProfileSpec.from_evaluation(
+        report_of(ModelStore(registry, ArtifactStore(str(home / "artifacts"))).get("fraud@1"))
+    )
+    registry.dispose()
+    db = Database(url)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    batch = pl.concat(
+        [
+            pl.DataFrame(_records(50, start + dt.timedelta(hours=h)),
+                         schema_overrides={"time": pl.Datetime("us", "UTC")})
+            .with_columns(pl.lit(f"s{i}").alias("segment"))
+            for h in range(windows) for i in range(segments)
+        ]
+    )  # fmt: skip
+    for _ in range(writers):
+        profiler = Profiler(db, window_s=3600)
+        profiler.register("fraud", 1, spec)
+        profiler.observe(LogBatch(batch))
+        profiler.flush()
+    t0 = time.perf_counter()
+    got = read_windows(db, "fraud", version=1)
+    took = time.perf_counter() - t0
+    db.dispose()
+    assert len(got) == windows
+    assert got[0].rows == 50 * segments * writers
+    return {"writers": writers, "windows": windows, "segments": segments,
+            "rows_read": writers * windows * segments, "read_s": round(took, 3),
+            "ms_per_row": round(1000 * took / (writers * windows * segments), 3)}  # fmt: skip
+
+
 def bench_ray() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
@@ -376,6 +417,7 @@ def main() -> None:
             }
             if args.database_url:
                 out["profiles"]["postgresql"] = _on_postgres(home, args.database_url)
+                out["monitor_read_postgresql"] = _on_postgres(home, args.database_url, read=True)
         if args.ray:
             out["ray"] = bench_ray()
     if args.json:
@@ -385,7 +427,7 @@ def main() -> None:
             print(f"{key}: {value}")
 
 
-def _on_postgres(home: Path, url: str) -> dict[str, Any]:
+def _on_postgres(home: Path, url: str, *, read: bool = False) -> dict[str, Any]:
     """The profile save on a fresh schema of the PostgreSQL server (dropped after)."""
     import sqlalchemy as sa
 
@@ -395,7 +437,10 @@ def _on_postgres(home: Path, url: str) -> dict[str, Any]:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in url else "?"
     try:
-        return bench_profiles(home, f"{url}{sep}options=-csearch_path%3D{schema}", 20, 8)
+        scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+        if read:
+            return bench_monitor_read(home, scoped, writers=20, windows=24, segments=4)
+        return bench_profiles(home, scoped, 20, 8)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
