@@ -39,7 +39,7 @@ def test_local_and_other_roots_leave_fsspec_alone(
 
 def test_a_bad_endpoint_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEL_S3_ENDPOINT_URL", "minio:9000")
-    with pytest.raises(ConfigError, match="s3_endpoint_url.*KEEL_S3_ENDPOINT_URL"):
+    with pytest.raises(ConfigError, match=r"s3_endpoint_url.*KEEL_S3_ENDPOINT_URL"):
         load_settings()
 
 
