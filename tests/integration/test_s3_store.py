@@ -185,7 +185,7 @@ def test_lifecycle_of_real_data_on_s3(
             assert fed.status_code == 200, fed.text
             assert fed.json()["accepted"] == 40
             flushed = c.post("/v1/admin/flush").json()
-            assert flushed["written"] == 80
+            assert flushed["backlog"] == 0  # (the flush thread may have written them first)
             assert flushed["profiles_saved"]
             page = c.get(f"/ui/api/models/loan/predictions/{ids[3]}")
             assert page.status_code == 200
