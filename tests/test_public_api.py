@@ -42,6 +42,7 @@ def test_store_exports() -> None:
         "UnsafeArtifactError",
         "ValidationFailedError",
         "as_utc",
+        "configure_object_storage",
         "load_settings",
         "sha256_file",
     ]

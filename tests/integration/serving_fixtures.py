@@ -38,12 +38,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_registry(home: Path) -> None:
-    """Two registered versions of 'fraud' (logistic, HGB), production -> 1."""
-    db = Database(f"sqlite:///{home / 'keel.db'}")
-    art = ArtifactStore(str(home / "artifacts"))
+def build_registry(
+    home: Path,
+    *,
+    database_url: str | None = None,
+    artifacts: str | None = None,
+    days: int = 20,
+    quick: bool = False,
+) -> None:
+    """Two registered versions of 'fraud' (logistic, HGB; `quick`: two logistic ones),
+    production -> 1, in the home's SQLite file and artifact folder, or the ones named."""
+    db = Database(database_url or f"sqlite:///{home / 'keel.db'}")
+    art = ArtifactStore(artifacts or str(home / "artifacts"))
     ds, ms = DatasetStore(db, art, b"k"), ModelStore(db, art)
-    frame = TransactionSimulator(seed=3, n_customers=800).generate(days=20, per_day=300)
+    frame = TransactionSimulator(seed=3, n_customers=800).generate(days=days, per_day=300)
     contract = infer_contract(
         frame, name="tx", id="transaction_id", timestamp="ts", target="is_fraud", segment="region",
         sensitive=["customer_sex", "customer_age"], pii=["customer_name", "email", "card_number"], ignore=["label_available_at"],
@@ -66,6 +74,12 @@ def build_registry(home: Path) -> None:
                 "name": "hgb",
                 "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
                 "params": {"max_iter": 30},
+            }
+            if not quick
+            else {
+                "name": "lr2",
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "params": {"max_iter": 1000, "C": 0.5},
             }
         ),
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -17,8 +16,12 @@ if TYPE_CHECKING:
 
 def predict_cmd(
     ref: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME@VERSION."),
-    source: Path = typer.Argument(..., help="A CSV or Parquet file of rows to score."),
-    output: Path = typer.Option(..., "-o", "--output", help="Predictions (.csv or .parquet)."),
+    source: str = typer.Argument(
+        ..., help="A CSV or Parquet file of rows to score, or a Parquet URL (s3://...)."
+    ),
+    output: str = typer.Option(
+        ..., "-o", "--output", help="Predictions (.csv or .parquet), a path or a URL."
+    ),
     chunk_rows: int = typer.Option(50_000, help="Rows scored at a time."),
     engine: str = typer.Option(
         "local",
@@ -71,7 +74,7 @@ def predict_cmd(
     _print_result(result, output, as_json)
 
 
-def _print_result(result: ScoreResult, output: Path, as_json: bool) -> None:
+def _print_result(result: ScoreResult, output: str, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
         return

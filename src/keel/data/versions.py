@@ -61,7 +61,7 @@ class DatasetStore:
         settings = settings or load_settings()
         return cls(
             Database.open(settings),
-            ArtifactStore(settings.resolved_artifacts),
+            ArtifactStore.open(settings),
             settings.resolved_secret_key(),
         )
 

@@ -162,8 +162,8 @@ def retrain_child(
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
     try:
-        db = Database(settings.resolved_database_url, clock=FakeClock(now))
-        art = ArtifactStore(settings.resolved_artifacts)
+        db = Database.open(settings, clock=FakeClock(now))
+        art = ArtifactStore.open(settings)
         models = ModelStore(db, art, trusted_types=settings.trusted_types)
         datasets = DatasetStore(db, art, settings.resolved_secret_key())
         prod = models.get(f"{name}@{production}")

@@ -1,9 +1,15 @@
 """Buffered, atomic Parquet appends of the prediction log, with a bounded buffer and a spill.
 
 Records are buffered in memory, as lists per column, and flushed (by `PredictionLog`'s thread,
-and at shutdown) to `{kind}/model=NAME/date=YYYY-MM-DD/part-<ms>-<id>.parquet` under the log
-root, each file written under a temporary name and renamed, so a reader (or a restart after
-`kill -9`) never sees a torn file; at most the last interval is lost.
+and at shutdown) to `{kind}/model=NAME/date=YYYY-MM-DD/part-<ms>-<writer>-<seq>.parquet` under
+the log root: `<writer>` is random per appender (so per process: replicas never collide) and
+`<seq>` counts its files. A reader (or a restart after `kill -9`) never sees a torn file; at
+most the last interval is lost:
+
+- on a local disk a file is written under a temporary name, flushed to disk and renamed;
+- on an object store (`s3://...`: no atomic rename, no append) a file is one object, built in
+  memory and put once at its final, unique name; an object is visible whole or not at all, and
+  no file is ever appended to, renamed or written twice.
 
 When full, the policy is spill, then shed; nothing answered is ever dropped:
 
@@ -26,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
+import itertools
 import logging
 import os
 import threading
@@ -60,6 +68,11 @@ def _reason(exc: Exception) -> str:
 
 def _stamp() -> str:
     return f"part-{int(dt.datetime.now(dt.UTC).timestamp() * 1000)}-{uuid.uuid4().hex[:8]}"
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol
+    return protocol in ("file", "local") or "file" in protocol
 
 
 def _alive(pid: int) -> bool:
@@ -109,6 +122,10 @@ class ParquetAppender:
         self.kind = kind
         self.schema = schema
         self._fs, self._base = fsspec.core.url_to_fs(self.root)
+        self._local = _is_local(self._fs)
+        self.writer_id = uuid.uuid4().hex[:12]
+        """Names this appender's files, with `_seq`: unique across replicas and restarts."""
+        self._seq = itertools.count()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flusher at a time (the thread, an admin call)
         # columnar buffer: measured, building a frame from ~3,000 row dicts held the GIL for
@@ -344,16 +361,32 @@ class ParquetAppender:
             for _, part in frame.group_by(["model", "__day"], maintain_order=True)
         ]
 
+    def _name(self) -> str:
+        ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        return f"part-{ms}-{self.writer_id}-{next(self._seq):08d}.parquet"
+
     def _write(self, part: pl.DataFrame) -> None:
         model = part.get_column("model")[0]
         day = part.get_column("time").dt.date()[0].isoformat()
         folder = f"{self._base}/{self.kind}/model={model}/date={day}"
-        name = f"{_stamp()}.parquet"
-        self._fs.makedirs(folder, exist_ok=True)
+        name = self._name()
+        if not self._local:  # one whole object at a name never used before
+            buf = io.BytesIO()
+            part.write_parquet(buf)
+            self._fs.pipe_file(f"{folder}/{name}", buf.getvalue())
+            return
+        os.makedirs(folder, exist_ok=True)
         tmp = f"{folder}/.{name}.tmp"
-        with self._fs.open(tmp, "wb") as fh:
-            part.write_parquet(fh)
-        self._fs.mv(tmp, f"{folder}/{name}")
+        try:
+            with open(tmp, "wb") as fh:
+                part.write_parquet(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, f"{folder}/{name}")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     # ---- the spill -------------------------------------------------------------------------
 

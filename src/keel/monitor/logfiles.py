@@ -8,6 +8,7 @@ or DuckDB read them. Layout under the artifact root:
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,13 @@ def log_files(
     return [f if "://" not in root else f"{root.split('://', 1)[0]}://{f}" for f in files]
 
 
+_FETCH = 64  # objects fetched at once by `read_log` from an object store
+
+
+def _key(fs: Any, path: str) -> str:
+    return str(fs._strip_protocol(path))
+
+
 def read_log(
     root: str,
     kind: str,
@@ -138,10 +146,20 @@ def read_log(
     """Every flushed record of one model (of `kind`; from a day on, or of some days), as one
     frame with the log's schema (or only `columns` of it)."""
     fs, _ = fsspec.core.url_to_fs(root.rstrip("/"))
+    wanted = list(columns) if columns else None
+    files = log_files(root, kind, model, since, days)
     frames = []
-    for f in log_files(root, kind, model, since, days):
-        with fs.open(f, "rb") as fh:
-            frames.append(pl.read_parquet(fh, columns=list(columns) if columns else None))
+    if "://" in root and not root.startswith("file://"):
+        # an object store: whole objects fetched concurrently (fsspec's `cat` of a list),
+        # `_FETCH` at a time, instead of one request after another per file
+        for i in range(0, len(files), _FETCH):
+            fetched = fs.cat(files[i : i + _FETCH])
+            for f in files[i : i + _FETCH]:
+                frames.append(pl.read_parquet(io.BytesIO(fetched[_key(fs, f)]), columns=wanted))
+    else:
+        for f in files:
+            with fs.open(f, "rb") as fh:
+                frames.append(pl.read_parquet(fh, columns=wanted))
     if not frames:
         schema = SCHEMAS[kind]
         return pl.DataFrame(schema={c: schema[c] for c in (columns or schema)})

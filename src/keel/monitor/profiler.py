@@ -24,7 +24,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from keel.monitor.logfiles import LogBatch
-from keel.monitor.profiles import ProfileSpec, stored, update_columns, window_start
+from keel.monitor.profiles import ProfileSpec, merge, stored, update_columns, window_start
 from keel.store import Database, tables
 
 __all__ = ["Profiler"]
@@ -39,6 +39,12 @@ class Profiler:
 
     Each process writes its own row per window (`writer`), replacing it with its running total;
     readers add the rows of every writer. So a restart or a second worker never double counts.
+
+    A window more than two windows older than the newest seen is final and dropped from memory
+    once saved. Records that arrive for such a window later (a replay, a spilled batch moved
+    late) are kept apart as a delta and added to the saved row, never written over it: found
+    by two replicas replaying the same window (tests/integration/test_replicas.py), where a
+    replaced row lost the records the writer had saved before.
     """
 
     def __init__(self, db: Database, *, window_s: int = 3600) -> None:
@@ -48,6 +54,9 @@ class Profiler:
         self._dirty: set[Key] = set()
         self._lock = threading.Lock()
         self._profiles: dict[Key, dict[str, Any]] = {}
+        self._newest: dt.datetime | None = None  # the newest window start seen
+        self._late: set[Key] = set()  # windows held as a delta to add to the saved row
+        self._pending_adds: dict[Key, dict[str, Any]] = {}  # deltas a failed save kept
         self._specs: dict[tuple[str, int], ProfileSpec] = {}
         self._save_lock = threading.Lock()  # one save at a time: a later total never lands first
         self._in_flight = 0  # windows of the save under way
@@ -112,9 +121,21 @@ class Profiler:
             )
         latency = part.get_column("latency_ms").fill_null(0.0).to_numpy()
         with self._lock:
+            self._note(key)
             profile = self._profiles.setdefault(key, spec.empty())
             update_columns(profile, columns, outputs, part.get_column("prediction"), latency)
             self._dirty.add(key)
+
+    def _note(self, key: Key) -> None:
+        """Mark a window not in memory that is older than the final horizon as a delta;
+        track the newest start. Called under the lock."""
+        start = key[4]
+        horizon = dt.timedelta(seconds=2 * self.window_s)
+        late = self._newest is not None and start < self._newest - horizon
+        if late and key not in self._profiles:
+            self._late.add(key)
+        if self._newest is None or start > self._newest:
+            self._newest = start
 
     def _count_refused(
         self, model: str, version: int, role: str, time: dt.datetime, count: int
@@ -125,6 +146,7 @@ class Profiler:
         if spec is None:
             return
         with self._lock:
+            self._note(key)
             self._profiles.setdefault(key, spec.empty())["errors"] += count
             self._dirty.add(key)
 
@@ -132,7 +154,7 @@ class Profiler:
     def unsaved_windows(self) -> int:
         """Windows changed in memory and not yet in the database."""
         with self._lock:
-            return len(self._dirty) + self._in_flight
+            return len(self._dirty) + self._in_flight + len(self._pending_adds)
 
     @property
     def saving_for_s(self) -> float:
@@ -145,22 +167,18 @@ class Profiler:
         (the next save writes them, with whatever came since) and is counted in `failures`,
         with its reason in `last_error`."""
         with self._save_lock:
-            with self._lock:
-                changed, self._dirty = self._dirty, set()
-                snapshot = {
-                    k: stored(copy.deepcopy(self._profiles[k]))
-                    for k in changed
-                    if k in self._profiles
-                }
-                self._in_flight = len(snapshot)
-            if not snapshot:
+            snapshot, adds = self._take_snapshot()
+            if not snapshot and not adds:
                 return 0
             self._saving_since = time.monotonic()
             try:
-                self._write(snapshot)
+                self._write(snapshot, adds)
             except Exception as exc:  # whatever failed, no window is dropped
                 with self._lock:
                     self._dirty |= set(snapshot)
+                    for k, delta in adds.items():  # added at the next save, with what came
+                        kept = self._pending_adds.get(k)
+                        self._pending_adds[k] = delta if kept is None else merge(kept, delta)
                     self._in_flight = 0
                 self.failures += 1
                 cause = getattr(exc, "orig", None) or exc  # the driver's error, without SQL
@@ -177,17 +195,39 @@ class Profiler:
                 self._saving_since = None
             with self._lock:
                 self._in_flight = 0
-            self.saved += len(snapshot)
+            self.saved += len(snapshot) + len(adds)
             self.last_error = None
             self.last_error_kind = None
             self.failing_since = None
             self._evict()
-            return len(snapshot)
+            return len(snapshot) + len(adds)
 
-    def _write(self, snapshot: dict[Key, dict[str, Any]]) -> None:
+    def _take_snapshot(self) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]]]:
+        """The changed windows to write whole, and the late deltas to add (taken out of
+        memory: what arrives for them next is a new delta)."""
+        with self._lock:
+            changed, self._dirty = self._dirty, set()
+            snapshot = {
+                k: stored(copy.deepcopy(self._profiles[k])) for k in changed if k in self._profiles
+            }
+            adds, self._pending_adds = self._pending_adds, {}
+            for k in changed & self._late:
+                self._profiles.pop(k, None)
+                self._late.discard(k)
+                delta = snapshot.pop(k, None)
+                if delta is not None:
+                    adds[k] = delta if k not in adds else merge(adds[k], delta)
+            self._in_flight = len(snapshot) + len(adds)
+        return snapshot, adds
+
+    def _write(
+        self, snapshot: dict[Key, dict[str, Any]], adds: dict[Key, dict[str, Any]] | None = None
+    ) -> None:
         now = dt.datetime.now(dt.UTC)
         t = tables.window_profiles
         with self.db.begin() as conn:
+            for key, delta in (adds or {}).items():
+                self._add(conn, key, delta, now)
             for (model, version, role, segment, start), profile in snapshot.items():
                 where = sa.and_(
                     t.c.model == model,
@@ -215,6 +255,33 @@ class Profiler:
                             **values,
                         )
                     )
+
+    def _add(self, conn: Any, key: Key, delta: dict[str, Any], now: dt.datetime) -> None:
+        """Add a late window's delta to this writer's saved row (or insert it)."""
+        t = tables.window_profiles
+        model, version, role, segment, start = key
+        where = sa.and_(
+            t.c.model == model,
+            t.c.version == version,
+            t.c.role == role,
+            t.c.segment == segment,
+            t.c.window_start == start,
+            t.c.writer == self.writer,
+        )
+        row = conn.execute(sa.select(t.c.rows, t.c.profile).where(where)).first()
+        if row is None:
+            conn.execute(
+                t.insert().values(
+                    model=model, version=version, role=role, segment=segment,
+                    window_start=start, writer=self.writer, rows=delta["rows"], profile=delta,
+                    updated_at=now, window_s=self.window_s,
+                )
+            )  # fmt: skip
+            return
+        total = merge(row.profile, delta)
+        conn.execute(
+            t.update().where(where).values(rows=total["rows"], profile=total, updated_at=now)
+        )
 
     def _evict(self) -> None:
         # windows more than two windows older than the newest seen are final: forget them,

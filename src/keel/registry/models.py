@@ -50,7 +50,7 @@ class ModelStore:
         settings = settings or load_settings()
         return cls(
             Database.open(settings),
-            ArtifactStore(settings.resolved_artifacts),
+            ArtifactStore.open(settings),
             trusted_types=settings.trusted_types,
         )
 

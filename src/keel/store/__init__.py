@@ -28,6 +28,7 @@ _NAMES = {
     "IntegrityError": "keel.store.errors",
     "KeelError": "keel.store.errors",
     "load_settings": "keel.store.settings",
+    "configure_object_storage": "keel.store.settings",
     "ModelNotFoundError": "keel.store.errors",
     "NotFoundError": "keel.store.errors",
     "PerformanceSection": "keel.store.sections",
@@ -73,7 +74,11 @@ if TYPE_CHECKING:
         DriftSection as DriftSection,
         PerformanceSection as PerformanceSection,
     )
-    from keel.store.settings import Settings as Settings, load_settings as load_settings
+    from keel.store.settings import (
+        Settings as Settings,
+        configure_object_storage as configure_object_storage,
+        load_settings as load_settings,
+    )
 
 
 __getattr__ = lazy_getattr("keel.store", _NAMES)

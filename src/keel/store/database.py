@@ -51,6 +51,8 @@ class Database:
         clock: where event times come from.
         connect_timeout_s: longest a PostgreSQL connection may take to open.
         statement_timeout_s: longest a statement may run or wait for a lock.
+        pool_size: connections kept open (PostgreSQL; SQLite opens one per thread).
+        max_overflow: connections opened beyond `pool_size` at a peak, closed when returned.
     """
 
     def __init__(
@@ -60,12 +62,16 @@ class Database:
         clock: Clock | None = None,
         connect_timeout_s: float = 5.0,
         statement_timeout_s: float = 10.0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
     ) -> None:
         self.url = url
         self.clock: Clock = clock or SystemClock()
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_s = statement_timeout_s
-        self.engine = _make_engine(url, connect_timeout_s, statement_timeout_s)
+        self.engine = _make_engine(
+            url, connect_timeout_s, statement_timeout_s, pool=(pool_size, max_overflow)
+        )
         self.migrate()
 
     @classmethod
@@ -76,6 +82,8 @@ class Database:
             clock=clock,
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_s=settings.db_statement_timeout_s,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
         )
 
     @property
@@ -157,7 +165,9 @@ def _current_revision(conn: Connection) -> str | None:
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _make_engine(url: str, connect_timeout_s: float, statement_timeout_s: float) -> Engine:
+def _make_engine(
+    url: str, connect_timeout_s: float, statement_timeout_s: float, *, pool: tuple[int, int]
+) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -189,10 +199,12 @@ def _make_engine(url: str, connect_timeout_s: float, statement_timeout_s: float)
         except ModuleNotFoundError as exc:
             msg = f"Database URL {url!r} needs a driver that is not installed ({exc.name}); install it with: pip install 'psycopg[binary]'"
             raise ConfigError(msg) from exc
-    return _postgres_engine(url, connect_timeout_s, statement_timeout_s)
+    return _postgres_engine(url, connect_timeout_s, statement_timeout_s, pool)
 
 
-def _postgres_engine(url: str, connect_timeout_s: float, statement_timeout_s: float) -> Engine:
+def _postgres_engine(
+    url: str, connect_timeout_s: float, statement_timeout_s: float, pool: tuple[int, int]
+) -> Engine:
     try:
         import psycopg
     except ModuleNotFoundError as exc:
@@ -231,6 +243,8 @@ def _postgres_engine(url: str, connect_timeout_s: float, statement_timeout_s: fl
         parsed,
         pool_pre_ping=True,
         pool_timeout=answer_s,
+        pool_size=pool[0],
+        max_overflow=pool[1],
         json_deserializer=_json_loads,
         connect_args={"connect_timeout": max(1, round(connect_timeout_s)), "options": options},
     )

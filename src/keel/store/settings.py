@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     """Root of the artifact store: a folder or any fsspec URL (`s3://bucket/keel`).
     `KEEL_ARTIFACTS`; default the folder `artifacts/` in the home folder."""
 
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible object store (MinIO, Ceph, moto, a cloud other than AWS),
+    e.g. `http://127.0.0.1:9000`. `KEEL_S3_ENDPOINT_URL`; unset: AWS itself. Credentials come
+    from the usual AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    `AWS_SESSION_TOKEN`, `AWS_PROFILE`) or the machine's role, read by s3fs, never by keel."""
+
+    s3_region: str | None = None
+    """Region of the bucket (`KEEL_S3_REGION`); unset: `AWS_REGION` / `AWS_DEFAULT_REGION`."""
+
     secret_key: str | None = None
     """Key for pseudonymization (HMAC-SHA256). `KEEL_SECRET_KEY`; when unset, a random key is
     made once and kept in `secret.key` in the home folder (readable by its owner only)."""
@@ -136,6 +145,18 @@ class Settings(BaseSettings):
 
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
     """Longest a connection to the metadata database may take to open (PostgreSQL)."""
+
+    db_pool_size: int = Field(default=5, ge=1)
+    """Connections each process keeps open to the metadata database (SQLAlchemy's
+    `pool_size`; PostgreSQL only). A server process needs one per concurrent database call:
+    the registry follower, the window profiles' writer, and admin or dashboard reads.
+    Budget: replicas x workers x (db_pool_size + db_max_overflow) + the loop + `keel ui`
+    must stay under PostgreSQL's `max_connections` (see docs/scaling.md)."""
+
+    db_max_overflow: int = Field(default=10, ge=0)
+    """Connections a process may open beyond `db_pool_size` at a peak, closed when returned
+    (SQLAlchemy's `max_overflow`; PostgreSQL only). A caller past pool + overflow waits for a
+    free connection at most `db_statement_timeout_s` + 2 s, then fails naming the limit."""
 
     db_statement_timeout_s: float = Field(default=10.0, gt=0)
     """Longest one statement may run or wait for a lock: PostgreSQL's `statement_timeout` (and,
@@ -230,6 +251,14 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
+    @field_validator("s3_endpoint_url", mode="after")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            msg = f"expected an http(s) URL like 'http://127.0.0.1:9000', got {value!r}"
+            raise ValueError(msg)
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -266,8 +295,18 @@ class Settings(BaseSettings):
 
     @property
     def resolved_artifacts(self) -> str:
-        """The artifact root, with the local default filled in."""
+        """The artifact root, with the local default filled in. For an object store URL, the
+        store's settings (endpoint, region) are handed to fsspec first, so every reader and
+        writer of the root (the log, monitoring, the loop, the dashboard) opens it alike."""
+        if self.artifacts and "://" in self.artifacts:
+            configure_object_storage(self.artifacts, self.s3_endpoint_url, self.s3_region)
+            return self.artifacts.rstrip("/")
         return self.artifacts or str(self.home / "artifacts")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local cache of objects downloaded from a remote artifact store, by sha256."""
+        return self.home / "cache"
 
     @property
     def predict_is_open(self) -> bool:
@@ -299,6 +338,29 @@ class Settings(BaseSettings):
                 fh.write(secrets.token_hex(32))
             os.replace(tmp, path)
         return path.read_text().strip().encode()
+
+
+def configure_object_storage(
+    root: str, endpoint_url: str | None = None, region: str | None = None
+) -> None:
+    """Tell fsspec how to open `root`'s object store: the endpoint and region, and no listings
+    cache (a replica must see the log files another replica wrote a moment ago). fsspec's
+    configuration is per process and per protocol, which is what every `url_to_fs(root)` of
+    keel reads; credentials are left to s3fs (the usual AWS variables and files)."""
+    import fsspec.config
+
+    protocol = root.split("://", 1)[0].lower()
+    if protocol not in ("s3", "s3a"):
+        return
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    if region:
+        options["client_kwargs"] = {"region_name": region}
+    for name in (protocol, "s3"):
+        conf = fsspec.config.conf.setdefault(name, {})
+        if any(conf.get(k) != v for k, v in options.items()):
+            conf.update(options)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -64,7 +64,7 @@ def _frames(parts: list[bytes]) -> list[pl.DataFrame]:
 def score_file_ray(
     ref: str,
     source: str | Path,
-    output: Path,
+    output: str | Path,
     *,
     models: ModelStore,
     settings: Settings,
