@@ -35,7 +35,7 @@ def render_cmd(
     min_replicas: int = typer.Option(2, help="Fewest serving pods (prod)."),
     max_replicas: int = typer.Option(10, help="Most serving pods (prod)."),
     ray_version: str = typer.Option(
-        "2.49.0", help="The Ray in the image (rayVersion; with --target rayservice)."
+        "2.60.0", help="The Ray in the image (rayVersion; with --target rayservice)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
 ) -> None:

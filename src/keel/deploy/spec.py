@@ -69,7 +69,7 @@ class DeploySpec:
     report_schedule: str = "0 6 * * *"
     min_replicas: int = 2
     max_replicas: int = 10
-    ray_version: str = "2.49.0"
+    ray_version: str = "2.60.0"
 
 
 def deploy_spec(
@@ -114,7 +114,7 @@ def deploy_spec(
         )
         raise DeployError(msg)
     if not _RAY_VERSION.fullmatch(ray_version):
-        msg = f"Ray version {ray_version!r} is not MAJOR.MINOR.PATCH; give the Ray of the image, e.g. 2.49.0"
+        msg = f"Ray version {ray_version!r} is not MAJOR.MINOR.PATCH; give the Ray of the image, e.g. 2.60.0"
         raise DeployError(msg)
     return DeploySpec(
         image=check_image(image),
