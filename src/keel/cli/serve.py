@@ -57,6 +57,9 @@ def serve_cmd(
     console.print(
         f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs, dashboard: /ui)"
     )
+    from keel.cli.hooks import start_dispatcher
+
+    stop = start_dispatcher()  # webhooks go out from the server's process (KEEL_HOOKS=0: not)
     uvicorn.run(
         "keel.dashboard.factory:app_from_env",
         factory=True,
@@ -68,6 +71,8 @@ def serve_cmd(
         http="httptools",
         access_log=False,
     )
+    if stop is not None:
+        stop.set()
 
 
 def ui_cmd(

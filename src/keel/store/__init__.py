@@ -16,6 +16,7 @@ _NAMES = {
     "AlertRuleSection": "keel.store.sections",
     "ArtifactStore": "keel.store.artifacts",
     "as_utc": "keel.store.database",
+    "check_url": "keel.store.signing",
     "Clock": "keel.store.clock",
     "ConfigError": "keel.store.errors",
     "ConflictError": "keel.store.errors",
@@ -27,12 +28,18 @@ _NAMES = {
     "GateFailedError": "keel.store.errors",
     "IntegrityError": "keel.store.errors",
     "KeelError": "keel.store.errors",
+    "mask_secret": "keel.store.signing",
+    "new_secret": "keel.store.signing",
     "load_settings": "keel.store.settings",
     "ModelNotFoundError": "keel.store.errors",
     "NotFoundError": "keel.store.errors",
     "PerformanceSection": "keel.store.sections",
     "OverloadedError": "keel.store.errors",
     "SchemaError": "keel.store.errors",
+    "secret_key": "keel.store.signing",
+    "sign": "keel.store.signing",
+    "SignatureError": "keel.store.signing",
+    "signed_headers": "keel.store.signing",
     "Settings": "keel.store.settings",
     "sha256_file": "keel.store.artifacts",
     "SourceError": "keel.store.errors",
@@ -40,6 +47,7 @@ _NAMES = {
     "SystemClock": "keel.store.clock",
     "UnsafeArtifactError": "keel.store.errors",
     "ValidationFailedError": "keel.store.errors",
+    "verify_signature": "keel.store.signing",
 }
 
 if TYPE_CHECKING:
@@ -74,6 +82,16 @@ if TYPE_CHECKING:
         PerformanceSection as PerformanceSection,
     )
     from keel.store.settings import Settings as Settings, load_settings as load_settings
+    from keel.store.signing import (
+        SignatureError as SignatureError,
+        check_url as check_url,
+        mask_secret as mask_secret,
+        new_secret as new_secret,
+        secret_key as secret_key,
+        sign as sign,
+        signed_headers as signed_headers,
+        verify_signature as verify_signature,
+    )
 
 
 __getattr__ = lazy_getattr("keel.store", _NAMES)
