@@ -71,7 +71,9 @@ def list_cmd(as_json: bool = JSON_OPTION) -> None:
     if not hooks:
         console.print("no hooks; add one with: keel hooks add --events promoted --url https://...")
     for h in hooks:
-        console.print(f"{h.id}  {h.url}  {','.join(h.events)}  {h.format}  secret {h.masked}")
+        console.print(
+            f"{h.id}  {h.url}  {','.join(h.events)}  {h.format}  secret {h.masked}", soft_wrap=True
+        )
 
 
 @app.command("remove")
@@ -97,7 +99,8 @@ def deliveries_cmd(
         last = d.last_status_code if d.last_status_code is not None else (d.last_error or "-")
         nxt = f" next {d.next_attempt_at:%Y-%m-%d %H:%M:%S}" if d.next_attempt_at else ""
         console.print(
-            f"{d.id}  hook {d.hook_id}  {d.event}  {d.status}  attempts {d.attempts}  last {last}{nxt}"
+            f"{d.id}  hook {d.hook_id}  {d.event}  {d.status}  attempts {d.attempts}  last {last}{nxt}",
+            soft_wrap=True,
         )
 
 

@@ -110,7 +110,12 @@ class Dispatcher:
             return DispatchPass(held=False)
         if not self.lease.acquire():
             return DispatchPass(held=False)
-        now = now or dt.datetime.now(dt.UTC)
+        try:
+            return self._pass(now or dt.datetime.now(dt.UTC))
+        finally:  # the next pass may be another replica's: passes are serialized, not pinned
+            self.lease.release()
+
+    def _pass(self, now: dt.datetime) -> DispatchPass:
         made = self.collect(now)
         counts = {"delivered": 0, "pending": 0, "failed": 0}
         attempted = 0
@@ -294,10 +299,6 @@ class Dispatcher:
             except Exception:  # keep delivering after a database hiccup; the log says why
                 log.exception("hooks: a dispatch pass failed; trying again in %.1f s", interval_s)
             stop.wait(interval_s)
-        try:
-            self.lease.release()
-        except Exception:  # the database may be gone at shutdown; the lease expires anyway
-            log.debug("hooks: could not release the dispatch lease", exc_info=True)
 
     def start(self, *, interval_s: float = 2.0) -> tuple[threading.Thread, threading.Event]:
         """Run in a daemon thread; set the returned event to stop it."""

@@ -163,6 +163,7 @@ hooks = sa.Table(
     # the outbox cursors: the last audit event and alert this hook has deliveries made for
     sa.Column("audit_cursor", sa.Integer, nullable=False),
     sa.Column("alert_cursor", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,  # an id is never reused: deliveries keep naming their hook
 )
 
 hook_deliveries = sa.Table(

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("audit_cursor", sa.Integer, nullable=False),
         sa.Column("alert_cursor", sa.Integer, nullable=False),
+        sqlite_autoincrement=True,  # an id is never reused: deliveries keep naming their hook
     )
     op.create_table(
         "hook_deliveries",
