@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from integration.promotion_fixtures import fit_small, ingest_small, register
-from integration.receiver import receiver
+from promotion_fixtures import fit_small, ingest_small, register
+from receiver import receiver
 from keel.data import DatasetStore
 from keel.hooks import Dispatcher, HookStore
 from keel.monitor import Alert, AlertStore

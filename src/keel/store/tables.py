@@ -192,6 +192,7 @@ jobs = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("state", sa.String(20), nullable=False),  # queued, running, succeeded, failed
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("input", sa.Text, nullable=False),
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("refused_output", sa.Text, nullable=True),
@@ -206,5 +207,6 @@ jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
 )
 sa.Index("ix_jobs_model_created", jobs.c.model, jobs.c.created_at)

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
         sa.Column("input", sa.Text, nullable=False),
         sa.Column("output", sa.Text, nullable=False),
         sa.Column("refused_output", sa.Text, nullable=True),
@@ -66,6 +67,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_jobs_model_created", "jobs", ["model", "created_at"])
 
