@@ -5,6 +5,7 @@ paths held inside the job roots, and a job whose server died is failed at restar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,13 @@ import httpx
 import polars as pl
 import pytest
 from receiver import receiver
-from serving_fixtures import ADMIN, Server, build_registry, start_server, stop_server
+from promotion_fixtures import fit_small, register
+from serving_fixtures import ADMIN, Server, start_server, stop_server
 
+from keel.data import DatasetStore, infer_contract, with_column
 from keel.demo.simulate import TransactionSimulator
+from keel.registry import ModelStore
+from keel.store import Settings
 from keel.store import verify_signature
 
 pytestmark = pytest.mark.integration
@@ -30,10 +35,27 @@ def _env(stale_s: str = "1") -> dict[str, str | None]:
     return {"KEEL_TOKENS": TOKENS, "KEEL_JOB_CHUNK_ROWS": "40", "KEEL_JOB_STALE_S": stale_s}
 
 
+def _small_registry(home: Path) -> None:
+    """'fraud' version 1 in production: a logistic regression on 600 rows, whose contract
+    refuses regions it never saw."""
+    datasets = DatasetStore.open(Settings(home=home))
+    frame = TransactionSimulator(seed=5, n_customers=300).generate(days=6, per_day=100)
+    contract = infer_contract(
+        frame, name="tx", id="transaction_id", timestamp="ts", target="is_fraud",
+        pii=["customer_name", "email", "card_number"], ignore=["label_available_at"],
+    )  # fmt: skip
+    contract = with_column(contract, replace(contract.column("region"), unseen="refuse"))
+    dataset = datasets.ingest(frame, contract, "tx").version.ref
+    models = ModelStore(datasets.db, datasets.artifacts)
+    register(models, datasets, "fraud", fit_small(datasets, dataset))
+    models.set_alias("fraud", "production", 1)
+    datasets.db.dispose()
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("jobs")
-    build_registry(home)
+    _small_registry(home)
     data = home / "data"
     data.mkdir()
     frame = TransactionSimulator(seed=11, n_customers=200).generate(days=2, per_day=150)
@@ -64,7 +86,9 @@ def _wait(client: httpx.Client, url: str, states: set[str], tries: int = 600) ->
     raise AssertionError(msg)
 
 
-def test_a_job_scores_the_file_refuses_rows_beside_it_and_calls_back(home: Path, server: Server) -> None:
+def test_a_job_scores_the_file_refuses_rows_beside_it_and_calls_back(
+    home: Path, server: Server
+) -> None:
     """202 with an id; succeeded with counts matching the files; the callback verifies."""
     frame = pl.read_csv(home / "data" / "in.csv")
     with receiver() as rx, server.client(JOBS) as client:
@@ -160,7 +184,9 @@ def test_a_job_running_when_its_server_dies_is_failed_at_restart(home: Path) -> 
     first = start_server(home, env=_env())
     try:
         with first.client(JOBS) as client:
-            job = client.post("/v1/models/fraud/jobs", json={"input": "big.csv", "output": "big.csv.out.csv"}).json()
+            job = client.post(
+                "/v1/models/fraud/jobs", json={"input": "big.csv", "output": "big.csv.out.csv"}
+            ).json()
             running = _wait(client, job["status_url"], {"running", "succeeded", "failed"})
     finally:
         stop_server(first, hard=True)
@@ -172,4 +198,6 @@ def test_a_job_running_when_its_server_dies_is_failed_at_restart(home: Path) -> 
     finally:
         stop_server(second)
     assert failed["state"] == "failed"
-    assert failed["error"].startswith("The server running this job stopped (no heartbeat for over 1 s)")
+    assert failed["error"].startswith(
+        "The server running this job stopped (no heartbeat for over 1 s)"
+    )

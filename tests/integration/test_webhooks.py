@@ -33,7 +33,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     datasets = DatasetStore.open(Settings(home=home))
     models = ModelStore(datasets.db, datasets.artifacts)
     dataset = ingest_small(datasets)
-    return {"home": home, "datasets": datasets, "models": models, "trained": fit_small(datasets, dataset)}
+    return {
+        "home": home,
+        "datasets": datasets,
+        "models": models,
+        "trained": fit_small(datasets, dataset),
+    }
 
 
 def test_deliveries_are_signed_retried_after_failures_and_recorded(world: dict[str, Any]) -> None:
@@ -89,7 +94,9 @@ def test_every_registry_and_alert_event_reaches_its_subscribers(world: dict[str,
             ["version_registered", "alias_moved", "promoted", "rolled_back", "alert_fired", "loop_decision"],
             secret=secret,
         )  # fmt: skip
-        ce = hooks.add(rx.url + "/ce", ["promoted", "alert_fired"], secret=secret, fmt="cloudevents")
+        ce = hooks.add(
+            rx.url + "/ce", ["promoted", "alert_fired"], secret=secret, fmt="cloudevents"
+        )
         v1 = register(models, datasets, "wh_all", trained)
         v2 = register(models, datasets, "wh_all", trained)
         promote("wh_all", v1, "production", models=models, datasets=datasets, reason="first")
@@ -105,7 +112,10 @@ def test_every_registry_and_alert_event_reaches_its_subscribers(world: dict[str,
             )  # fmt: skip
         done = Dispatcher(models.db).run_once()
 
-    assert done.failed == 0 and done.delivered == done.attempted == done.made, (done, [r.path for r in rx.received])
+    assert done.failed == 0 and done.delivered == done.attempted == done.made, (
+        done,
+        [r.path for r in rx.received],
+    )
     plain = [json.loads(r.body) for r in rx.received if r.path == "/hook"]
     kinds = [b["type"] for b in plain]
     assert sorted(kinds) == sorted(
@@ -125,7 +135,10 @@ def test_every_registry_and_alert_event_reaches_its_subscribers(world: dict[str,
         assert env["specversion"] == "1.0" and env["id"] == r.headers["webhook-id"]
         assert env["source"] == "/keel/model/wh_all"
         verify_signature(secret, r.headers, r.body, now=time.time())
-    assert len(hooks.deliveries(hook_id=every.id)) == len(plain), ([d.event for d in hooks.deliveries(hook_id=every.id)], kinds)
+    assert len(hooks.deliveries(hook_id=every.id)) == len(plain), (
+        [d.event for d in hooks.deliveries(hook_id=every.id)],
+        kinds,
+    )
     assert {d.status for d in hooks.deliveries(hook_id=ce.id)} == {"delivered"}
     hooks.remove(every.id)
     hooks.remove(ce.id)
@@ -200,7 +213,9 @@ def test_the_command_line_adds_lists_masked_and_refuses_bad_urls(world: dict[str
     secret = new_secret()
     keel = [sys.executable, "-m", "keel"]
 
-    def run(*args: str, input_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, input_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*keel, *args], capture_output=True, text=True, env={**env, **(input_env or {})},
             timeout=60, check=False,

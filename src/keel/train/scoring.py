@@ -21,6 +21,8 @@ from keel.train.features import to_pandas
 from keel.train.report import report_of
 
 ProgressCallback = Callable[[int, int], None]
+ChunkCallback = Callable[[pl.DataFrame], None]
+"""Called with each chunk's scores as they are made (e.g. `SqlSink.write`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ def score_file(
     models: ModelStore,
     chunk_rows: int = 50_000,
     on_progress: ProgressCallback | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> ScoreResult:
     """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`)."""
     version, pipeline = models.load(ref)
@@ -99,6 +102,8 @@ def score_file(
                     out = out.with_columns(clean.get_column(c.name))
             x = to_pandas(clean, features, inputs)
             scored.append(out.with_columns(_predictions(pipeline, x, list(ev.classes))))
+            if on_chunk:
+                on_chunk(scored[-1])
         if on_progress:
             on_progress(min(start + chunk_rows, total), total)
     result = pl.concat(scored, how="diagonal") if scored else pl.DataFrame({"source_row": []})

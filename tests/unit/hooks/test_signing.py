@@ -50,7 +50,9 @@ class TestSigning:
         with pytest.raises(SignatureError, match="is 301 s from now; expected within 300 s"):
             verify_signature(SECRET, headers, BODY, now=TS + 301)
         with pytest.raises(SignatureError, match=r"no \['webhook-signature'\] header"):
-            verify_signature(SECRET, {"webhook-id": MSG, "webhook-timestamp": str(TS)}, BODY, now=TS)
+            verify_signature(
+                SECRET, {"webhook-id": MSG, "webhook-timestamp": str(TS)}, BODY, now=TS
+            )
 
     def test_secrets_are_made_checked_and_masked(self) -> None:
         """A new secret holds 32 bytes; a short or non-base64 one is refused; a mask shows 4."""
@@ -82,7 +84,10 @@ class TestUrls:
 
     def test_takes_http_and_https(self) -> None:
         """Both schemes, any port."""
-        assert check_url("https://crm.example.com:8443/keel?x=1") == "https://crm.example.com:8443/keel?x=1"
+        assert (
+            check_url("https://crm.example.com:8443/keel?x=1")
+            == "https://crm.example.com:8443/keel?x=1"
+        )
 
 
 class TestBackoff:
@@ -120,4 +125,8 @@ class TestEvents:
             "data": {"version": 3},
         }
         plain = json.loads(event.body("keel"))
-        assert plain == {"type": "promoted", "timestamp": "2030-01-01T00:00:00+00:00", "data": {"version": 3}}
+        assert plain == {
+            "type": "promoted",
+            "timestamp": "2030-01-01T00:00:00+00:00",
+            "data": {"version": 3},
+        }
