@@ -5,24 +5,23 @@ paths held inside the job roots, and a job whose server died is failed at restar
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import polars as pl
 import pytest
-from receiver import receiver
 from promotion_fixtures import fit_small, register
+from receiver import receiver
 from serving_fixtures import ADMIN, Server, start_server, stop_server
 
 from keel.data import DatasetStore, infer_contract, with_column
 from keel.demo.simulate import TransactionSimulator
 from keel.registry import ModelStore
-from keel.store import Settings
-from keel.store import verify_signature
+from keel.store import Settings, verify_signature
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +97,8 @@ def test_a_job_scores_the_file_refuses_rows_beside_it_and_calls_back(
         )
         assert answer.status_code == 202, answer.text
         job = answer.json()
-        assert job["state"] == "queued" and job["version"] == 1
+        assert job["state"] == "queued"
+        assert job["version"] == 1
         assert answer.headers["location"] == job["status_url"]
         done = _wait(client, job["status_url"], {"succeeded", "failed"})
         for _ in range(200):  # the callback is sent after the state is stored
@@ -116,12 +116,14 @@ def test_a_job_scores_the_file_refuses_rows_beside_it_and_calls_back(
         frame.filter(pl.col("region") != "mars").get_column("transaction_id")
     )
     side = pl.read_csv(done["refused_output"])
-    assert side.height == refused and set(side.get_column("column")) == {"region"}
+    assert side.height == refused
+    assert set(side.get_column("column")) == {"region"}
     (call,) = rx.received
     verify_signature(job["callback_secret"], call.headers, call.body, now=time.time())
     assert call.headers["webhook-id"] == f"job_{job['id']}"
     sent = json.loads(call.body)
-    assert sent["type"] == "job_finished" and sent["data"]["state"] == "succeeded"
+    assert sent["type"] == "job_finished"
+    assert sent["data"]["state"] == "succeeded"
     assert sent["data"]["rows_scored"] == done["rows_scored"]
     with server.client(JOBS) as client:
         stored = client.get(job["status_url"]).json()
@@ -163,7 +165,8 @@ def test_a_symlink_out_of_the_root_is_refused(home: Path, server: Server) -> Non
     link.symlink_to(home / "keel.db")
     with server.client(JOBS) as client:
         answer = client.post("/v1/models/fraud/jobs", json={"input": "link.csv", "output": "y.csv"})
-    assert answer.status_code == 400 and "under the job roots" in answer.json()["error"]
+    assert answer.status_code == 400
+    assert "under the job roots" in answer.json()["error"]
 
 
 def test_jobs_need_the_jobs_or_admin_scope(server: Server) -> None:
@@ -174,7 +177,8 @@ def test_jobs_need_the_jobs_or_admin_scope(server: Server) -> None:
         refused = pred.post("/v1/models/fraud/jobs", json=body)
         unknown = admin.get("/v1/models/fraud/jobs/0123")
         no_model = admin.post("/v1/models/nosuch/jobs", json=body)
-    assert refused.status_code == 403 and "needs 'admin'" in refused.json()["error"]
+    assert refused.status_code == 403
+    assert "needs 'admin'" in refused.json()["error"]
     assert unknown.status_code == 404
     assert no_model.status_code == 404
 

@@ -125,7 +125,8 @@ def test_scores_are_upserted_by_the_contract_id(
 
     refused = int((rows.get_column("region") == "mars").sum())
     assert (first.rows_scored, first.rows_refused) == (rows.height - refused, refused)
-    assert stored.key == "transaction_id" and stored.rows == first.rows_scored
+    assert stored.key == "transaction_id"
+    assert stored.rows == first.rows_scored
     assert before.height == after.height == first.rows_scored == again.rows_scored
     assert stored_again.rows == again.rows_scored
     assert set(before.get_column("model")) == {"fraud@1"}
@@ -222,4 +223,5 @@ def test_the_command_line_writes_the_table(world: dict[str, Any], tmp_path: Path
         "rows": out["rows_scored"],
     }
     assert _read(url, "scores").height == out["rows_scored"]
-    assert half.returncode == 2 and "--to-sql and --table go together" in half.stderr
+    assert half.returncode == 2
+    assert "--to-sql and --table go together" in half.stderr

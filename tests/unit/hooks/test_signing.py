@@ -57,7 +57,8 @@ class TestSigning:
     def test_secrets_are_made_checked_and_masked(self) -> None:
         """A new secret holds 32 bytes; a short or non-base64 one is refused; a mask shows 4."""
         made = new_secret()
-        assert made.startswith("whsec_") and len(secret_key(made)) == 32
+        assert made.startswith("whsec_")
+        assert len(secret_key(made)) == 32
         assert mask_secret(made) == "whsec_****" + made[-4:]
         with pytest.raises(ConfigError, match="holds 3 bytes; expected 16 to 128"):
             secret_key("whsec_YWJj")
