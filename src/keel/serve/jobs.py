@@ -162,3 +162,80 @@ async def get_job(request: Request, server: KeelServer) -> Response:
         msg = f"Model {name!r} has no job {job_id[:64]!r}; the id is the one POST /v1/models/{name}/jobs answered."
         raise NotFoundError(msg)
     return json_response(job.to_json())
+
+
+_JOB = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "model": {"type": "string"},
+        "version": {"type": "integer"},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "input": {"type": "string"},
+        "output": {"type": "string"},
+        "refused_output": {"type": ["string", "null"]},
+        "rows_in": {"type": "integer"},
+        "rows_scored": {"type": "integer"},
+        "rows_refused": {"type": "integer"},
+        "error": {"type": ["string", "null"]},
+        "callback": {"type": ["string", "null"]},
+        "callback_status": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "started_at": {"type": ["string", "null"]},
+        "finished_at": {"type": ["string", "null"]},
+        "status_url": {"type": "string"},
+        "callback_secret": {
+            "type": "string",
+            "description": "only in the 202, only when the server made it: signs the callback",
+        },
+    },
+    "required": ["id", "model", "version", "state", "rows_in", "rows_scored", "rows_refused"],
+}
+
+
+def openapi_paths(errors: Any, json_content: Any) -> dict[str, Any]:
+    """The jobs' operations in the OpenAPI document (`errors(*codes)`, `json_content(schema)`
+    are the document's own helpers)."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    body = {
+        "type": "object",
+        "properties": {
+            "input": {"type": "string", "description": "a CSV or Parquet file under job_roots"},
+            "output": {"type": "string", "description": "a new .csv or .parquet under job_roots"},
+            "callback": {"type": "string", "description": "http(s) URL POSTed when it ends"},
+            "callback_secret": {
+                "type": "string",
+                "description": "whsec_<base64>; made if left out",
+            },
+        },
+        "required": ["input", "output"],
+        "additionalProperties": False,
+    }
+    return {
+        "/v1/models/{name}/jobs": {
+            "post": {
+                "summary": "Submit a batch scoring job (jobs or admin scope); 202 with its id",
+                "description": "Scores `input` in chunks like `keel predict` in a worker thread: "
+                "predictions to `output`, refused rows beside it (OUTPUT.refused.csv). Paths "
+                "must lie under the server's job_roots. The callback gets one signed POST "
+                "(Standard Webhooks) when the job ends.",
+                "parameters": [name],
+                "requestBody": {"required": True, **json_content(body)},
+                "responses": {
+                    "202": {"description": "accepted", **json_content(_JOB)},
+                    **errors(400, 401, 403, 404, 413, 503),
+                },
+            }
+        },
+        "/v1/models/{name}/jobs/{job_id}": {
+            "get": {
+                "summary": "A batch job's state and counts (jobs or admin scope)",
+                "parameters": [name, job_id],
+                "responses": {
+                    "200": {"description": "ok", **json_content(_JOB)},
+                    **errors(401, 403, 404, 503),
+                },
+            }
+        },
+    }
