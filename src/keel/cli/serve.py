@@ -32,6 +32,7 @@ def serve_cmd(
       feedback  POST /v1/models/NAME/feedback (labels)
       view      the dashboard's pages and /ui/api (logged inputs, SHAP)
       admin     alias moves, rollback, flush, the dashboard's actions
+      jobs      batch jobs: POST/GET /v1/models/NAME/jobs (admin may too)
 
     open_predict (KEEL_OPEN_PREDICT): left unset, predict is open while no
     tokens are configured and needs a 'predict' token as soon as KEEL_TOKENS

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     made once and kept in `secret.key` in the home folder (readable by its owner only)."""
 
     tokens: dict[str, list[str]] = Field(default_factory=dict)
-    """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`), e.g.
+    """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`, `jobs`), e.g.
     `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback", "view"]}'`. Admin calls always
     need one."""
 
