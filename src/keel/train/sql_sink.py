@@ -126,9 +126,13 @@ class SqlSink:
                 msg = f"Table {self.name!r} in {self.url} has no column(s) {missing}; expected every column of the scores. Add them, or use another --table."
                 raise ConfigError(msg)
         else:
+            # autoincrement off: MariaDB/MySQL would turn an id of 0 into the next number
             columns = [
                 sa.Column(
-                    name, _sql_type(dtype, key=name == self.key), primary_key=name == self.key
+                    name,
+                    _sql_type(dtype, key=name == self.key),
+                    primary_key=name == self.key,
+                    autoincrement=False,
                 )
                 for name, dtype in frame.schema.items()
             ]
