@@ -231,6 +231,7 @@ def test_the_command_line_adds_lists_masked_and_refuses_bad_urls(world: dict[str
     bad = run("hooks", "add", "--events", "promoted", "--url", "ftp://crm.example.com/x")
     unknown = run("hooks", "add", "--events", "deployed", "--url", "https://crm.example.com/x")
     deliveries = run("hooks", "deliveries", "--json")
+    one_pass = run("hooks", "run", "--once", "--json")  # no new event: nothing made or sent
     removed = run("hooks", "remove", str(hook["id"]))
 
     assert secret not in added.stdout + listed.stdout + listed.stderr
@@ -243,6 +244,8 @@ def test_the_command_line_adds_lists_masked_and_refuses_bad_urls(world: dict[str
     assert deliveries.returncode == 0
     assert isinstance(json.loads(deliveries.stdout), list)
     assert removed.returncode == 0
+    assert one_pass.returncode == 0, one_pass.stderr
+    assert json.loads(one_pass.stdout)["made"] == 0
 
 
 def test_a_bad_secret_is_refused_without_being_shown(world: dict[str, Any]) -> None:
