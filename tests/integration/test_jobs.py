@@ -62,7 +62,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pl.when(pl.int_range(pl.len()) % 50 == 7).then(pl.lit("mars")).otherwise(pl.col("region")).alias("region")
     )  # fmt: skip
     frame.write_csv(data / "in.csv")
-    pl.concat([frame] * 20).write_csv(data / "big.csv")
+    pl.concat([frame] * 40).write_csv(data / "big.csv")  # long enough to be killed mid-run
     return home
 
 
