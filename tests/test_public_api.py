@@ -115,11 +115,15 @@ def test_train_exports() -> None:
 
     assert sorted(keel.train.__all__) == [
         "Candidate",
+        "CategoricalReference",
+        "EMPTY_REFERENCE",
         "EvaluationReport",
         "FailedCandidate",
         "GateResult",
         "LOWER_IS_BETTER",
+        "NumericReference",
         "PromotionRefusedError",
+        "ReferenceProfile",
         "Split",
         "SqlSink",
         "TableResult",

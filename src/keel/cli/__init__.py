@@ -7,7 +7,7 @@ import sys
 import typer
 
 from keel import __version__
-from keel.cli import data, hooks, loop, models, monitor, predict, serve, train
+from keel.cli import data, db, deploy, hooks, loop, models, monitor, predict, serve, train
 from keel.cli._common import err_console
 from keel.store import KeelError
 
@@ -19,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(models.app, name="models")
 app.add_typer(hooks.app, name="hooks")
 app.add_typer(monitor.app, name="monitor")

@@ -3,7 +3,9 @@ with the frame as a whole, and the report that holds them."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +65,10 @@ class SchemaIssue:
         return {"rule": self.rule, "column": self.column, "message": self.message}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidationReport:
-    """What a contract found in a frame.
+    """What a contract found in a frame (frozen: later checks return a new report, see
+    `with_failures`, `with_k_anonymity`).
 
     Attributes:
         rows: rows checked.
@@ -77,8 +80,8 @@ class ValidationReport:
 
     contract: str
     rows: int
-    failures: list[Failure]
-    schema_issues: list[SchemaIssue]
+    failures: tuple[Failure, ...]
+    schema_issues: tuple[SchemaIssue, ...]
     bad_rows: np.ndarray
     max_bad_share: float
     cleaned: pl.DataFrame = field(repr=False)
@@ -87,7 +90,7 @@ class ValidationReport:
     unseen_categories: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per column, values outside its categories that were kept (`unseen: keep`) or mapped to
     `__other__` (`unseen: other`), with how many rows held each: a signal, not a refusal."""
-    rules: list[tuple[str, str | None, str]] = field(default_factory=list)
+    rules: tuple[tuple[str, str | None, str], ...] = ()
     """Every row rule the contract states, as (rule, column, expected), refusing or not."""
 
     @property
@@ -133,13 +136,18 @@ class ValidationReport:
         ]
         return out
 
-    def recount(self) -> None:
-        """Recompute `bad_rows` after failures were added (ingest's cross-version check)."""
-        self.bad_rows = (
-            np.unique(np.concatenate([f.rows for f in self.failures]))
-            if self.failures
-            else np.zeros(0, dtype=np.int64)
-        )
+    def with_failures(self, extra: Sequence[Failure]) -> ValidationReport:
+        """This report with more refused rows (ingest's cross-version check), `bad_rows`
+        recomputed."""
+        if not extra:
+            return self
+        failures = (*self.failures, *extra)
+        bad = np.unique(np.concatenate([f.rows for f in failures]))
+        return dataclasses.replace(self, failures=failures, bad_rows=bad)
+
+    def with_k_anonymity(self, k: int | None) -> ValidationReport:
+        """This report with the k-anonymity measured on the rows it keeps."""
+        return dataclasses.replace(self, k_anonymity=k)
 
     @property
     def passed(self) -> bool:

@@ -99,14 +99,14 @@ def _validate(df: pl.DataFrame, contract: Contract) -> ValidationReport:
     return ValidationReport(
         contract=contract.name,
         rows=df.height,
-        failures=failures,
-        schema_issues=issues,
+        failures=tuple(failures),
+        schema_issues=tuple(issues),
         bad_rows=bad,
         max_bad_share=contract.max_bad_share,
         cleaned=work.select([c.name for c in present]) if present else work,
         k_anonymity_target=contract.k_anonymity,
         unseen_categories=unseen,
-        rules=stated_rules(contract, present),
+        rules=tuple(stated_rules(contract, present)),
     )
 
 

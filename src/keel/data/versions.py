@@ -88,12 +88,12 @@ class DatasetStore:
         frame = _read(source, contract, encoding, header, names).frame
         report = _validate(frame, contract)
         if name is not None:
-            self._refuse_known_ids(report, contract, name)
+            report = self._refuse_known_ids(report, contract, name)
         # k-anonymity needs only the quasi-identifiers, anonymized as ingest would store them
         qis = [q for q in contract.quasi_identifiers if q in report.cleaned.columns]
         if qis:
             anonymized = anonymize_frame(good_rows(report).select(qis), contract, self._key)
-            report.k_anonymity = k_anonymity(anonymized, qis)
+            report = report.with_k_anonymity(k_anonymity(anonymized, qis))
         return report
 
     def ingest(
@@ -127,11 +127,11 @@ class DatasetStore:
         raw = src.frame
         step("validate")
         report = _validate(raw, contract)
-        self._refuse_known_ids(report, contract, name)
+        report = self._refuse_known_ids(report, contract, name)
         _refuse_unfit(src.uri, report, contract)
         step("anonymize")
         good = anonymize_frame(good_rows(report), contract, self._key)
-        report.k_anonymity = k_anonymity(good, contract.quasi_identifiers)
+        report = report.with_k_anonymity(k_anonymity(good, contract.quasi_identifiers))
         first = report.first_rules()
         quarantine = quarantine_frame(raw, report, first)
         step("store")
@@ -198,20 +198,23 @@ class DatasetStore:
                 },
             )
 
-    def _refuse_known_ids(self, report: ValidationReport, contract: Contract, name: str) -> None:
-        """Refuse rows whose id is stored in an earlier version of `name`, under the rule
-        `duplicate_id_across_versions`, one failure per earlier version that holds them."""
+    def _refuse_known_ids(
+        self, report: ValidationReport, contract: Contract, name: str
+    ) -> ValidationReport:
+        """The report with rows whose id is stored in an earlier version of `name` refused,
+        under the rule `duplicate_id_across_versions`, one failure per earlier version that
+        holds them."""
         cols = [
             c
             for c in contract.columns
             if c.unique_across_versions and c.name in report.cleaned.columns
         ]
         if not cols:
-            return
+            return report
         try:
             earlier = self.versions(name)
         except DatasetNotFoundError:
-            return  # the first version: nothing to repeat
+            return report  # the first version: nothing to repeat
         found: list[Failure] = []
         for col in cols:
             ids = report.cleaned.select(col.name)
@@ -236,9 +239,7 @@ class DatasetStore:
                     found.append(
                         id_failure(report, col.name, rows, f"an id not already in {v.ref}")
                     )
-        if found:
-            report.failures.extend(found)
-            report.recount()
+        return report.with_failures(found)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -64,13 +64,17 @@ LOOP_POLICY: dict[str, Any] = {
     "min_new_labels": 2000,
     "backtest_min_labels": 600,
     # an AUC difference on fewer than 20 frauds is noise at this volume (bench/loop.py seed 9
-    # promoted on 14 frauds a model that was then worse); about 1.8 frauds a day are labelled
-    # in time before a fraud wave, so a challenger may wait up to 12 days for its verdict
+    # promoted on 14 frauds a model that was then worse)
     "backtest_min_minority": 20,
+    # a retrain leaves out the newest 5 days: its backtest starts at once on rows it never
+    # saw (with the labels that came), rather than waiting 11-12 days for 20 frauds logged
+    # after it; a challenger without a verdict within 5 days is dropped and the next retrain
+    # comes (bench/loop.py: the new fraud pattern's model in production in 1 window, not 6)
+    "backtest_holdout_days": 5,
     "health_min_requests": 300,
     "shadow_min_requests": 1000,
     "shadow_min_labels": 1500,
-    "shadow_max_wait_s": 12 * 86400,
+    "shadow_max_wait_s": 5 * 86400,
     "watch_s": 10 * 86400,
     "min_watch_rows": 200,
     "retrain_timeout_s": 600,

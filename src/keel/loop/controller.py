@@ -128,6 +128,7 @@ class Loop:
             backtest = self.monitor.backtest(
                 name, shadow.version, status.version, labelled_after=trained, now=now,
                 missing_label=self.policy.missing_label,
+                logged_after=self._trained_until(name, shadow.version),
             )  # fmt: skip
         watch = None
         move = next((m for m in reversed(moves) if m.alias == "production"), None)
@@ -163,6 +164,15 @@ class Loop:
             backtest=backtest,
             watch=watch,
         )
+
+    def _trained_until(self, name: str, version: int) -> dt.datetime | None:
+        """Where a retrain's training rows stopped (its backtest holdout starts), from the
+        retrain's audit event; None: it learnt from every row up to its training."""
+        for e in reversed(self.models.audit(name)):
+            if e.action == "loop.retrain" and e.details.get("version") == version:
+                until = e.details.get("trained_until")
+                return dt.datetime.fromisoformat(until) if isinstance(until, str) else None
+        return None
 
     # ---- act --------------------------------------------------------------------------------
 
@@ -211,11 +221,15 @@ class Loop:
         assert production is not None
         triggers = self.monitor.alerts.list(name, open_only=True, triggers_only=True)
         numbers: dict[str, Any] = {**d.numbers, "alerts": [a.id for a in triggers]}
-        since = now - dt.timedelta(days=self.policy.recent_days)
+        holdout = self.policy.backtest_holdout_days
+        until = now - dt.timedelta(days=holdout) if holdout else None
+        since = (until or now) - dt.timedelta(days=self.policy.recent_days)
+        if until is not None:
+            numbers["trained_until"] = until.isoformat()
         result = run_retrain(
             self.settings, name, production, now=now, since=since,
             older_share=self.policy.older_share, timeout_s=self.policy.retrain_timeout_s,
-            missing_label=self.policy.missing_label,
+            missing_label=self.policy.missing_label, until=until,
         )  # fmt: skip
         self.monitor.alerts.handle([a.id for a in triggers if a.id is not None], now)
         numbers.update(result.to_json())

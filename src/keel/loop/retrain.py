@@ -73,13 +73,14 @@ def fresh_frame(
     since: dt.datetime,
     older_share: float,
     missing_label: str | None = None,
+    until: dt.datetime | None = None,
 ) -> tuple[pl.DataFrame, Contract, dict[str, int]]:
-    """Logged rows since `since` with their labels (or `missing_label` where none came yet),
-    plus a share of older rows; and the contract restricted to the columns both carry (the log
-    holds no PII)."""
+    """Logged rows from `since` (to before `until`, when given: the backtest's holdout) with
+    their labels (or `missing_label` where none came yet), plus a share of older rows; and the
+    contract restricted to the columns both carry (the log holds no PII)."""
     root = settings.resolved_artifacts
     preds = read_log(root, "predictions", name, since.date())
-    preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
+    preds = preds.filter(_logged_between(since, until))
     rows = labelled(preds, read_log(root, "feedback", name))
     if missing_label is not None:
         rows = rows.with_columns(pl.col("label").fill_null(missing_label))
@@ -123,14 +124,23 @@ def fresh_frame(
     return new.select(keep), subset, {"logged": rows.height, "older": n_old}
 
 
-def logged_rows(settings: Settings, name: str, *, since: dt.datetime) -> tuple[int, int]:
-    """(logged rows, labelled rows) of a model since `since`: what a retrain would learn
-    from (production and canary rows; a shadow's answers are not the model's traffic)."""
+def _logged_between(since: dt.datetime, until: dt.datetime | None) -> pl.Expr:
+    """Production and canary rows (a shadow's answers are not the model's traffic) logged
+    from `since` to before `until`."""
+    keep = (pl.col("role") != "shadow") & (pl.col("time") >= since)
+    return keep if until is None else keep & (pl.col("time") < until)
+
+
+def logged_rows(
+    settings: Settings, name: str, *, since: dt.datetime, until: dt.datetime | None = None
+) -> tuple[int, int]:
+    """(logged rows, labelled rows) of a model from `since` to before `until`: what a retrain
+    would learn from."""
     root = settings.resolved_artifacts
     preds = read_log(
         root, "predictions", name, since.date(), columns=["prediction_id", "role", "time"]
     )
-    preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
+    preds = preds.filter(_logged_between(since, until))
     if preds.height == 0:
         return 0, 0
     feedback = read_log(root, "feedback", name, columns=["prediction_id", "label"])
@@ -147,6 +157,7 @@ def retrain_child(
     since: dt.datetime,
     older_share: float,
     missing_label: str | None,
+    until: dt.datetime | None,
     conn: Any,
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
@@ -160,7 +171,7 @@ def retrain_child(
         older = datasets.load(prod.dataset_version) if prod.dataset_version else None
         frame, subset, counts = fresh_frame(
             settings, name, contract, older, since=since, older_share=older_share,
-            missing_label=missing_label,
+            missing_label=missing_label, until=until,
         )  # fmt: skip
         dataset_name = (prod.dataset_version or name).partition("@")[0]
         result = datasets.ingest(
@@ -218,12 +229,13 @@ def run_retrain(
     older_share: float,
     timeout_s: float,
     missing_label: str | None = None,
+    until: dt.datetime | None = None,
 ) -> RetrainResult:
     """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
 
     Without a labelled logged row since `since`, no child is started: the answer says what
     is missing (the child would fail with a puzzling `No features to train on`)."""
-    logged, labels = logged_rows(settings, name, since=since)
+    logged, labels = logged_rows(settings, name, since=since, until=until)
     if labels == 0 and not (missing_label is not None and logged):
         return RetrainResult(
             ok=False,
@@ -238,7 +250,7 @@ def run_retrain(
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=retrain_child,
-        args=(settings, name, production, now, since, older_share, missing_label, child),
+        args=(settings, name, production, now, since, older_share, missing_label, until, child),
         name=f"keel-retrain-{name}",
     )
     proc.start()

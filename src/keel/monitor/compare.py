@@ -236,22 +236,29 @@ def backtest(
     metric: str,
     missing_label: str | None = None,
     seed: int = 0,
+    logged_after: dt.datetime | None = None,
 ) -> Backtest:
     """`challenger` against `production` on the logged rows (since `since`; production and
     canary traffic, not a shadow's answers) whose label arrived after `labelled_after`: both
     scored offline on the same rows, the difference with its paired-bootstrap interval.
 
     With `missing_label` (the retrain counted unlabelled rows as that label), the rows logged
-    after `labelled_after` instead, an unlabelled one counted as `missing_label` too."""
+    after `labelled_after` instead, an unlabelled one counted as `missing_label` too.
+
+    With `logged_after` (the challenger's training rows stopped there: a holdout), the rows
+    logged from then on count too, whenever their label came."""
     root = settings.resolved_artifacts
     preds = read_log(root, "predictions", name, since.date(), columns=_LOGGED)
     preds = preds.filter((pl.col("role") != "shadow") & (pl.col("time") >= since))
     preds = preds.unique("prediction_id", keep="last", maintain_order=True)
     rows = labelled(preds, read_log(root, "feedback", name))
+    held_out = pl.lit(False) if logged_after is None else pl.col("time") >= logged_after
     if missing_label is None:
-        rows = rows.filter(pl.col("label").is_not_null() & (pl.col("label_time") > labelled_after))
+        rows = rows.filter(
+            pl.col("label").is_not_null() & ((pl.col("label_time") > labelled_after) | held_out)
+        )
     else:
-        rows = rows.filter(pl.col("time") > labelled_after).with_columns(
+        rows = rows.filter((pl.col("time") > labelled_after) | held_out).with_columns(
             pl.col("label").fill_null(missing_label)
         )
     ev = models.get(f"{name}@{production}").evaluation

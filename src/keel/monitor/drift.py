@@ -34,6 +34,7 @@ from keel.data import MISSING
 from keel.monitor._kolmogorov import kstwo_sf
 from keel.monitor.driftresult import ColumnDrift, DriftConfig, DriftReport
 from keel.monitor.windowprofile import CategoryCounts, NumericCounts, WindowProfile
+from keel.train import CategoricalReference, ReferenceProfile
 
 __all__ = [
     "ColumnDrift",
@@ -434,44 +435,42 @@ def with_one_missing(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def compare_profiles(
-    reference: Mapping[str, Any],
+    reference: ReferenceProfile | Mapping[str, Any],
     window: WindowProfile | Mapping[str, Any],
     config: DriftConfig | None = None,
 ) -> DriftReport:
-    """Binned drift of every column of a window profile (typed, or its JSON) against the
-    reference profile (the JSON of a version's evaluation)."""
+    """Binned drift of every column of a window profile (typed, or its JSON) against a
+    version's reference profile (typed, or the JSON of its evaluation's `reference`)."""
     config = config or DriftConfig()
+    reference = ReferenceProfile.from_json(reference)
     if not isinstance(window, WindowProfile):
         window = WindowProfile.from_json(window)
     columns: list[ColumnDrift] = []
-    ref_cols = reference["columns"]
     for name, cur in window.columns.items():
-        ref = ref_cols.get(name)
+        ref = reference.column(name)
         if ref is None:
             continue
-        if ref["kind"] == "categorical":
+        if isinstance(ref, CategoricalReference):
             current = cur.counts if isinstance(cur, CategoryCounts) else {}
             columns.append(
                 categorical_drift(
-                    name, with_one_missing(ref["counts"]), with_one_missing(current), config
+                    name, with_one_missing(ref.counts), with_one_missing(current), config
                 )
             )
         else:
             counts = cur.counts if isinstance(cur, NumericCounts) else ()
             columns.append(
-                binned_numeric_drift(
-                    name, ref["edges"], ref["counts"], counts, ref.get("std", 1.0), config
-                )
+                binned_numeric_drift(name, ref.edges, ref.counts, counts, ref.spread, config)
             )
-    out_ref = reference.get("output")
-    if out_ref and out_ref.get("edges") and window.output.values.counts:
+    out_ref = reference.output
+    if out_ref is not None and out_ref.edges and window.output.values.counts:
         columns.append(
             binned_numeric_drift(
                 "__output__",
-                out_ref["edges"],
-                out_ref["counts"],
+                out_ref.edges,
+                out_ref.counts,
                 window.output.values.counts,
-                out_ref.get("std", 1.0),
+                out_ref.spread,
                 config,
             )
         )

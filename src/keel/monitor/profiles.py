@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from keel.data import MISSING
 from keel.monitor.windowprofile import WindowProfile
 from keel.store import Database, as_utc, tables
-from keel.train import EvaluationReport
+from keel.train import EMPTY_REFERENCE, CategoricalReference, EvaluationReport, ReferenceProfile
 
 _log = logging.getLogger("keel.monitor")
 SCORE_BINS = 50  # positive-class score histogram on [0, 1], for performance estimation
@@ -41,9 +41,13 @@ class ProfileSpec:
 
     features: tuple[str, ...]
     categorical: frozenset[str]
-    reference: Mapping[str, Any]
+    reference: ReferenceProfile
+    """Typed, or the JSON of an evaluation's `reference` (read into the type)."""
     task: str
     classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reference", ReferenceProfile.from_json(self.reference))
 
     @classmethod
     def from_evaluation(cls, evaluation: EvaluationReport) -> ProfileSpec:
@@ -51,7 +55,7 @@ class ProfileSpec:
         return cls(
             features=evaluation.features,
             categorical=frozenset(evaluation.categorical),
-            reference=evaluation.reference or {"columns": {}, "rows": 0},
+            reference=evaluation.reference or EMPTY_REFERENCE,
             task=evaluation.task,
             classes=evaluation.classes,
         )
@@ -63,14 +67,13 @@ class ProfileSpec:
     def empty(self) -> dict[str, Any]:
         columns: dict[str, Any] = {}
         for f in self.features:
-            ref = self.reference["columns"].get(f, {})
-            if f in self.categorical or ref.get("kind") == "categorical":
+            ref = self.reference.column(f)
+            if f in self.categorical or isinstance(ref, CategoricalReference):
                 columns[f] = {"kind": "categorical", "counts": {}}
             else:
-                edges = ref.get("edges") or []
-                columns[f] = _numeric_empty(edges)
-        out_edges = (self.reference.get("output") or {}).get("edges") or []
-        output = _numeric_empty(out_edges)
+                columns[f] = _numeric_empty(ref.edges if ref is not None else ())
+        out = self.reference.output
+        output = _numeric_empty(out.edges if out is not None else ())
         output["classes"] = {}
         if self.binary:
             output["scores"] = [0] * SCORE_BINS

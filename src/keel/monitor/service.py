@@ -39,7 +39,7 @@ from keel.monitor.windowprofile import WindowProfile
 from keel.monitor.windows import WindowQuery, judged_windows, latency_quantile
 from keel.registry import ModelStore
 from keel.store import Clock, Settings, SystemClock
-from keel.train import EvaluationReport, report_of
+from keel.train import EMPTY_REFERENCE, EvaluationReport, report_of
 
 __all__ = ["ModelStatus", "Monitor", "WindowStatus", "latency_quantile", "primary_metric"]
 
@@ -112,10 +112,10 @@ class Monitor:
         ev = report_of(self.models.get(f"{name}@{prod.version}"))
         task = ev.task
         metric = primary_metric(task)
-        reference = ev.reference or {"columns": {}}
+        reference = ev.reference or EMPTY_REFERENCE
         since = self._since(name, now)
         training = training_metrics(ev)
-        est_ref = (reference.get("output") or {}).get("scores")
+        est_ref = reference.output.scores if reference.output is not None else None
         if est_ref:
             training["estimated_" + metric] = estimate_binary(est_ref).get(metric) or 0.0
         shadow = aliases.get("shadow")
@@ -364,13 +364,18 @@ class Monitor:
     def backtest(
         self, name: str, challenger: int, production: int, *, labelled_after: dt.datetime,
         now: dt.datetime, missing_label: str | None = None,
+        logged_after: dt.datetime | None = None,
     ) -> compare.Backtest:  # fmt: skip
-        """`challenger` against `production` on labelled rows it was not trained on."""
+        """`challenger` against `production` on labelled rows it was not trained on (those
+        labelled after `labelled_after`, and those logged from `logged_after` on: a holdout)."""
         metric = primary_metric(self.models.get(f"{name}@{production}").evaluation.get("task", ""))
+        since = self._since(name, now)
+        if logged_after is not None:
+            since = min(since, logged_after)
         return compare.backtest(
             self.settings, self.models, name, challenger=challenger, production=production,
-            labelled_after=labelled_after, since=self._since(name, now), metric=metric,
-            missing_label=missing_label,
+            labelled_after=labelled_after, since=since, metric=metric,
+            missing_label=missing_label, logged_after=logged_after,
         )  # fmt: skip
 
     # ---- rules --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from keel.monitor.profiles import LATENCY_BUCKETS_MS, Window, read_windows
 from keel.monitor.status import WindowStatus, rounded
 from keel.monitor.windowprofile import CategoryCounts, WindowProfile
 from keel.registry import ModelStore
+from keel.train import EMPTY_REFERENCE, ReferenceProfile, report_of
 
 ROLE = "production"
 """Windows are judged for the production role (the traffic users got answers from)."""
@@ -36,20 +37,20 @@ def latency_quantile(counts: list[int] | tuple[int, ...], q: float) -> float | N
     return float(bound) if np.isfinite(bound) else float(LATENCY_BUCKETS_MS[-2])
 
 
-def _unseen_share(profile: WindowProfile, reference: dict[str, Any]) -> float:
+def _unseen_share(profile: WindowProfile, reference: ReferenceProfile) -> float:
     """The share of a window's categorical values that the reference never saw."""
     unseen = total = 0
     for name, col in profile.columns.items():
         if not isinstance(col, CategoryCounts):
             continue
-        known = with_one_missing(reference["columns"].get(name, {}).get("counts", {}))
+        known = with_one_missing(reference.categories(name))
         total += sum(col.counts.values())
         unseen += sum(v for k, v in col.counts.items() if k not in known)
     return unseen / total if total else 0.0
 
 
 def judge_window(
-    w: Window, reference: dict[str, Any], now: dt.datetime, config: DriftConfig
+    w: Window, reference: ReferenceProfile, now: dt.datetime, config: DriftConfig
 ) -> WindowStatus:
     """What one window's profile says against its version's reference profile."""
     report = compare_profiles(reference, w.profile, config)
@@ -145,12 +146,12 @@ def _judge_stale(
             merged[key] = Window(
                 key[1], sources[key].window_s, w.version, ROLE, "", w.rows, w.profile
             )
-    references: dict[int, dict[str, Any]] = {}
+    references: dict[int, ReferenceProfile] = {}
     fresh: dict[summaries.Key, WindowStatus] = {}
     for key, w in merged.items():
         if w.version not in references:
-            ev = models.get(f"{q.name}@{w.version}").evaluation
-            references[w.version] = ev.get("reference") or {"columns": {}}
+            ev = report_of(models.get(f"{q.name}@{w.version}"))
+            references[w.version] = ev.reference or EMPTY_REFERENCE
         fresh[key] = judge_window(w, references[w.version], q.now, q.config)
     if q.keep:
         summaries.store(

@@ -52,6 +52,11 @@ class LoopPolicy(BaseModel):
     """Labels on those requests before the shadow is judged on them."""
     shadow_max_wait_s: float = Field(default=14 * 86400, gt=0)
     """A challenger not judged within this is dropped."""
+    backtest_holdout_days: float = Field(default=0.0, ge=0)
+    """A retrain leaves out the newest this many days of logged rows, so its backtest can
+    start at once on rows it was not trained on (labels that have already come) instead of
+    waiting for rows logged after it; the price is a challenger this much older. 0: trained
+    on every row up to the retrain, judged on rows logged (or labelled) after it."""
     backtest_min_labels: int = Field(default=300, ge=2)
     """Labelled rows the challenger was not trained on before a backtest verdict."""
     backtest_min_minority: int = Field(default=30, ge=1)
@@ -96,6 +101,16 @@ class LoopPolicy(BaseModel):
                 )
                 raise ValueError(msg)
         return data
+
+    @model_validator(mode="after")
+    def _holdout_inside_window(self) -> LoopPolicy:
+        if self.backtest_holdout_days >= self.recent_days:
+            msg = (
+                f"backtest_holdout_days {self.backtest_holdout_days:g} leaves nothing to train on: "
+                f"expected fewer than recent_days ({self.recent_days:g})"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("confidence")
     @classmethod

@@ -27,6 +27,10 @@ _NAMES = {
     "Candidate": "keel.train.trainer",
     "check_gates": "keel.train.gates",
     "EvaluationReport": "keel.train.report",
+    "CategoricalReference": "keel.train.reference",
+    "EMPTY_REFERENCE": "keel.train.reference",
+    "NumericReference": "keel.train.reference",
+    "ReferenceProfile": "keel.train.reference",
     "FailedCandidate": "keel.train.trainer",
     "GateResult": "keel.train.report",
     "load_spec": "keel.train.spec",
@@ -66,6 +70,12 @@ if TYPE_CHECKING:
         PromotionRefusedError as PromotionRefusedError,
         promote as promote,
         rollback as rollback,
+    )
+    from keel.train.reference import (
+        EMPTY_REFERENCE as EMPTY_REFERENCE,
+        CategoricalReference as CategoricalReference,
+        NumericReference as NumericReference,
+        ReferenceProfile as ReferenceProfile,
     )
     from keel.train.report import (
         EvaluationReport as EvaluationReport,

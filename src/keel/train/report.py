@@ -22,6 +22,7 @@ from typing import Any, NoReturn, Protocol
 
 from keel._frozen import freeze, thaw
 from keel.store import ConfigError
+from keel.train.reference import ReferenceProfile
 
 TASKS = ("classification", "regression")
 
@@ -146,7 +147,7 @@ class EvaluationReport:
     calibration: Any = None
     segments: Section = field(default_factory=dict)
     fairness: Section = field(default_factory=dict)
-    reference: Section | None = None
+    reference: ReferenceProfile | None = None
     fit_warnings: tuple[str, ...] = ()
     artifact_format: str | None = None
     explanations: Section = field(default_factory=dict)
@@ -168,8 +169,11 @@ class EvaluationReport:
                 _refuse(name, value, "text or None")
         for name in _SECTIONS:
             object.__setattr__(self, name, _frozen(name, getattr(self, name)))
-        for name in ("reference", "vs_production"):
-            object.__setattr__(self, name, _frozen(name, getattr(self, name), optional=True))
+        object.__setattr__(
+            self, "vs_production", _frozen("vs_production", self.vs_production, optional=True)
+        )
+        if self.reference is not None:
+            object.__setattr__(self, "reference", ReferenceProfile.from_json(self.reference))
         object.__setattr__(self, "extra", _frozen("extra", self.extra))
         object.__setattr__(self, "calibration", freeze(self.calibration))
         _check_metrics("metrics", self.metrics)
@@ -200,7 +204,7 @@ class EvaluationReport:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            out[name] = thaw(value)
+            out[name] = value.to_json() if isinstance(value, ReferenceProfile) else thaw(value)
         if self.evaluated is not None:
             out["evaluated"] = self.evaluated
         if self.note is not None:

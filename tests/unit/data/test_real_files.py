@@ -85,7 +85,7 @@ def test_inferred_contract_loads_and_accepts_the_file_it_came_from(
     report = validate(path, loaded)
 
     assert loaded == inferred
-    assert report.schema_issues == []
+    assert report.schema_issues == ()
     assert report.bad_rows.tolist() == []
 
 

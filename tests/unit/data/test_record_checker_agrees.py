@@ -140,7 +140,7 @@ def validate_verdicts(
     frame: pl.DataFrame, contract: Contract, names: list[str]
 ) -> tuple[set[int], list[dict[str, Any]]]:
     report = validate(frame, contract)
-    assert report.schema_issues == []
+    assert report.schema_issues == ()
     bad = set(report.bad_rows.tolist())
     kept = report.cleaned.select(names).to_dicts()
     return bad, [row for i, row in enumerate(kept) if i not in bad]

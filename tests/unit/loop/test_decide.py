@@ -292,7 +292,7 @@ class TestPolicy:
 
         with pytest.raises(
             ValueError,
-            match=r"unknown loop setting 'shadow_max_wiat_s'; valid keys: backtest_min_labels, ",
+            match=r"unknown loop setting 'shadow_max_wiat_s'; valid keys: backtest_holdout_days, backtest_min_labels, ",
         ):
             Settings(loop={"shadow_max_wiat_s": 3})
 

@@ -9,7 +9,7 @@ from keel.data import MISSING, Column, Contract
 from keel.monitor.drift import DriftConfig, compare_profiles
 from keel.monitor.profiles import ProfileSpec, update
 from keel.train.features import to_pandas
-from keel.train.reference import reference_profile
+from keel.train.reference import NumericReference, ReferenceProfile, reference_profile
 
 CONTRACT = Contract(
     name="t",
@@ -26,13 +26,13 @@ ROWS = [
 ] * 50
 
 
-def _reference() -> dict[str, object]:
+def _reference() -> ReferenceProfile:
     frame = pl.DataFrame(ROWS, schema={"region": pl.String, "amount": pl.Float64})
     x = to_pandas(frame, ["region", "amount"], CONTRACT)
     return reference_profile(x, ["region", "amount"], ["region"], np.full(len(ROWS), 0.3))
 
 
-def _window(reference: dict[str, object]) -> dict[str, object]:
+def _window(reference: ReferenceProfile) -> dict[str, object]:
     spec = ProfileSpec(("region", "amount"), frozenset({"region"}), reference, "regression", ())
     profile = spec.empty()
     update(profile, spec, ROWS, np.full(len(ROWS), 0.3), ["0.3"] * len(ROWS), np.ones(len(ROWS)))
@@ -43,7 +43,7 @@ def test_reference_counts_missing_categories_under_the_missing_key() -> None:
     """A category missing in training is counted as MISSING, not as the model input's ""."""
     ref = _reference()
 
-    counts = ref["columns"]["region"]["counts"]  # type: ignore[index]
+    counts = ref.categories("region")
 
     assert counts == {"north": 50, "south": 50, MISSING: 100}
 
@@ -54,18 +54,20 @@ def test_reference_and_window_count_missing_the_same_way() -> None:
 
     window = _window(ref)
 
-    assert window["columns"]["region"]["counts"] == ref["columns"]["region"]["counts"]  # type: ignore[index]
-    assert window["columns"]["amount"]["nulls"] == ref["columns"]["amount"]["nulls"] == 100  # type: ignore[index]
-    assert window["columns"]["amount"]["counts"] == ref["columns"]["amount"]["counts"]  # type: ignore[index]
+    amount = ref.column("amount")
+    assert isinstance(amount, NumericReference)
+    assert window["columns"]["region"]["counts"] == ref.categories("region")  # type: ignore[index]
+    assert window["columns"]["amount"]["nulls"] == amount.nulls == 100  # type: ignore[index]
+    assert window["columns"]["amount"]["counts"] == list(amount.counts)  # type: ignore[index]
 
 
 def test_a_reference_from_before_counts_empty_string_as_missing() -> None:
     """A stored reference with missing under "" is read as MISSING: no drift on the same mix."""
     ref = _reference()
-    old = {**ref, "columns": {**ref["columns"]}}  # type: ignore[dict-item]
-    counts = dict(ref["columns"]["region"]["counts"])  # type: ignore[index]
+    old = ref.to_json()  # as stored
+    counts = dict(old["columns"]["region"]["counts"])
     counts[""] = counts.pop(MISSING)
-    old["columns"]["region"] = {**ref["columns"]["region"], "counts": counts}  # type: ignore[index]
+    old["columns"]["region"]["counts"] = counts
 
     report = compare_profiles(old, _window(ref), DriftConfig(min_rows=10))
 
