@@ -119,10 +119,10 @@ class Dispatcher:
         made = self.collect(now)
         counts = {"delivered": 0, "pending": 0, "failed": 0}
         attempted = 0
-        for delivery, secret, fmt in self._due(now):
+        for delivery, body, secret, fmt in self._due(now):
             if not self.lease.acquire():  # renewed before each send; lost: stop here
                 break
-            outcome = self.send(delivery, secret, fmt, now)
+            outcome = self.send(delivery, body, secret, fmt, now)
             self._record(delivery, outcome, now)
             attempted += 1
             counts[outcome.status] += 1
@@ -202,7 +202,7 @@ class Dispatcher:
             "next_attempt_at": now,
         }
 
-    def _due(self, now: dt.datetime) -> list[tuple[Delivery, str, str]]:
+    def _due(self, now: dt.datetime) -> list[tuple[Delivery, bytes, str, str]]:
         d, h = tables.hook_deliveries, tables.hooks
         query = (
             sa.select(d, h.c.secret, h.c.format)
@@ -213,15 +213,16 @@ class Dispatcher:
         )
         with self.db.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [(delivery_of(r), r["secret"], r["format"]) for r in rows]
+        return [(delivery_of(r), str(r["body"]).encode(), r["secret"], r["format"]) for r in rows]
 
     # ---- one attempt ----------------------------------------------------------------------
 
-    def send(self, delivery: Delivery, secret: str, fmt: str, now: dt.datetime) -> Outcome:
+    def send(
+        self, delivery: Delivery, body: bytes, secret: str, fmt: str, now: dt.datetime
+    ) -> Outcome:
         """One signed attempt; what came of it (never raises for the receiver's faults)."""
         import httpx
 
-        body = self._body(delivery)
         headers = signed_headers(secret, delivery.message_id, int(time.time()), body)
         headers["content-type"] = content_type(fmt)
         headers["user-agent"] = "keel-hooks"
@@ -238,12 +239,6 @@ class Dispatcher:
             after = retry_after_s(answer.headers.get("retry-after"), time.time())
             return self._retry(attempt, answer.status_code, error, after, now)
         return Outcome("failed", answer.status_code, f"{error}: the receiver refused it", None)
-
-    def _body(self, delivery: Delivery) -> bytes:
-        d = tables.hook_deliveries
-        with self.db.engine.connect() as conn:
-            text = conn.execute(sa.select(d.c.body).where(d.c.id == delivery.id)).scalar_one()
-        return str(text).encode()
 
     def _retry(
         self,
