@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "uv>=0.4,<1"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c requirements.lock -e '.[dev,boosting,ray,streams,s3]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c requirements.lock -e '.[dev,boosting,ray,streams,s3,sql]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,7 +23,7 @@ check: $(STAMP)
 	bash scripts/check
 
 lock: $(STAMP)
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra boosting --extra ray --extra streams --extra s3 pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra boosting --extra ray --extra streams --extra s3 --extra sql pyproject.toml -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache

@@ -36,15 +36,23 @@ def test_store_exports() -> None:
         "PerformanceSection",
         "SchemaError",
         "Settings",
+        "SignatureError",
         "SourceError",
         "StoredObject",
         "SystemClock",
         "UnsafeArtifactError",
         "ValidationFailedError",
         "as_utc",
+        "check_url",
         "configure_object_storage",
         "load_settings",
+        "mask_secret",
+        "new_secret",
+        "secret_key",
         "sha256_file",
+        "sign",
+        "signed_headers",
+        "verify_signature",
     ]
 
 
@@ -119,6 +127,8 @@ def test_train_exports() -> None:
         "ReferenceProfile",
         "ScoreResult",
         "Split",
+        "SqlSink",
+        "TableResult",
         "TrainResult",
         "TrainSpec",
         "check_gates",
@@ -136,6 +146,7 @@ def test_train_exports() -> None:
         "score",
         "score_file",
         "score_file_ray",
+        "score_to_sql",
         "shap_values",
         "spec_from_dict",
         "to_pandas",
@@ -173,3 +184,21 @@ def test_errors_are_catchable_as_builtins() -> None:
     assert issubclass(keel.store.DatasetNotFoundError, KeyError)
     assert issubclass(keel.store.IntegrityError, RuntimeError)
     assert str(keel.store.DatasetNotFoundError("plain text")) == "plain text"
+
+
+def test_hooks_exports() -> None:
+    """keel.hooks's public names."""
+    import keel.hooks
+
+    assert sorted(keel.hooks.__all__) == [
+        "Delivery",
+        "DispatchPass",
+        "Dispatcher",
+        "EVENTS",
+        "FORMATS",
+        "Hook",
+        "HookEvent",
+        "HookStore",
+        "is_loopback",
+        "retry_after_s",
+    ]

@@ -172,6 +172,9 @@ def test_drift_retrain_shadow_promote_then_rollback(world: dict[str, object]) ->
     history = [(e.actor, e.action) for e in models.audit("fraud")]
     assert ("loop", "loop.retrain") in history
     assert ("loop", "alias.rollback") in history
+    # each act is also recorded whole, for the loop_decision webhook (keel.hooks)
+    acts = [e.details["decision"] for e in models.audit("fraud") if e.action == "loop.decision"]
+    assert {"shadow", "promote", "rollback"} <= set(acts)  # a retrain that passed is "shadow"
     rollback = next(e for e in models.audit("fraud") if e.action == "alias.rollback")
     assert "regressed" in rollback.reason
     assert rollback.details["previous"] != broken

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from keel import __version__
-from keel.cli import data, db, deploy, loop, models, monitor, predict, serve, stream, train
+from keel.cli import data, db, deploy, hooks, loop, models, monitor, predict, serve, stream, train
 from keel.cli._common import err_console
 from keel.store import KeelError
 
@@ -22,6 +22,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(models.app, name="models")
+app.add_typer(hooks.app, name="hooks")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(monitor.alerts_app, name="alerts")
 app.command("loop")(loop.loop_cmd)

@@ -28,6 +28,10 @@ def loop_cmd(
 
     settings = load_settings()
     loop = Loop(settings, ModelStore.open(settings), DatasetStore.open(settings))
+    if not (once or dry_run):  # a long-running loop also delivers webhooks (KEEL_HOOKS=0: not)
+        from keel.cli.hooks import start_dispatcher
+
+        start_dispatcher()
     while True:
         decisions = loop.step(name, dry_run=dry_run, retrain=retrain)
         retrain = False

@@ -68,6 +68,7 @@ def serve_cmd(
       feedback  POST /v1/models/NAME/feedback (labels)
       view      the dashboard's pages and /ui/api (logged inputs, SHAP)
       admin     alias moves, rollback, flush, the dashboard's actions
+      jobs      batch jobs: POST/GET /v1/models/NAME/jobs (admin may too)
 
     open_predict (KEEL_OPEN_PREDICT): left unset, predict is open while no
     tokens are configured and needs a 'predict' token as soon as KEEL_TOKENS
@@ -104,6 +105,9 @@ def serve_cmd(
     console.print(
         f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs, dashboard: /ui)"
     )
+    from keel.cli.hooks import start_dispatcher
+
+    stop = start_dispatcher()  # webhooks go out from the server's process (KEEL_HOOKS=0: not)
     uvicorn.run(
         "keel.dashboard.factory:app_from_env",
         factory=True,
@@ -115,6 +119,8 @@ def serve_cmd(
         http="httptools",
         access_log=False,
     )
+    if stop is not None:
+        stop.set()
 
 
 def ray_app(settings: Any, names: list[str] | None) -> Any:

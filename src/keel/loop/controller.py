@@ -75,6 +75,14 @@ class Loop:
             seen = self.observe(name, status, moves, now, previewed=previewed, retrain=retrain)
             decision = decide(seen, moves, self.policy, now, dry_run=dry_run)
             decisions.append(decision if not decision.acted else self._act(name, decision, now))
+            if decision.acted:  # each act, whole, for the `loop_decision` webhook (keel.hooks)
+                done = decisions[-1]
+                figures = {
+                    "decision": done.action,
+                    "version": done.version,
+                    "numbers": dict(done.numbers),
+                }
+                self._audit(name, "decision", done.reason, figures)
             return decisions
 
     # ---- look -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ with `Retry-After`, never a 500. The dashboard answers its JSON errors with the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -28,7 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.registry import ModelStore
-from keel.serve import admin, routes
+from keel.serve import admin, jobs, routes
 from keel.serve.errors import (
     AuthError,
     InputRefusedError,
@@ -43,6 +44,7 @@ from keel.serve.errors import (
     VersionRefusedError,
     database_unavailable,
 )
+from keel.serve.jobrunner import JobRunner
 from keel.serve.openapi import openapi_document
 from keel.serve.server import KeelServer
 from keel.store import (
@@ -168,6 +170,8 @@ ROUTES: list[tuple[str, routes.Handler, list[str]]] = [
     ("/v1/models/{name}/aliases/{alias}", admin.delete_alias, ["DELETE"]),
     ("/v1/models/{name}/rollback", admin.rollback, ["POST"]),
     ("/v1/admin/flush", admin.flush, ["POST"]),
+    ("/v1/models/{name}/jobs", jobs.create_job, ["POST"]),
+    ("/v1/models/{name}/jobs/{job_id}", jobs.get_job, ["GET"]),
     ("/healthz", routes.healthz, ["GET"]),
     ("/readyz", routes.readyz, ["GET"]),
     ("/metrics", routes.metrics, ["GET"]),
@@ -193,13 +197,16 @@ def create_app(
 ) -> Starlette:
     """Build the server: the models named (all registered models by default)."""
     server = KeelServer(settings, models or ModelStore.open(settings), names)
+    runner = JobRunner(settings, server.models)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await server.start()
+        await asyncio.to_thread(runner.start)  # batch jobs: a worker thread, off the loop
         try:
             yield
         finally:
+            await asyncio.to_thread(runner.stop)
             await server.stop()
 
     route_list = [
@@ -217,6 +224,7 @@ def create_app(
     app = Starlette(routes=route_list, lifespan=lifespan)
     app.add_middleware(FastPredict, server=server)
     app.state.server = server
+    app.state.jobs = runner
     return app
 
 

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from keel import __version__
+from keel.serve import jobs
 
 _ERROR = {
     "type": "object",
@@ -343,6 +344,7 @@ def openapi_document() -> dict[str, Any]:
                     )
                 )
             },
+            **jobs.openapi_paths(_errors, _json),
             "/v1/admin/flush": {
                 "post": _op(
                     "Write buffered predictions and feedback now, then save window profiles "

@@ -16,6 +16,7 @@ _NAMES = {
     "AlertRuleSection": "keel.store.sections",
     "ArtifactStore": "keel.store.artifacts",
     "as_utc": "keel.store.database",
+    "check_url": "keel.store.signing",
     "Clock": "keel.store.clock",
     "ConfigError": "keel.store.errors",
     "ConflictError": "keel.store.errors",
@@ -27,6 +28,8 @@ _NAMES = {
     "GateFailedError": "keel.store.errors",
     "IntegrityError": "keel.store.errors",
     "KeelError": "keel.store.errors",
+    "mask_secret": "keel.store.signing",
+    "new_secret": "keel.store.signing",
     "load_settings": "keel.store.settings",
     "configure_object_storage": "keel.store.settings",
     "ModelNotFoundError": "keel.store.errors",
@@ -34,6 +37,10 @@ _NAMES = {
     "PerformanceSection": "keel.store.sections",
     "OverloadedError": "keel.store.errors",
     "SchemaError": "keel.store.errors",
+    "secret_key": "keel.store.signing",
+    "sign": "keel.store.signing",
+    "SignatureError": "keel.store.signing",
+    "signed_headers": "keel.store.signing",
     "Settings": "keel.store.settings",
     "sha256_file": "keel.store.artifacts",
     "SourceError": "keel.store.errors",
@@ -41,6 +48,7 @@ _NAMES = {
     "SystemClock": "keel.store.clock",
     "UnsafeArtifactError": "keel.store.errors",
     "ValidationFailedError": "keel.store.errors",
+    "verify_signature": "keel.store.signing",
 }
 
 if TYPE_CHECKING:
@@ -78,6 +86,16 @@ if TYPE_CHECKING:
         Settings as Settings,
         configure_object_storage as configure_object_storage,
         load_settings as load_settings,
+    )
+    from keel.store.signing import (
+        SignatureError as SignatureError,
+        check_url as check_url,
+        mask_secret as mask_secret,
+        new_secret as new_secret,
+        secret_key as secret_key,
+        sign as sign,
+        signed_headers as signed_headers,
+        verify_signature as verify_signature,
     )
 
 

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     made once and kept in `secret.key` in the home folder (readable by its owner only)."""
 
     tokens: dict[str, list[str]] = Field(default_factory=dict)
-    """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`), e.g.
+    """API tokens and their scopes (`predict`, `feedback`, `view`, `admin`, `jobs`), e.g.
     `KEEL_TOKENS='{"s3cret": ["admin", "predict", "feedback", "view"]}'`. Admin calls always
     need one."""
 
@@ -184,6 +184,18 @@ class Settings(BaseSettings):
 
     alert_webhook: str | None = None
     """A URL every alert is POSTed to as JSON (with a `text` field, as Slack takes it)."""
+
+    job_roots: tuple[str, ...] = ()
+    """Folders batch jobs (`POST /v1/models/{m}/jobs`) may read their input from and write their
+    output to; any other path (`..`, a symlink out, another folder) is refused with 400.
+    `KEEL_JOB_ROOTS='["/srv/batch"]'`; default the folder `data/` in the home folder."""
+
+    job_chunk_rows: int = Field(default=50_000, ge=1)
+    """Rows a batch job scores at a time (as `keel predict --chunk-rows`)."""
+
+    job_stale_s: float = Field(default=60.0, gt=0)
+    """A running job whose server sent no heartbeat for this long is marked failed (its server
+    stopped); servers beat every quarter of it."""
 
     drift: DriftSection = Field(default_factory=DriftSection)
     """Drift thresholds overriding `keel.monitor.DriftConfig`: alpha, wasserstein,
@@ -292,6 +304,12 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, with the SQLite default filled in."""
         return self.database_url or f"sqlite:///{self.home / 'keel.db'}"
+
+    @property
+    def resolved_job_roots(self) -> tuple[Path, ...]:
+        """The folders batch jobs may use, absolute, symlinks resolved."""
+        roots = self.job_roots or (str(self.home / "data"),)
+        return tuple(Path(r).expanduser().resolve() for r in roots)
 
     @property
     def resolved_artifacts(self) -> str:

@@ -148,3 +148,65 @@ leases = sa.Table(
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+hooks = sa.Table(
+    "hooks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column(
+        "secret", sa.String(200), nullable=False
+    ),  # signs; never printed (keel.store.signing)
+    sa.Column("format", sa.String(20), nullable=False),  # "keel" or "cloudevents"
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # the outbox cursors: the last audit event and alert this hook has deliveries made for
+    sa.Column("audit_cursor", sa.Integer, nullable=False),
+    sa.Column("alert_cursor", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,  # an id is never reused: deliveries keep naming their hook
+)
+
+hook_deliveries = sa.Table(
+    "hook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("hook_id", sa.Integer, nullable=False),  # kept after the hook is removed: history
+    sa.Column("message_id", sa.String(100), nullable=False),  # webhook-id, the same on retries
+    sa.Column("event", sa.String(50), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("hook_id", "message_id", name="uq_hook_deliveries_message"),
+)
+sa.Index("ix_hook_deliveries_due", hook_deliveries.c.status, hook_deliveries.c.next_attempt_at)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # queued, running, succeeded, failed
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("refused_output", sa.Text, nullable=True),
+    sa.Column("callback", sa.Text, nullable=True),
+    sa.Column("callback_secret", sa.String(200), nullable=True),
+    sa.Column("callback_status", sa.String(200), nullable=True),
+    sa.Column("rows_in", sa.Integer, nullable=False),
+    sa.Column("rows_scored", sa.Integer, nullable=False),
+    sa.Column("rows_refused", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("ix_jobs_model_created", jobs.c.model, jobs.c.created_at)

@@ -19,6 +19,9 @@ _NAMES = {
     "score_file": "keel.train.scoring",
     "ScoreResult": "keel.train.scoring",
     "score_file_ray": "keel.train.ray_scoring",
+    "score_to_sql": "keel.train.sql_sink",
+    "SqlSink": "keel.train.sql_sink",
+    "TableResult": "keel.train.sql_sink",
     "score": "keel.train.metrics",
     "import_onnx": "keel.train.onnx_import",
     "export_onnx": "keel.train.onnx_export",
@@ -88,6 +91,11 @@ if TYPE_CHECKING:
         TrainSpec as TrainSpec,
         load_spec as load_spec,
         spec_from_dict as spec_from_dict,
+    )
+    from keel.train.sql_sink import (
+        SqlSink as SqlSink,
+        TableResult as TableResult,
+        score_to_sql as score_to_sql,
     )
     from keel.train.trainer import (
         Candidate as Candidate,

@@ -24,6 +24,7 @@ from keel.train.features import to_pandas
 from keel.train.report import report_of
 
 ProgressCallback = Callable[[int, int], None]
+ChunkCallback = Callable[[pl.DataFrame], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +119,10 @@ def score_file(
     models: ModelStore,
     chunk_rows: int = 50_000,
     on_progress: ProgressCallback | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> ScoreResult:
-    """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`).
+    """Score `source`; write predictions to `output` and refused rows beside it (`*.refused.csv`);
+    `on_chunk` is handed each chunk's scored rows as they are written (`--to-sql`).
 
     `source` and `output` are local paths or fsspec URLs (`s3://bucket/x.parquet`). A Parquet
     source is read `chunk_rows` at a time and every output is written as it goes, so memory
@@ -139,6 +142,8 @@ def score_file(
                 refused.write(bad)
             if good is not None:
                 scored.write(good)
+                if on_chunk:
+                    on_chunk(good)
             start += chunk.height
             if on_progress:
                 on_progress(start, total)
