@@ -83,11 +83,6 @@ def serve_cmd(
     --engine ray runs the same app in Ray Serve replicas (keel's batcher,
     follower and log in each); docs/ray.md.
     """
-    import uvicorn
-
-    from keel.serve import exposure_warnings
-    from keel.store import load_settings
-
     if engine is Engine.ray:
         from keel.serve import RayScaling
 
@@ -96,6 +91,19 @@ def serve_cmd(
         )
         _serve_on_ray(names, host, port, ray_address, scaling)
         return
+    _serve_on_uvicorn(names, host, port, workers, log_level)
+
+
+def _serve_on_uvicorn(
+    names: list[str] | None, host: str, port: int, workers: int, log_level: str
+) -> None:
+    """uvicorn workers on host:port, each building keel's app; webhooks from this process."""
+    import uvicorn
+
+    from keel.cli.hooks import start_dispatcher
+    from keel.serve import exposure_warnings
+    from keel.store import load_settings
+
     os.environ["KEEL_SERVE_MODELS"] = ",".join(names or [])
     os.environ["KEEL_SERVE_HOST"] = (
         host  # each worker logs the same warnings (keel.dashboard.factory)
@@ -105,8 +113,6 @@ def serve_cmd(
     console.print(
         f"keel serving {', '.join(names) if names else 'every registered model'} on http://{host}:{port} (docs: /docs, dashboard: /ui)"
     )
-    from keel.cli.hooks import start_dispatcher
-
     stop = start_dispatcher()  # webhooks go out from the server's process (KEEL_HOOKS=0: not)
     uvicorn.run(
         "keel.dashboard.factory:app_from_env",
