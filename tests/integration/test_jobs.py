@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from promotion_fixtures import fit_small, register
 from receiver import receiver
+from s3_fixtures import make_bucket, moto_server, s3_env
 from serving_fixtures import ADMIN, Server, start_server, stop_server
 
 from keel.data import DatasetStore, infer_contract, with_column
@@ -136,7 +137,7 @@ def test_a_job_scores_the_file_refuses_rows_beside_it_and_calls_back(
     [
         ({"input": "../keel.db", "output": "x.csv"}, "input", "a path under the job roots"),
         ({"input": "/etc/passwd", "output": "x.csv"}, "input", "a path under the job roots"),
-        ({"input": "s3://bucket/in.csv", "output": "x.csv"}, "input", "URLs such as s3://"),
+        ({"input": "s3://bucket/in.parquet", "output": "x.csv"}, "input", "must lie under a job root"),
         ({"input": "missing.csv", "output": "x.csv"}, "input", "an existing file"),
         ({"input": "in.csv", "output": "in.csv"}, "output", "does not exist yet"),
         ({"input": "in.csv", "output": "../../escape.csv"}, "output", "under the job roots"),
@@ -205,3 +206,53 @@ def test_a_job_running_when_its_server_dies_is_failed_at_restart(home: Path) -> 
     assert failed["error"].startswith(
         "The server running this job stopped (no heartbeat for over 1 s)"
     )
+
+
+def test_a_job_reads_and_writes_under_an_object_store_root(home: Path) -> None:
+    """With `s3://jobs/batch` among the job roots (moto's S3 server on loopback), a job reads
+    its Parquet input there in chunks and writes its scores beside it; a URL outside that
+    prefix, or with a `..` segment, is refused naming the field."""
+    import fsspec
+
+    from keel.store import configure_object_storage
+
+    frame = pl.read_csv(home / "data" / "in.csv")
+    with moto_server() as endpoint:
+        make_bucket(endpoint, "jobs")
+        configure_object_storage("s3://jobs", endpoint)
+        with fsspec.open("s3://jobs/batch/in.parquet", "wb") as fh:
+            frame.write_parquet(fh)
+        env = {
+            **_env(), **s3_env(endpoint),
+            "KEEL_JOB_ROOTS": json.dumps([str(home / "data"), "s3://jobs/batch"]),
+        }  # fmt: skip
+        s = start_server(home, env=env)
+        try:
+            with s.client(JOBS) as client:
+                for bad in ("s3://jobs/other/in.parquet", "s3://jobs/batch/../in.parquet"):
+                    answer = client.post(
+                        "/v1/models/fraud/jobs", json={"input": bad, "output": "s3.csv"}
+                    )
+                    assert answer.status_code == 400, answer.text
+                    assert answer.json()["details"]["field"] == "input"
+                answer = client.post(
+                    "/v1/models/fraud/jobs",
+                    json={"input": "s3://jobs/batch/in.parquet", "output": "s3://jobs/batch/out.parquet"},
+                )  # fmt: skip
+                assert answer.status_code == 202, answer.text
+                done = _wait(client, answer.json()["status_url"], {"succeeded", "failed"})
+                again = client.post(
+                    "/v1/models/fraud/jobs",
+                    json={"input": "s3://jobs/batch/in.parquet", "output": "s3://jobs/batch/out.parquet"},
+                )  # fmt: skip
+        finally:
+            stop_server(s)
+        assert done["state"] == "succeeded", done
+        refused = int((frame.get_column("region") == "mars").sum())
+        assert (done["rows_in"], done["rows_refused"]) == (frame.height, refused)
+        with fsspec.open("s3://jobs/batch/out.parquet", "rb") as fh:
+            scores = pl.read_parquet(fh)
+        assert scores.height == frame.height - refused
+        assert done["refused_output"] == "s3://jobs/batch/out.refused.csv"
+        assert again.status_code == 400  # jobs never overwrite
+        assert "does not exist yet" in again.json()["error"]

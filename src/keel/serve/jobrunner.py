@@ -125,8 +125,8 @@ class JobRunner:
         self,
         model: str,
         version: int,
-        source: Path,
-        output: Path,
+        source: Path | str,
+        output: Path | str,
         *,
         callback: str | None,
         callback_secret: str | None,
@@ -225,9 +225,10 @@ class JobRunner:
         heart.start()
         values: dict[str, Any]
         try:
-            Path(job.output).parent.mkdir(parents=True, exist_ok=True)  # under a root: checked
+            if "://" not in job.output:  # under a root: checked
+                Path(job.output).parent.mkdir(parents=True, exist_ok=True)
             result = score_file(
-                f"{job.model}@{job.version}", Path(job.input), Path(job.output),
+                f"{job.model}@{job.version}", job.input, job.output,
                 models=self.models, chunk_rows=self.settings.job_chunk_rows,
             )  # fmt: skip
             values = {

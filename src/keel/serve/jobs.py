@@ -7,7 +7,9 @@ own lets a batch system submit jobs without being able to move production.
 
 Where: `input` and `output` are paths under one of `job_roots` (default `KEEL_HOME/data`),
 checked after `..` and symlinks are resolved; anything else is a 400 naming the roots. A
-relative path is taken from the first root. The output must not exist yet.
+relative path is taken from the first root. The output must not exist yet. A job root may be
+an object-store prefix (`s3://bucket/batch`): a URL under it is read (Parquet, in chunks) or
+written the way `keel predict` does.
 """
 
 from __future__ import annotations
@@ -40,23 +42,27 @@ def _bad(field: str, value: Any, expected: str) -> RequestError:
     )
 
 
-def job_path(field: str, value: Any, roots: tuple[Path, ...], *, output: bool) -> Path:
-    """A job's input or output path, checked to lie under one of `roots`.
+def job_path(
+    field: str,
+    value: Any,
+    roots: tuple[Path, ...],
+    *,
+    output: bool,
+    url_roots: tuple[str, ...] = (),
+) -> Path | str:
+    """A job's input or output, checked to lie under one of `roots` (local folders) or
+    `url_roots` (object-store prefixes such as `s3://bucket/batch/`).
 
     Raises:
-        RequestError: not text, a URL, outside every root (after `..` and symlinks), the
-            wrong kind of file; an input that is missing, an output that exists.
+        RequestError: not text, outside every root (after `..` and symlinks), the wrong kind
+            of file; an input that is missing, an output that exists.
     """
-    where = ", ".join(str(r) for r in roots)
+    where = ", ".join([*(str(r) for r in roots), *url_roots])
     suffixes = OUTPUT_SUFFIXES if output else INPUT_SUFFIXES
     if not isinstance(value, str) or not value or len(value) > MAX_PATH or "\x00" in value:
         raise _bad(field, value, f"a path (text up to {MAX_PATH} characters) under {where}")
     if "://" in value:
-        raise _bad(
-            field, value,
-            f"a path on this server's disk under {where} (URLs such as s3:// are not read by "
-            "jobs here: copy the file under a job root)",
-        )  # fmt: skip
+        return _job_url(field, value, url_roots, output=output, where=where)
     path = Path(value)
     resolved = (path if path.is_absolute() else roots[0] / path).resolve()
     if not any(resolved.is_relative_to(r) for r in roots):
@@ -77,6 +83,41 @@ def job_path(field: str, value: Any, roots: tuple[Path, ...], *, output: bool) -
     elif not resolved.is_file():
         raise _bad(field, value, f"an existing file under {where}")
     return resolved
+
+
+def _job_url(
+    field: str, value: str, url_roots: tuple[str, ...], *, output: bool, where: str
+) -> str:
+    """An object-store input or output under one of `url_roots`: no `..` or empty segment,
+    Parquet in (a URL is streamed in chunks), a new file out."""
+    rest = value.split("://", 1)[1]
+    if (
+        not any(value.startswith(r) for r in url_roots)
+        or any(part in ("", ".", "..") for part in rest.split("/"))
+        or "\\" in value
+    ):
+        raise _bad(
+            field, value,
+            f"a path under the job roots ({where or 'none set'}); an object-store URL must lie "
+            "under a job root that is one (job_roots = ['s3://bucket/batch'])",
+        )  # fmt: skip
+    suffixes = OUTPUT_SUFFIXES if output else (".parquet", ".pq")
+    if not value.lower().endswith(suffixes):
+        raise _bad(field, value, f"a file ending in one of {list(suffixes)} (URLs: Parquet in)")
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(value)
+        exists = fs.exists(path)
+    except Exception as exc:  # credentials, endpoint, bucket: said without the secret
+        raise _bad(
+            field, value, f"a readable object-store path (the store said {type(exc).__name__})"
+        ) from exc
+    if output and exists:
+        raise _bad(field, value, "a path that does not exist yet (jobs never overwrite)")
+    if not output and not exists:
+        raise _bad(field, value, f"an existing file under {where}")
+    return value
 
 
 def _runner(request: Request) -> JobRunner:
@@ -105,9 +146,10 @@ async def create_job(request: Request, server: KeelServer) -> Response:
         raise _bad(unknown[0], payload[unknown[0]], f"only the fields {list(FIELDS)}")
     check_model_name(name)
     roots = server.settings.resolved_job_roots
+    url_roots = server.settings.job_url_roots
     for required in ("input", "output"):
         if required not in payload:
-            raise _bad(required, None, f"a path under {', '.join(map(str, roots))}")
+            raise _bad(required, None, f"a path under {', '.join([*map(str, roots), *url_roots])}")
     callback, secret = payload.get("callback"), payload.get("callback_secret")
     made = False
     if callback is not None:
@@ -136,8 +178,8 @@ async def create_job(request: Request, server: KeelServer) -> Response:
             ) from exc
 
     def accept() -> dict[str, Any]:
-        source = job_path("input", payload["input"], roots, output=False)
-        output = job_path("output", payload["output"], roots, output=True)
+        source = job_path("input", payload["input"], roots, output=False, url_roots=url_roots)
+        output = job_path("output", payload["output"], roots, output=True, url_roots=url_roots)
         version = server.models.get(name).version  # pinned now: 404 when there is none
         job = _runner(request).submit(
             name, version, source, output, callback=callback, callback_secret=secret

@@ -187,8 +187,11 @@ class Settings(BaseSettings):
 
     job_roots: tuple[str, ...] = ()
     """Folders batch jobs (`POST /v1/models/{m}/jobs`) may read their input from and write their
-    output to; any other path (`..`, a symlink out, another folder) is refused with 400.
-    `KEEL_JOB_ROOTS='["/srv/batch"]'`; default the folder `data/` in the home folder."""
+    output to; any other path (`..`, a symlink out, another folder) is refused with 400. An
+    entry may be an object-store prefix (`s3://bucket/batch`): jobs then read Parquet from and
+    write under it (through the store's endpoint and credentials).
+    `KEEL_JOB_ROOTS='["/srv/batch", "s3://bucket/batch"]'`; default the folder `data/` in the
+    home folder."""
 
     job_chunk_rows: int = Field(default=50_000, ge=1)
     """Rows a batch job scores at a time (as `keel predict --chunk-rows`)."""
@@ -307,9 +310,18 @@ class Settings(BaseSettings):
 
     @property
     def resolved_job_roots(self) -> tuple[Path, ...]:
-        """The folders batch jobs may use, absolute, symlinks resolved."""
+        """The local folders batch jobs may use, absolute, symlinks resolved."""
         roots = self.job_roots or (str(self.home / "data"),)
-        return tuple(Path(r).expanduser().resolve() for r in roots)
+        return tuple(Path(r).expanduser().resolve() for r in roots if "://" not in r)
+
+    @property
+    def job_url_roots(self) -> tuple[str, ...]:
+        """The object-store prefixes batch jobs may use (`s3://bucket/batch`), each ending in
+        "/"; the store's settings (endpoint, region) handed to fsspec first."""
+        urls = tuple(r.rstrip("/") + "/" for r in self.job_roots if "://" in r)
+        for url in urls:
+            configure_object_storage(url, self.s3_endpoint_url, self.s3_region)
+        return urls
 
     @property
     def resolved_artifacts(self) -> str:
