@@ -33,7 +33,7 @@ def test_relative_and_absolute_paths_inside_a_root_are_taken(root: Path) -> None
         ("../secret.csv", False, "a path under the job roots"),
         ("sub/../../secret.csv", False, "a path under the job roots"),
         ("link.csv", False, "a path under the job roots"),
-        ("s3://bucket/in.csv", False, "URLs such as s3://"),
+        ("s3://bucket/in.csv", False, "must lie under a job root"),
         ("in\x00.csv", False, "a path (text up to 1024 characters)"),
         ("in.csv", True, "does not exist yet"),
         ("out.refused.csv", True, "not ending in .refused.csv"),
