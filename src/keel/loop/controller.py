@@ -123,12 +123,15 @@ class Loop:
             s = status.shadow
             figures = ShadowFigures(s.requests, s.labels, s.agreement, s.improvement, s.low, s.high)
         backtest = None
-        if shadow is not None and status.version is not None and self.policy.judge == "backtest":
+        trained_until = None
+        if shadow is not None:
             trained = self.models.get(f"{name}@{shadow.version}").created_at
+            logged_after = self._trained_until(name, shadow.version)
+            trained_until = logged_after or trained
+        if shadow is not None and status.version is not None and self.policy.judge == "backtest":
             backtest = self.monitor.backtest(
                 name, shadow.version, status.version, labelled_after=trained, now=now,
-                missing_label=self.policy.missing_label,
-                logged_after=self._trained_until(name, shadow.version),
+                missing_label=self.policy.missing_label, logged_after=logged_after,
             )  # fmt: skip
         watch = None
         move = next((m for m in reversed(moves) if m.alias == "production"), None)
@@ -163,6 +166,8 @@ class Loop:
             shadow_figures=figures,
             backtest=backtest,
             watch=watch,
+            drifted_since=drifted_since(status),
+            trained_until=trained_until,
         )
 
     def _trained_until(self, name: str, version: int) -> dt.datetime | None:
@@ -286,3 +291,15 @@ class Loop:
         for alias in ("shadow", "canary"):
             if alias in aliases:
                 self.models.delete_alias(name, alias, reason=reason, actor=ACTOR)
+
+
+def drifted_since(status: ModelStatus, *, windows: int = 2) -> dt.datetime | None:
+    """Where production's current input drift began: the start of the first window of the
+    newest unbroken run of judged windows with drifted features, when that run holds at least
+    `windows` windows (one drifted day is noise as often as news); otherwise None."""
+    run = []
+    for w in reversed(status.judged_windows()):
+        if not w.drifted:
+            break
+        run.append(w.start)
+    return run[-1] if len(run) >= windows else None

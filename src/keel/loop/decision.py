@@ -7,7 +7,8 @@ decision out through the registry and `keel.train`. The first that applies wins:
 
 1. watch: a production move within `watch_s` is watched; a regression rolls it back;
 2. challenger: a canary ramps on; a shadow is judged (backtest, then its own labels) and
-   promoted, sent to canary, rejected, or waited on;
+   promoted, sent to canary, rejected, or waited on; one that does not beat production may
+   still refresh a drifted production (`refresh_margin`);
 3. retrain: on a trigger alert, the schedule or by hand, after the cool-down and with labels;
 4. none.
 """
@@ -77,6 +78,11 @@ class Situation:
     backtest: Backtest | None = None
     watch: VersionComparison | None = None
     """The production version against the one it replaced, when a move is being watched."""
+    drifted_since: dt.datetime | None = None
+    """Where production's current input drift began (the first of the newest unbroken run of
+    judged windows with drifted features); None when its newest judged window did not drift."""
+    trained_until: dt.datetime | None = None
+    """Where the challenger's training rows end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,23 +241,50 @@ def _judge_backtest(
         f"it was not trained on ({d.minority} of the rarer class): better by {d.improvement:.4f}, "
         f"95% interval {d.low:.4f} to {d.high:.4f}, margin {p.margin:g}"
     )
-    if d.high < p.margin:
-        return (
-            False,
-            f"{s.model}@{s.shadow} did not beat {s.model}@{s.production} in the backtest: {said}",
-        )
-    if d.low <= p.margin:
-        return None
+    refresh = None if d.low > p.margin else _refreshes(s, p, d.low)
+    if refresh is None:
+        if d.high < p.margin:
+            return (
+                False,
+                f"{s.model}@{s.shadow} did not beat {s.model}@{s.production} in the backtest: {said}",
+            )
+        if d.low <= p.margin:
+            return None
+    else:
+        numbers["refresh"] = refresh
     f = s.shadow_figures
     requests = f.requests if f is not None else 0
     agreement = f.agreement if f is not None else None
     if requests < p.health_min_requests or (agreement is not None and agreement < p.min_agreement):
         numbers["health"] = "waiting"
         return None
+    verdict = (
+        f"beat {s.model}@{s.production} in the backtest"
+        if refresh is None
+        else f"refreshes {s.model}@{s.production}, {refresh}, and was no worse in the backtest"
+    )
     return True, (
-        f"{s.model}@{s.shadow} beat {s.model}@{s.production} in the backtest: {said}; "
+        f"{s.model}@{s.shadow} {verdict}: {said}; "
         f"as a shadow it answered {requests} requests"
         + ("" if agreement is None else f", agreeing on {agreement:.1%}")
+    )
+
+
+def _refreshes(s: Situation, p: LoopPolicy, low: float) -> str | None:
+    """Why a challenger that does not beat production may still replace it (a drifted
+    production, a challenger trained on the drifted rows, no worse within `refresh_margin`),
+    or None."""
+    if (
+        p.refresh_margin is None
+        or s.drifted_since is None
+        or s.trained_until is None
+        or s.trained_until <= s.drifted_since
+        or low <= -p.refresh_margin
+    ):
+        return None
+    return (
+        f"whose inputs drift since {s.drifted_since:%Y-%m-%d %H:%M} (it learnt from rows "
+        f"until {s.trained_until:%Y-%m-%d %H:%M})"
     )
 
 

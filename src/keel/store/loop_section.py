@@ -68,6 +68,13 @@ class LoopPolicy(BaseModel):
     min_agreement: float = Field(default=0.5, ge=0, le=1)
     """A challenger agreeing with production on fewer shadowed requests than this is not
     promoted on a backtest alone (it waits for the shadow's own labels)."""
+    refresh_margin: float | None = Field(default=None, ge=0)
+    """Refresh a drifted production: while production's inputs drift from its training data
+    (its newest judged window drifted, and the windows since the drift began) and the
+    challenger learnt from rows of that drifted period, a backtest showing it no worse than
+    production (95 % interval's lower bound above `-refresh_margin`) promotes it, though it
+    does not beat production: it knows today's inputs (an unseen category, a new mix) and its
+    reference ends the drift alerts. None: a challenger must beat production (`margin`)."""
     margin: float = 0.0
     """The challenger must beat production by this much of the primary metric..."""
     confidence: float = 0.95

@@ -303,3 +303,81 @@ class TestPolicy:
         assert Settings(loop={"judge": "shadow", "margin": -0.02}).loop == LoopPolicy(
             judge="shadow", margin=-0.02
         )
+
+
+class TestRefresh:
+    """A drifted production is replaced by a challenger trained on the drifted rows that is no
+    worse in the backtest (`refresh_margin`), though it does not beat production."""
+
+    REFRESH = POLICY.model_copy(update={"refresh_margin": 0.01})
+
+    def _seen(self, low: float, high: float, **kw: object) -> Situation:
+        base: dict[str, object] = {
+            "shadow": 3,
+            "shadow_figures": HEALTHY,
+            "backtest": _backtest(low, high),
+            "drifted_since": NOW - 6 * DAY,
+            "trained_until": NOW - 3 * DAY,
+        }
+        return _seen(**{**base, **kw})
+
+    def test_no_worse_on_drifted_inputs_refreshes(self) -> None:
+        d = decide(self._seen(-0.008, 0.012), SHADOWED, self.REFRESH, NOW)
+
+        assert (d.action, d.version) == ("promote", 3)
+        assert "refreshes fraud@2, whose inputs drift since 2025-07-04 00:00" in d.reason
+        assert "no worse in the backtest" in d.reason
+        assert d.numbers["refresh"].startswith("whose inputs drift since")
+
+    def test_a_refresh_goes_through_the_canary_ramp(self) -> None:
+        policy = self.REFRESH.model_copy(update={"canary_weights": (0.2, 0.5)})
+
+        d = decide(self._seen(-0.008, 0.012), SHADOWED, policy, NOW)
+
+        assert (d.action, d.weight) == ("canary", 0.2)
+
+    def test_a_clearly_worse_challenger_is_rejected(self) -> None:
+        d = decide(self._seen(-0.05, -0.02), SHADOWED, self.REFRESH, NOW)
+
+        assert (d.action, d.version) == ("reject", 3)
+        assert "did not beat" in d.reason
+
+    def test_an_unsure_challenger_waits(self) -> None:
+        """Lower bound below -refresh_margin, upper above 0: no verdict yet."""
+        d = decide(self._seen(-0.03, 0.01), SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "wait"
+
+    def test_trained_before_the_drift_does_not_refresh(self) -> None:
+        """A challenger whose rows end before the drift began knows no more than production:
+        it is judged as any other (and here rejected: it does not beat production)."""
+        seen = self._seen(-0.008, -0.001, trained_until=NOW - 7 * DAY)
+
+        d = decide(seen, SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "reject"
+
+    def test_without_drift_no_refresh(self) -> None:
+        d = decide(self._seen(-0.008, 0.012, drifted_since=None), SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "wait"
+
+    def test_off_by_default(self) -> None:
+        d = decide(self._seen(-0.008, 0.012), SHADOWED, POLICY, NOW)
+
+        assert d.action == "wait"
+
+    def test_a_challenger_that_beats_production_is_no_refresh(self) -> None:
+        d = decide(self._seen(0.01, 0.05), SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "promote"
+        assert "beat fraud@2 in the backtest" in d.reason
+        assert "refresh" not in d.numbers
+
+    def test_refresh_waits_for_serving_health(self) -> None:
+        seen = self._seen(-0.008, 0.012, shadow_figures=ShadowFigures(20, 0, 1.0))
+
+        d = decide(seen, SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "wait"
+        assert d.numbers["health"] == "waiting"
