@@ -362,3 +362,40 @@ def test_multiclass_and_group_split(stores: tuple[DatasetStore, ModelStore]) -> 
 
     prep = prepare(ds.load(ref), contract, s)
     assert not set(shops[prep.train_idx]) & set(shops[prep.test_idx])
+
+
+def test_refit_registers_a_model_fitted_on_every_row(
+    stores: tuple[DatasetStore, ModelStore], tx: str
+) -> None:
+    """`split.refit`: the holdout judges the first fit; the registered model is fitted again on
+    every row (the time split's newest fifth included): the same coefficients as a fit on all
+    rows, a reference profile of all rows, the holdout's figures kept."""
+    ds, ms = stores
+    raw = {"name": "lr", "estimator": LR, "params": {"max_iter": 2000}}
+    plain = train([spec_from_dict(raw)], tx, datasets=ds, models=ms, register="plain")
+    refit = train(
+        [spec_from_dict({**raw, "split": {"refit": True}})],
+        tx,
+        datasets=ds,
+        models=ms,
+        register="refit",
+    )
+    a, b = plain.candidates[0], refit.candidates[0]
+    rows = ds.load(tx).height
+    assert a.report.split == {"method": "time", "train_rows": 8000, "holdout_rows": 2000}
+    assert b.report.split == {**a.report.split, "refit_rows": rows}
+    assert b.report.metrics == a.report.metrics  # judged on the holdout before the refit
+    assert b.report.reference.rows == rows
+    assert a.report.reference.rows == 8000
+    coef_a = a.pipeline[-1].coef_
+    coef_b = b.pipeline[-1].coef_
+    assert not np.allclose(coef_a, coef_b)
+    _, loaded = ms.load(f"refit@{b.version}")
+    assert np.allclose(loaded[-1].coef_, coef_b)
+
+
+def test_refit_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match=r"split is \{'refit': 'yes'\}; expected"):
+        spec_from_dict({"estimator": LR, "split": {"refit": "yes"}})
+    with pytest.raises(ConfigError, match=r"split is \{'shuffle': True\}"):
+        spec_from_dict({"estimator": LR, "split": {"shuffle": True}})

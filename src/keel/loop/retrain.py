@@ -158,6 +158,7 @@ def retrain_child(
     older_share: float,
     missing_label: str | None,
     until: dt.datetime | None,
+    refit: bool,
     conn: Any,
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
@@ -182,6 +183,7 @@ def retrain_child(
             actor="loop",
         )
         spec = spec_from_dict(prod.spec)
+        spec = dataclasses.replace(spec, split=dataclasses.replace(spec.split, refit=refit))
         trained = train(
             [spec],
             result.version.ref,
@@ -230,6 +232,7 @@ def run_retrain(
     timeout_s: float,
     missing_label: str | None = None,
     until: dt.datetime | None = None,
+    refit: bool = False,
 ) -> RetrainResult:
     """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
 
@@ -250,7 +253,8 @@ def run_retrain(
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=retrain_child,
-        args=(settings, name, production, now, since, older_share, missing_label, until, child),
+        args=(settings, name, production, now, since, older_share, missing_label, until)
+        + (refit, child),
         name=f"keel-retrain-{name}",
     )
     proc.start()

@@ -38,6 +38,10 @@ class LoopPolicy(BaseModel):
     unlabelled rows out keeps the recent days' early labels (the frauds) without their
     negatives, a bias the model learns; counting them as negatives only thins the recent
     positives, evenly. None: labelled rows only."""
+    refit: bool = True
+    """A retrain fits its model again on every row of the fresh dataset once the holdout gates
+    passed (`split.refit`): with the time split the model would otherwise never learn from the
+    newest fifth of its window. The backtest still judges it on rows it never saw."""
     min_new_labels: int = Field(default=300, ge=0)
     """Fewest labelled logged rows before a retrain."""
     retrain_every_s: float | None = Field(default=None, gt=0)

@@ -39,6 +39,11 @@ class Split:
     method: Literal["time", "random", "group"] | None = None  # None: time when there is a timestamp
     test_size: float = 0.2
     group: str | None = None
+    refit: bool = False
+    """After the holdout has judged the model, fit it again on every row (holdout included)
+    and register that: the holdout's figures then estimate it (a little pessimistically).
+    With a time split, the registered model learns from the newest rows too; the loop's
+    retrains use it, their backtest judging them on rows they never saw."""
 
 
 @dataclass(frozen=True)
@@ -133,16 +138,19 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
         msg = f"{where}: task is {task!r}; expected 'classification' or 'regression'."
         raise ConfigError(msg)
     raw_split = data.get("split") or {}
-    if not isinstance(raw_split, dict) or raw_split.get("method") not in (
-        None,
-        "time",
-        "random",
-        "group",
+    if (
+        not isinstance(raw_split, dict)
+        or raw_split.get("method") not in (None, "time", "random", "group")
+        or set(raw_split) - {"method", "test_size", "group", "refit"}
+        or not isinstance(raw_split.get("refit", False), bool)
     ):
-        msg = f"{where}: split is {raw_split!r}; expected {{method: time|random|group, test_size: 0.2}}."
+        msg = f"{where}: split is {raw_split!r}; expected {{method: time|random|group, test_size: 0.2, refit: false}}."
         raise ConfigError(msg)
     split = Split(
-        raw_split.get("method"), float(raw_split.get("test_size", 0.2)), raw_split.get("group")
+        raw_split.get("method"),
+        float(raw_split.get("test_size", 0.2)),
+        raw_split.get("group"),
+        raw_split.get("refit", False),
     )
     if not 0 < split.test_size < 1:
         msg = f"{where}: split.test_size is {split.test_size}; expected a share between 0 and 1."

@@ -7,6 +7,8 @@ import datetime as dt
 import pytest
 
 from keel.loop import Decision, LoopPolicy, Move, ShadowFigures, Situation, decide
+from keel.loop.controller import drifted_since
+from keel.monitor import ModelStatus, WindowStatus
 from keel.monitor.compare import Backtest, PairedDifference, VersionComparison
 
 NOW = dt.datetime(2025, 7, 10, tzinfo=dt.UTC)
@@ -381,3 +383,38 @@ class TestRefresh:
 
         assert d.action == "wait"
         assert d.numbers["health"] == "waiting"
+
+
+def _window(day: int, drifted: tuple[str, ...], *, judged: bool = True) -> WindowStatus:
+    return WindowStatus(
+        start=NOW - (10 - day) * DAY, version=2, rows=300, drift=(), drifted=drifted,
+        output_drift=None, estimated={}, error_rate=0.0, latency_p99_ms=None,
+        latency_counts=(), unseen_share=0.0, complete=True, judged=judged,
+    )  # fmt: skip
+
+
+def _status(*windows: WindowStatus) -> ModelStatus:
+    return ModelStatus("fraud", 2, "classification", "roc_auc", {}, windows=windows)
+
+
+class TestDriftedSince:
+    def test_the_start_of_the_newest_unbroken_run(self) -> None:
+        s = _status(_window(1, ("region",)), _window(2, ()), _window(3, ("region",)),
+                    _window(4, ("region", "amount")), _window(5, ("amount",)))  # fmt: skip
+
+        assert drifted_since(s) == NOW - 7 * DAY
+
+    def test_windows_not_judged_are_skipped(self) -> None:
+        s = _status(_window(3, ("region",)), _window(4, (), judged=False), _window(5, ("region",)))
+
+        assert drifted_since(s) == NOW - 7 * DAY
+
+    def test_one_drifted_window_is_not_yet_drift(self) -> None:
+        assert drifted_since(_status(_window(4, ()), _window(5, ("region",)))) is None
+
+    def test_none_when_the_newest_window_did_not_drift(self) -> None:
+        assert (
+            drifted_since(_status(_window(4, ("region",)), _window(5, ("region",)), _window(6, ())))
+            is None
+        )
+        assert drifted_since(_status()) is None
