@@ -251,10 +251,10 @@ def run_retrain(
         )
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
+    args = (settings, name, production, now, since, older_share, missing_label, until, refit)
     proc = ctx.Process(
         target=retrain_child,
-        args=(settings, name, production, now, since, older_share, missing_label, until)
-        + (refit, child),
+        args=(*args, child),
         name=f"keel-retrain-{name}",
     )
     proc.start()
