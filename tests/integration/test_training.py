@@ -399,3 +399,39 @@ def test_refit_must_be_a_boolean() -> None:
         spec_from_dict({"estimator": LR, "split": {"refit": "yes"}})
     with pytest.raises(ConfigError, match=r"split is \{'shuffle': True\}"):
         spec_from_dict({"estimator": LR, "split": {"shuffle": True}})
+
+
+def test_recency_weights_lean_the_fit_towards_the_newest_rows(
+    stores: tuple[DatasetStore, ModelStore], tx: str
+) -> None:
+    """`recency_half_life_days`: rows weigh 0.5 ** (age / half-life) at fit. A very short
+    half-life makes the fit that of the newest days alone; an estimator without
+    `sample_weight` is refused at the check stage, naming the spec key."""
+    ds, ms = stores
+    raw = {"name": "lr", "estimator": LR, "params": {"max_iter": 2000}}
+    plain = train([spec_from_dict(raw)], tx, datasets=ds)
+    weighted = train(
+        [spec_from_dict({**raw, "recency_half_life_days": 2})], tx, datasets=ds, models=ms
+    )
+    a, b = plain.candidates[0].pipeline, weighted.candidates[0].pipeline
+    assert not np.allclose(a[-1].coef_, b[-1].coef_)
+    assert weighted.candidates[0].spec.to_dict()["recency_half_life_days"] == 2.0
+
+    knn = train(
+        [spec_from_dict({"estimator": "sklearn.neighbors.KNeighborsClassifier",
+                         "recency_half_life_days": 7})],
+        tx,
+        datasets=ds,
+    )  # fmt: skip
+    assert not knn.candidates
+    assert knn.failed[0].stage == "check"
+    assert "takes no sample_weight" in knn.failed[0].error
+    assert "recency_half_life_days" in knn.failed[0].error
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, "7", float("inf")])
+def test_recency_half_life_must_be_positive_days(bad: object) -> None:
+    with pytest.raises(
+        ConfigError, match=r"recency_half_life_days is .*; expected a number of days > 0"
+    ):
+        spec_from_dict({"estimator": LR, "recency_half_life_days": bad})

@@ -235,6 +235,7 @@ class Loop:
             self.settings, name, production, now=now, since=since,
             older_share=self.policy.older_share, timeout_s=self.policy.retrain_timeout_s,
             missing_label=self.policy.missing_label, until=until, refit=self.policy.refit,
+            half_life=self.policy.recency_half_life_days,
         )  # fmt: skip
         self.monitor.alerts.handle([a.id for a in triggers if a.id is not None], now)
         numbers.update(result.to_json())

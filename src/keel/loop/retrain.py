@@ -159,6 +159,7 @@ def retrain_child(
     missing_label: str | None,
     until: dt.datetime | None,
     refit: bool,
+    half_life: float | None,
     conn: Any,
 ) -> None:
     """The child: build the dataset version, train, register; send back what happened."""
@@ -183,7 +184,11 @@ def retrain_child(
             actor="loop",
         )
         spec = spec_from_dict(prod.spec)
-        spec = dataclasses.replace(spec, split=dataclasses.replace(spec.split, refit=refit))
+        spec = dataclasses.replace(
+            spec,
+            split=dataclasses.replace(spec.split, refit=refit),
+            recency_half_life_days=half_life or spec.recency_half_life_days,
+        )
         trained = train(
             [spec],
             result.version.ref,
@@ -233,6 +238,7 @@ def run_retrain(
     missing_label: str | None = None,
     until: dt.datetime | None = None,
     refit: bool = False,
+    half_life: float | None = None,
 ) -> RetrainResult:
     """Retrain in a child process; a crash, an error or a hang comes back as ok=False.
 
@@ -251,7 +257,8 @@ def run_retrain(
         )
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    args = (settings, name, production, now, since, older_share, missing_label, until, refit)
+    args: tuple[Any, ...] = (settings, name, production, now, since, older_share)
+    args += (missing_label, until, refit, half_life)
     proc = ctx.Process(
         target=retrain_child,
         args=(*args, child),

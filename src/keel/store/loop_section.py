@@ -42,6 +42,10 @@ class LoopPolicy(BaseModel):
     """A retrain fits its model again on every row of the fresh dataset once the holdout gates
     passed (`split.refit`): with the time split the model would otherwise never learn from the
     newest fifth of its window. The backtest still judges it on rows it never saw."""
+    recency_half_life_days: float | None = Field(default=None, gt=0)
+    """A retrain weighs its rows by age: a row this many days older than the newest counts
+    half as much at fit (the spec's `recency_half_life_days`), so a long window keeps its
+    many labels and still follows the newest days. None: the production spec's own."""
     min_new_labels: int = Field(default=300, ge=0)
     """Fewest labelled logged rows before a retrain."""
     retrain_every_s: float | None = Field(default=None, gt=0)

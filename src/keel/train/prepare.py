@@ -33,6 +33,8 @@ class Prepared:
     test_idx: np.ndarray
     split_method: str
     x: pd.DataFrame
+    weights: np.ndarray | None = None
+    """Per row, its weight at fit (`recency_half_life_days`); None: all the same."""
 
 
 def prepare(frame: pl.DataFrame, contract: Contract, spec: TrainSpec) -> Prepared:
@@ -89,7 +91,29 @@ def prepare(frame: pl.DataFrame, contract: Contract, spec: TrainSpec) -> Prepare
         test_idx,
         method,
         to_pandas(frame, features, contract),
+        _recency_weights(frame, contract, spec.recency_half_life_days),
     )
+
+
+def _recency_weights(
+    frame: pl.DataFrame, contract: Contract, half_life: float | None
+) -> np.ndarray | None:
+    """0.5 ** (age / half_life), the age in days before the newest row (a row without a time
+    weighs as the oldest)."""
+    if half_life is None:
+        return None
+    stamps = contract.with_role("timestamp")
+    if not stamps:
+        msg = f"recency_half_life_days needs a timestamp column to date the rows; contract {contract.name!r} has none."
+        raise ConfigError(msg)
+    col = frame.get_column(stamps[0].name)
+    if col.dtype == pl.String:
+        col = col.str.to_datetime(strict=False)
+    t = col.dt.epoch("us").cast(pl.Float64).to_numpy()
+    if np.isnan(t).all():
+        return np.ones(frame.height)
+    age_days = (np.nanmax(t) - np.where(np.isnan(t), np.nanmin(t), t)) / 86_400e6
+    return np.asarray(0.5 ** (age_days / half_life), dtype=float)
 
 
 def _infer_task(contract: Contract, target: str, y: np.ndarray) -> str:

@@ -26,6 +26,7 @@ _KEYS = {
     "cost",
     "min_group_rows",
     "fairness",
+    "recency_half_life_days",
 }
 
 DEFAULT_MIN_GROUP_ROWS = 30
@@ -75,6 +76,10 @@ class TrainSpec:
     gates: tuple[str, ...] = ()
     cost: dict[str, float] = field(default_factory=lambda: {"cpu_hour_usd": 0.05})
     min_group_rows: int = DEFAULT_MIN_GROUP_ROWS
+    recency_half_life_days: float | None = None
+    """Weigh each training row by its age: a row this many days older than the newest one
+    counts half as much at fit (`sample_weight`; the contract's timestamp column). None:
+    every row counts the same. The holdout is judged unweighted."""
     fairness: dict[str, Bands] = field(default_factory=dict)
 
     @property
@@ -175,6 +180,14 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
     ):
         msg = f"{where}: min_group_rows is {min_group_rows!r}; expected a whole number of rows >= 1 (default {DEFAULT_MIN_GROUP_ROWS})."
         raise ConfigError(msg)
+    half_life = data.get("recency_half_life_days")
+    if half_life is not None and (
+        isinstance(half_life, bool)
+        or not isinstance(half_life, int | float)
+        or not 0 < half_life < float("inf")
+    ):
+        msg = f"{where}: recency_half_life_days is {half_life!r}; expected a number of days > 0 (or none: every row weighs the same)."
+        raise ConfigError(msg)
     return TrainSpec(
         estimator=str(data["estimator"]),
         params=params,
@@ -188,6 +201,7 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
         gates=tuple(gates),
         cost={"cpu_hour_usd": 0.05, **(data.get("cost") or {})},
         min_group_rows=min_group_rows,
+        recency_half_life_days=None if half_life is None else float(half_life),
         fairness=_fairness_from(data.get("fairness"), where),
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import has_fit_parameter
 
 from keel.data import Contract, DatasetStore, DatasetVersion
 from keel.registry import ModelStore, check_storable, dump_model
@@ -140,7 +141,7 @@ def fit_and_evaluate(
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipeline.fit(xtr, prep.y[prep.train_idx])
+        pipeline.fit(xtr, prep.y[prep.train_idx], **_weights(prep, prep.train_idx))
     # stored once now: a type that appears only once fitted is refused before the evaluation
     size = len(dump_model(pipeline, trusted_types=trusted_types)[0])
     step(f"{spec.label}: evaluate")
@@ -194,13 +195,20 @@ def _refit(
     pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
     with warnings.catch_warnings(record=True) as more:
         warnings.simplefilter("always")
-        pipeline.fit(prep.x, prep.y)
+        pipeline.fit(prep.x, prep.y, **_weights(prep, None))
     caught.extend(more)
     measured["split"] = {**measured["split"], "refit_rows": len(prep.y)}
     measured["reference"] = reference_profile(
         prep.x, prep.features, prep.categorical, outputs(pipeline, prep.x, prep.task), out_te
     )
     return pipeline, len(dump_model(pipeline, trusted_types=trusted_types)[0])
+
+
+def _weights(prep: Prepared, rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The fit's `sample_weight` for the estimator step (rows: positions; None: all)."""
+    if prep.weights is None:
+        return {}
+    return {"model__sample_weight": prep.weights if rows is None else prep.weights[rows]}
 
 
 def pareto_front(candidates: list[Candidate], metric: str) -> list[str]:
@@ -332,9 +340,12 @@ def _train_one(
     try:
         prep = prepare(frame, contract, spec)
         stage[0] = "check"  # bad params, or a model the registry could not store
+        estimator = spec.make_estimator()
+        if prep.weights is not None and not has_fit_parameter(estimator, "sample_weight"):
+            msg = f"{spec.estimator} takes no sample_weight at fit, so recency_half_life_days cannot weigh its rows; remove it from the spec or choose an estimator that takes weights."
+            raise ConfigError(msg)
         check_storable(
-            build_pipeline(prep.contract, prep.features, spec.make_estimator()),
-            trusted_types=trusted,
+            build_pipeline(prep.contract, prep.features, estimator), trusted_types=trusted
         )
         return fit_and_evaluate(
             spec, prep, production=production, step=track, trusted_types=trusted
