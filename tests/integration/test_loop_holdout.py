@@ -19,7 +19,7 @@ from keel.loop import Loop, LoopPolicy
 from keel.registry import ModelStore
 from keel.serve import Client
 from keel.store import ArtifactStore, Database, FakeClock, Settings
-from keel.train import spec_from_dict, train
+from keel.train import report_of, spec_from_dict, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,6 +97,9 @@ def test_a_holdout_retrain_is_judged_at_once_on_rows_it_never_saw(
     # every logged row it learnt from is older than the holdout's start
     trained = datasets.load(str(models.get(f"fraud@{challenger}").dataset_version))
     assert trained.height > 0
+    # ... and it learnt from every one of them: refit after its holdout gates (loop.refit)
+    split = report_of(models.get(f"fraud@{challenger}")).split
+    assert split["refit_rows"] == trained.height == split["train_rows"] + split["holdout_rows"]
     ts = trained.get_column("ts").dt.replace_time_zone(None).dt.replace_time_zone("UTC")
     assert ts.max() < until  # type: ignore[operator]
     assert ts.min() >= until - dt.timedelta(days=10)  # type: ignore[operator]
