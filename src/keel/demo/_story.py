@@ -72,9 +72,9 @@ LOOP_POLICY: dict[str, Any] = {
     # comes (bench/loop.py: the new fraud pattern's model in production in 1 window, not 6)
     "backtest_holdout_days": 5,
     # a drifted production (the region mix, a new merchant category) is replaced by a
-    # challenger trained on the drifted rows once its backtest shows it no worse by 0.02 ROC
+    # challenger trained on the drifted rows once its backtest shows it no worse by 0.01 ROC
     # AUC: it knows the new inputs, and its reference ends the drift alerts
-    "refresh_margin": 0.02,
+    "refresh_margin": 0.01,
     "health_min_requests": 300,
     "shadow_min_requests": 1000,
     "shadow_min_labels": 1500,

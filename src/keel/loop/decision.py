@@ -241,7 +241,7 @@ def _judge_backtest(
         f"it was not trained on ({d.minority} of the rarer class): better by {d.improvement:.4f}, "
         f"95% interval {d.low:.4f} to {d.high:.4f}, margin {p.margin:g}"
     )
-    refresh = None if d.low > p.margin else _refreshes(s, p, d.low)
+    refresh = None if d.low > p.margin else _refreshes(s, p, d.low, d.improvement)
     if refresh is None:
         if d.high < p.margin:
             return (
@@ -270,16 +270,17 @@ def _judge_backtest(
     )
 
 
-def _refreshes(s: Situation, p: LoopPolicy, low: float) -> str | None:
+def _refreshes(s: Situation, p: LoopPolicy, low: float, improvement: float) -> str | None:
     """Why a challenger that does not beat production may still replace it (a drifted
-    production, a challenger trained on the drifted rows, no worse within `refresh_margin`),
-    or None."""
+    production, a challenger trained on the drifted rows, no worse: not below production on
+    the backtest, and not by `refresh_margin` at the interval's lower bound), or None."""
     if (
         p.refresh_margin is None
         or s.drifted_since is None
         or s.trained_until is None
         or s.trained_until <= s.drifted_since
         or low <= -p.refresh_margin
+        or improvement < 0
     ):
         return None
     return (

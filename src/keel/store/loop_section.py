@@ -80,7 +80,8 @@ class LoopPolicy(BaseModel):
     """Refresh a drifted production: while production's inputs drift from its training data
     (its newest judged window drifted, and the windows since the drift began) and the
     challenger learnt from rows of that drifted period, a backtest showing it no worse than
-    production (95 % interval's lower bound above `-refresh_margin`) promotes it, though it
+    production (not below it on the rows, and the 95 % interval's lower bound above
+    `-refresh_margin`) promotes it, though it
     does not beat production: it knows today's inputs (an unseen category, a new mix) and its
     reference ends the drift alerts. None: a challenger must beat production (`margin`)."""
     margin: float = 0.0

@@ -344,6 +344,12 @@ class TestRefresh:
         assert (d.action, d.version) == ("reject", 3)
         assert "did not beat" in d.reason
 
+    def test_below_production_on_the_rows_is_no_refresh(self) -> None:
+        """Within the margin but below production on the backtest's rows: not "no worse"."""
+        d = decide(self._seen(-0.009, 0.001), SHADOWED, self.REFRESH, NOW)
+
+        assert d.action == "wait"
+
     def test_an_unsure_challenger_waits(self) -> None:
         """Lower bound below -refresh_margin, upper above 0: no verdict yet."""
         d = decide(self._seen(-0.03, 0.01), SHADOWED, self.REFRESH, NOW)
