@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,16 +113,19 @@ def _one_model_registry(home: Path) -> None:
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
     """One real local Ray cluster for every `ray` test, on 127.0.0.1 (4 logical CPUs, 256 MB of
     object store, no dashboard), with Ray's state (RAY_TMPDIR, and the token Ray 2.6x writes to
-    ~/.ray) in a temporary folder, and a keel registry whose `fraud` model the tests serve and
-    score. Its workers see KEEL_HOME (the registry) as a keel pod's replicas would."""
+    ~/.ray) in temporary folders, and a keel registry whose `fraud` model the tests serve and
+    score. Its workers see KEEL_HOME (the registry) as a keel pod's replicas would. RAY_TMPDIR
+    is a short folder of its own under /tmp: Ray's socket paths in it must fit AF_UNIX's 107
+    bytes, which pytest's base temp of an xdist worker (.../pytest-N/popen-gwN/ray0) does not."""
     import ray
 
     root = tmp_path_factory.mktemp("ray")
     home = root / "keel"
     home.mkdir()
     _one_model_registry(home)
+    ray_tmp = tempfile.mkdtemp(prefix="keel-ray-")
     keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR", "KEEL_HOME")}
-    os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt"), "KEEL_HOME": str(home)})
+    os.environ.update({"HOME": str(root), "RAY_TMPDIR": ray_tmp, "KEEL_HOME": str(home)})
     try:
         for attempt in (1, 2):  # under load the raylet may miss Ray's fixed 30 s start
             try:
@@ -147,6 +152,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     address = ray.get_runtime_context().gcs_address
     yield {"root": root, "home": home, "address": address}
     ray.shutdown()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -160,3 +166,62 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     import ray
 
     ray.shutdown()
+
+
+# `scripts/test` runs the suite on pytest-xdist workers with `--dist loadfile`: a file is one
+# unit of work, so that its module fixtures (a trained registry, a running server) are built
+# once, on one worker. Three refinements. The Ray files are one unit, so that one worker alone
+# starts the cluster (`ray_cluster`). In a file of long, independent tests (no module fixture)
+# each test is a unit. Units go out longest first: a long one handed out last would leave the
+# other workers idle while it runs.
+RAY_UNIT = frozenset({"tests/integration/test_ray_batch.py", "tests/integration/test_ray_serve.py"})
+ONE_TEST_A_UNIT = frozenset({"tests/realdata/test_lifecycle.py"})
+LONGEST_FIRST: dict[str, float] = {
+    "tests/realdata/test_lifecycle.py": 357,
+    "tests/integration/test_demo.py": 242,
+    "tests/integration/test_ray_serve.py": 140,
+    "tests/integration/test_ray_batch.py": 100,
+    "tests/integration/test_openapi_fuzz.py": 100,
+    "tests/integration/test_replicas.py": 80,
+    "tests/integration/test_jobs.py": 70,
+    "tests/integration/test_to_sql.py": 60,
+    "tests/integration/test_webhooks.py": 60,
+    "tests/integration/test_stream_redis.py": 35,
+    "tests/integration/test_stream_nats.py": 35,
+    "tests/integration/test_stream_amqp.py": 35,
+}
+"""Seconds a file's tests took in a serial run (`--durations=0`: setup, call and teardown
+added up); files not listed go after these, in collection order."""
+
+
+def _unit(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    if path in RAY_UNIT:
+        return "ray"
+    return nodeid if path in ONE_TEST_A_UNIT else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadfile`, with the units above."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # the workers' order (below), not xdist's by count
+    return Units(config, log)  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: the longest units first (a stable sort: files stay in order)."""
+    if not hasattr(config, "workerinput"):  # a plain, serial run keeps the collection order
+        return
+    for item in items:
+        if item.get_closest_marker("ray") and _unit(item.nodeid) != "ray":
+            msg = f"{item.nodeid} is marked `ray`; add its file to RAY_UNIT in tests/conftest.py"
+            raise pytest.UsageError(msg)
+    items.sort(key=lambda item: -LONGEST_FIRST.get(item.nodeid.split("::")[0], 0.0))
