@@ -6,8 +6,10 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -213,15 +215,42 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
             return _unit(nodeid)
 
     config.option.loadscopereorder = False  # the workers' order (below), not xdist's by count
-    return Units(config, log)  # type: ignore[arg-type]
+    return Units(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On an xdist worker: the longest units first (a stable sort: files stay in order)."""
+    """On an xdist worker: the longest units first (a stable sort: files stay in order). A
+    file's seconds are shared among its units by their number of tests."""
     if not hasattr(config, "workerinput"):  # a plain, serial run keeps the collection order
         return
     for item in items:
         if item.get_closest_marker("ray") and _unit(item.nodeid) != "ray":
             msg = f"{item.nodeid} is marked `ray`; add its file to RAY_UNIT in tests/conftest.py"
             raise pytest.UsageError(msg)
-    items.sort(key=lambda item: -LONGEST_FIRST.get(item.nodeid.split("::")[0], 0.0))
+    per_file = Counter(item.nodeid.split("::")[0] for item in items)
+    seconds: dict[str, float] = {}
+    for item in items:
+        path, unit = item.nodeid.split("::")[0], _unit(item.nodeid)
+        seconds[unit] = seconds.get(unit, 0.0) + LONGEST_FIRST.get(path, 0.0) / per_file[path]
+    items.sort(key=lambda item: -seconds[_unit(item.nodeid)])
+
+
+_TERMINAL_SIZE = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """The terminal size this run was started with, for the workers (below)."""
+    node.workerinput["terminal_size"] = {k: os.environ.get(k) for k in _TERMINAL_SIZE}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker, COLUMNS and LINES as the run was started with. Readline, imported in
+    the worker, sets them (80 and 24) when the run has none; rich's console would then keep a
+    width of 80 that the tests which set COLUMNS cannot change (in a serial run they can)."""
+    sizes = getattr(config, "workerinput", {}).get("terminal_size")
+    for key, value in (sizes or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
