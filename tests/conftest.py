@@ -179,21 +179,27 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 RAY_UNIT = frozenset({"tests/integration/test_ray_batch.py", "tests/integration/test_ray_serve.py"})
 ONE_TEST_A_UNIT = frozenset({"tests/realdata/test_lifecycle.py"})
 LONGEST_FIRST: dict[str, float] = {
-    "tests/realdata/test_lifecycle.py": 357,
-    "tests/integration/test_demo.py": 242,
+    "tests/realdata/test_lifecycle.py": 365,
+    "tests/integration/test_demo.py": 315,
+    "tests/integration/test_openapi_fuzz.py": 280,
+    "tests/integration/test_boosting.py": 170,
+    "tests/integration/test_ray_batch.py": 140,
     "tests/integration/test_ray_serve.py": 140,
-    "tests/integration/test_ray_batch.py": 100,
-    "tests/integration/test_openapi_fuzz.py": 100,
-    "tests/integration/test_replicas.py": 80,
-    "tests/integration/test_jobs.py": 70,
-    "tests/integration/test_to_sql.py": 60,
-    "tests/integration/test_webhooks.py": 60,
-    "tests/integration/test_stream_redis.py": 35,
-    "tests/integration/test_stream_nats.py": 35,
-    "tests/integration/test_stream_amqp.py": 35,
+    "tests/integration/test_jobs.py": 100,
+    "tests/integration/test_admin_api.py": 85,
+    "tests/integration/test_replicas.py": 85,
+    "tests/integration/test_stream_redis.py": 70,
+    "tests/integration/test_registry_stateful.py": 65,
+    "tests/integration/test_cli_models.py": 55,
+    "tests/integration/test_loop.py": 45,
+    "tests/integration/test_registry.py": 40,
+    "tests/integration/test_isolation.py": 40,
+    "tests/integration/test_to_sql.py": 35,
+    "tests/integration/test_durability.py": 30,
 }
-"""Seconds a file's tests took in a serial run (`--durations=0`: setup, call and teardown
-added up); files not listed go after these, in collection order."""
+"""Seconds a file's tests took (junit XML of a two-worker run on a loaded 2-core machine: setup,
+call and teardown added up); only the order matters. Files not listed go after these, in
+collection order."""
 
 
 def _unit(nodeid: str) -> str:
