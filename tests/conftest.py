@@ -251,9 +251,10 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """On an xdist worker, COLUMNS and LINES as the run was started with. Readline, imported in
-    the worker, sets them (80 and 24) when the run has none; rich's console would then keep a
-    width of 80 that the tests which set COLUMNS cannot change (in a serial run they can)."""
+    """On an xdist worker, COLUMNS and LINES as the run was started with. Readline, once imported
+    in the main pytest process, puts them (80 and 24) in that process's C environment, which
+    the workers inherit though the main process's os.environ does not show them; rich's console
+    would then keep a width of 80 that the tests which set COLUMNS cannot change."""
     sizes = getattr(config, "workerinput", {}).get("terminal_size")
     for key, value in (sizes or {}).items():
         if value is None:
