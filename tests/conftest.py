@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -111,16 +115,19 @@ def _one_model_registry(home: Path) -> None:
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
     """One real local Ray cluster for every `ray` test, on 127.0.0.1 (4 logical CPUs, 256 MB of
     object store, no dashboard), with Ray's state (RAY_TMPDIR, and the token Ray 2.6x writes to
-    ~/.ray) in a temporary folder, and a keel registry whose `fraud` model the tests serve and
-    score. Its workers see KEEL_HOME (the registry) as a keel pod's replicas would."""
+    ~/.ray) in temporary folders, and a keel registry whose `fraud` model the tests serve and
+    score. Its workers see KEEL_HOME (the registry) as a keel pod's replicas would. RAY_TMPDIR
+    is a short folder of its own under /tmp: Ray's socket paths in it must fit AF_UNIX's 107
+    bytes, which pytest's base temp of an xdist worker (.../pytest-N/popen-gwN/ray0) does not."""
     import ray
 
     root = tmp_path_factory.mktemp("ray")
     home = root / "keel"
     home.mkdir()
     _one_model_registry(home)
+    ray_tmp = tempfile.mkdtemp(prefix="keel-ray-")
     keep = {k: os.environ.get(k) for k in ("HOME", "RAY_TMPDIR", "KEEL_HOME")}
-    os.environ.update({"HOME": str(root), "RAY_TMPDIR": str(root / "rt"), "KEEL_HOME": str(home)})
+    os.environ.update({"HOME": str(root), "RAY_TMPDIR": ray_tmp, "KEEL_HOME": str(home)})
     try:
         for attempt in (1, 2):  # under load the raylet may miss Ray's fixed 30 s start
             try:
@@ -147,6 +154,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     address = ray.get_runtime_context().gcs_address
     yield {"root": root, "home": home, "address": address}
     ray.shutdown()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -160,3 +168,96 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     import ray
 
     ray.shutdown()
+
+
+# `scripts/test` runs the suite on pytest-xdist workers with `--dist loadfile`: a file is one
+# unit of work, so that its module fixtures (a trained registry, a running server) are built
+# once, on one worker. Three refinements. The Ray files are one unit, so that one worker alone
+# starts the cluster (`ray_cluster`). In a file of long, independent tests (no module fixture)
+# each test is a unit. Units go out longest first: a long one handed out last would leave the
+# other workers idle while it runs.
+RAY_UNIT = frozenset({"tests/integration/test_ray_batch.py", "tests/integration/test_ray_serve.py"})
+ONE_TEST_A_UNIT = frozenset({"tests/realdata/test_lifecycle.py"})
+LONGEST_FIRST: dict[str, float] = {
+    "tests/realdata/test_lifecycle.py": 365,
+    "tests/integration/test_demo.py": 315,
+    "tests/integration/test_openapi_fuzz.py": 280,
+    "tests/integration/test_boosting.py": 170,
+    "tests/integration/test_ray_batch.py": 140,
+    "tests/integration/test_ray_serve.py": 140,
+    "tests/integration/test_jobs.py": 100,
+    "tests/integration/test_admin_api.py": 85,
+    "tests/integration/test_replicas.py": 85,
+    "tests/integration/test_stream_redis.py": 70,
+    "tests/integration/test_registry_stateful.py": 65,
+    "tests/integration/test_cli_models.py": 55,
+    "tests/integration/test_loop.py": 45,
+    "tests/integration/test_registry.py": 40,
+    "tests/integration/test_isolation.py": 40,
+    "tests/integration/test_to_sql.py": 35,
+    "tests/integration/test_durability.py": 30,
+}
+"""Seconds a file's tests took (junit XML of a two-worker run on a loaded 2-core machine: setup,
+call and teardown added up); only the order matters. Files not listed go after these, in
+collection order."""
+
+
+def _unit(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    if path in RAY_UNIT:
+        return "ray"
+    return nodeid if path in ONE_TEST_A_UNIT else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadfile`, with the units above."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # the workers' order (below), not xdist's by count
+    return Units(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: the longest units first (a stable sort: files stay in order). A
+    file's seconds are shared among its units by their number of tests."""
+    if not hasattr(config, "workerinput"):  # a plain, serial run keeps the collection order
+        return
+    for item in items:
+        if item.get_closest_marker("ray") and _unit(item.nodeid) != "ray":
+            msg = f"{item.nodeid} is marked `ray`; add its file to RAY_UNIT in tests/conftest.py"
+            raise pytest.UsageError(msg)
+    per_file = Counter(item.nodeid.split("::")[0] for item in items)
+    seconds: dict[str, float] = {}
+    for item in items:
+        path, unit = item.nodeid.split("::")[0], _unit(item.nodeid)
+        seconds[unit] = seconds.get(unit, 0.0) + LONGEST_FIRST.get(path, 0.0) / per_file[path]
+    items.sort(key=lambda item: -seconds[_unit(item.nodeid)])
+
+
+_TERMINAL_SIZE = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """The terminal size this run was started with, for the workers (below)."""
+    node.workerinput["terminal_size"] = {k: os.environ.get(k) for k in _TERMINAL_SIZE}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker, COLUMNS and LINES as the run was started with. Readline, once imported
+    in the main pytest process, puts them (80 and 24) in that process's C environment, which
+    the workers inherit though the main process's os.environ does not show them; rich's console
+    would then keep a width of 80 that the tests which set COLUMNS cannot change."""
+    sizes = getattr(config, "workerinput", {}).get("terminal_size")
+    for key, value in (sizes or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
