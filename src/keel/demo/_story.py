@@ -80,6 +80,9 @@ LOOP_POLICY: dict[str, Any] = {
     "shadow_min_labels": 1500,
     "shadow_max_wait_s": 5 * 86400,
     "watch_s": 10 * 86400,
+    # a promotion's watch holds further promotions, not learning: a retrain due meanwhile
+    # goes ahead, and its challenger is judged when the watch is over
+    "retrain_while_watching": True,
     "min_watch_rows": 200,
     "retrain_timeout_s": 600,
 }

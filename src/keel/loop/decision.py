@@ -5,7 +5,8 @@ monitoring computed (the comparisons included), `moves` the model's alias moves 
 from the audit log. The executor (`keel.loop.controller.Loop`) gathers both and carries the
 decision out through the registry and `keel.train`. The first that applies wins:
 
-1. watch: a production move within `watch_s` is watched; a regression rolls it back;
+1. watch: a production move within `watch_s` is watched; a regression rolls it back (a
+   retrain may go ahead meanwhile: `retrain_while_watching`);
 2. challenger: a canary ramps on; a shadow is judged (backtest, then its own labels) and
    promoted, sent to canary, rejected, or waited on; one that does not beat production may
    still refresh a drifted production (`refresh_margin`);
@@ -121,6 +122,8 @@ def decide(
             break
     else:
         decision = Decision("none", "nothing to do", acted=False)
+    if decision.action == "wait" and branch is _watch:
+        decision = _retrain_while_watching(status, moves, policy, now) or decision
     if dry_run and decision.acted:
         reason = decision.reason
         if decision.action == "retrain":
@@ -177,6 +180,20 @@ def _watch(s: Situation, moves: Sequence[Move], p: LoopPolicy, now: dt.datetime)
         return Decision("wait", watching, numbers, acted=False)
     reason = f"{s.model}@{s.production} regressed within the watch period: " + "; ".join(reasons)
     return Decision("rollback", reason, numbers, version=move.from_version)
+
+
+def _retrain_while_watching(
+    s: Situation, moves: Sequence[Move], p: LoopPolicy, now: dt.datetime
+) -> Decision | None:
+    """With `retrain_while_watching`, a retrain due during a healthy watch goes ahead (its
+    challenger is judged once the watch is over): training moves no alias."""
+    if not p.retrain_while_watching or s.shadow is not None or s.canary is not None:
+        return None
+    d = _retrain(s, moves, p, now)
+    if d is None or d.action != "retrain":
+        return None
+    reason = f"{d.reason}, while watching {s.model}@{s.production}"
+    return Decision("retrain", reason, d.numbers, version=d.version)
 
 
 # ---- 2. canary, shadow, backtest, promote ---------------------------------------------

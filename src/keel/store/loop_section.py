@@ -92,6 +92,9 @@ class LoopPolicy(BaseModel):
     """Ramp through these canary weights before promoting (empty: promote at once)."""
     watch_s: float = Field(default=7 * 86400, ge=0)
     """After a production move, watch the new version this long."""
+    retrain_while_watching: bool = False
+    """A retrain due during the watch (a trigger, the schedule) goes ahead; its challenger
+    shadows, and is judged once the watch is over. False: nothing but the watch meanwhile."""
     rollback_drop: float = Field(default=0.03, ge=0)
     """Roll back when, on the same labelled rows, the new version's primary metric is this far
     below the previous version's (and the 95 % interval excludes no difference)."""

@@ -220,6 +220,42 @@ class TestWatch:
             "watching fraud@3 (production since 2025-07-08 00:00, 600 rows so far)"
         )
 
+    def test_a_retrain_may_go_ahead_while_watching(self) -> None:
+        """With `retrain_while_watching`, a due retrain is not held by a healthy watch (the
+        challenger waits for the watch's end to be judged); a regression still rolls back."""
+        policy = POLICY.model_copy(update={"retrain_while_watching": True})
+        seen = _seen(production=3, watch=_watch(), triggers=("feature_drift",))
+
+        d = decide(seen, MOVED, policy, NOW)
+
+        assert (d.action, d.version) == ("retrain", 3)
+        assert d.reason == "retrain (alert(s) feature_drift), while watching fraud@3"
+        regressed = _seen(production=3, watch=_watch(estimated_after=0.5), triggers=("x",))
+        assert decide(regressed, MOVED, policy, NOW).action == "rollback"
+
+    def test_while_watching_a_pending_challenger_waits(self) -> None:
+        """A shadow already in play is not judged, and no retrain replaces it, during a watch."""
+        policy = POLICY.model_copy(update={"retrain_while_watching": True})
+        seen = _seen(
+            production=3, watch=_watch(), triggers=("feature_drift",), shadow=4,
+            shadow_figures=HEALTHY, backtest=_backtest(0.02, 0.09),
+        )  # fmt: skip
+
+        d = decide(seen, MOVED, policy, NOW)
+
+        assert (d.action, d.acted) == ("wait", False)
+        assert d.reason.startswith("watching fraud@3")
+
+    def test_while_watching_the_cool_down_still_holds(self) -> None:
+        policy = POLICY.model_copy(update={"retrain_while_watching": True})
+        seen = _seen(production=3, watch=_watch(), triggers=("feature_drift",))
+        moves = [Move(NOW - 3 * DAY, "loop.retrain"), *MOVED]
+
+        d = decide(seen, moves, policy.model_copy(update={"retrain_cooldown_s": 5 * 86400}), NOW)
+
+        assert d.action == "wait"
+        assert d.reason.startswith("watching fraud@3")
+
     def test_too_few_rows_keep_watching(self) -> None:
         """Before `min_watch_rows`, no verdict."""
         seen = _seen(production=3, watch=_watch(rows=50, estimated_after=0.5))
