@@ -69,8 +69,12 @@ LOOP_POLICY: dict[str, Any] = {
     # a retrain leaves out the newest 5 days: its backtest starts at once on rows it never
     # saw (with the labels that came), rather than waiting 11-12 days for 20 frauds logged
     # after it; a challenger without a verdict within 5 days is dropped and the next retrain
-    # comes (bench/loop.py: the new fraud pattern's model in production in 1 window, not 6)
+    # comes
     "backtest_holdout_days": 5,
+    # ... and, once its gates passed, is fit again on every row it may learn from (the time
+    # split's newest fifth included): before, it never learnt its window's newest ~4 days
+    # (bench/loop.py: the fraud pattern's model 6 windows late on seed 8, now -4..0)
+    "refit": True,
     # a drifted production (the region mix, a new merchant category) is replaced by a
     # challenger trained on the drifted rows once its backtest shows it no worse by 0.01 ROC
     # AUC: it knows the new inputs, and its reference ends the drift alerts
