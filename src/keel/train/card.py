@@ -136,8 +136,13 @@ def _segments(seg: Mapping[str, Any]) -> Section:
     paragraphs = []
     if seg.get("not_judged"):
         paragraphs.append(
-            f"Segments under {seg.get('min_group_rows')} holdout rows, or with one class only, "
-            "are not judged: no gate and no worst segment is decided by them."
+            f"Segments under {seg.get('min_group_rows')} holdout rows, or with "
+            + (
+                "one class only"
+                if seg.get("min_group_minority", 1) <= 1
+                else f"under {seg['min_group_minority']} holdout rows of a class"
+            )
+            + ", are not judged: no gate and no worst segment is decided by them."
         )
     return (f"Per segment ({seg['column']})", paragraphs, rows)
 

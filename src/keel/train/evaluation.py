@@ -62,9 +62,12 @@ def evaluate_outputs(
     if prep.task == "classification" and out_te.shape[1] == 2:
         report["calibration"] = calibration_table(yte.astype(float), out_te[:, 1])
     common = (prep.frame, prep.contract, prep.test_idx, prep.task, yte, out_te)
-    report["segments"] = segment_report(*common, min_group_rows=spec.min_group_rows, seed=spec.seed)
+    rows, minority = spec.min_group_rows, spec.min_group_minority
+    report["segments"] = segment_report(
+        *common, min_group_rows=rows, seed=spec.seed, min_group_minority=minority
+    )
     report["fairness"] = fairness_section(
-        *common, bands=spec.fairness, min_group_rows=spec.min_group_rows
+        *common, bands=spec.fairness, min_group_rows=rows, min_group_minority=minority
     )
     report["reference"] = reference_profile(
         xtr, prep.features, prep.categorical, out_tr, np.asarray(out_te)

@@ -16,17 +16,24 @@ from fairlearn.metrics import (
 )
 
 
-def group_verdict(y_group: np.ndarray, task: str, min_group_rows: int) -> str | None:
-    """Why a group is not judged (too few rows, one class only), or None when it is.
+def group_verdict(
+    y_group: np.ndarray, task: str, min_group_rows: int, min_minority: int = 1
+) -> str | None:
+    """Why a group is not judged (too few rows, one class only, too few of the rarer class),
+    or None when it is.
 
     A classification group needs both classes: with one, AUC does not exist and a true or
-    false positive rate is a ratio over nothing.
+    false positive rate is a ratio over nothing; with `min_minority`, that many of each.
     """
     rows = len(y_group)
     if rows < min_group_rows:
         return f"{rows} rows < {min_group_rows}"
-    if task == "classification" and len(np.unique(y_group)) < 2:
-        return f"one class only in {rows} rows"
+    if task == "classification":
+        counts = np.unique(y_group, return_counts=True)[1]
+        if len(counts) < 2:
+            return f"one class only in {rows} rows"
+        if counts.min() < min_minority:
+            return f"{counts.min()} of the rarer class < {min_minority}"
     return None
 
 
@@ -36,6 +43,7 @@ def fairness_report(
     sensitive: dict[str, np.ndarray],
     *,
     min_group_rows: int = 30,
+    min_group_minority: int = 1,
 ) -> dict[str, Any]:
     """Per sensitive column: selection rate, TPR and FPR per group, and the gaps between groups.
 
@@ -51,7 +59,7 @@ def fairness_report(
         not_judged: list[dict[str, Any]] = []
         for g in sorted(set(groups.tolist())):
             rows = groups == g
-            reason = group_verdict(y[rows], "classification", min_group_rows)
+            reason = group_verdict(y[rows], "classification", min_group_rows, min_group_minority)
             if reason is None:
                 judged.append(g)
             else:

@@ -112,8 +112,10 @@ def _segment_figure(rest: str, seg: Mapping[str, Any]) -> _Figure:
         raise ConfigError(msg)
     groups = seg.get("groups", {})
     skipped = [f"{g} ({s.get('reason')})" for g, s in groups.items() if not s.get("judged", True)]
+    minority = seg.get("min_group_minority", 1)
+    few = "one class" if minority <= 1 else f"under {minority} of a class"
     skipped_note = (
-        f"not judged, under {seg.get('min_group_rows')} rows or one class: " + ", ".join(skipped)
+        f"not judged, under {seg.get('min_group_rows')} rows or {few}: " + ", ".join(skipped)
         if skipped
         else None
     )

@@ -38,6 +38,7 @@ def segment_report(
     *,
     min_group_rows: int,
     seed: int,
+    min_group_minority: int = 1,
 ) -> dict[str, Any]:
     """Holdout metrics (with bootstrap intervals) per value of the contract's segment column.
 
@@ -53,7 +54,7 @@ def segment_report(
     not_judged: list[dict[str, Any]] = []
     for g in sorted(set(values.tolist()), key=str):
         rows = np.flatnonzero(values == g)
-        reason = group_verdict(y[rows], task, min_group_rows)
+        reason = group_verdict(y[rows], task, min_group_rows, min_group_minority)
         groups[str(g)] = {
             "rows": len(rows),
             "judged": reason is None,
@@ -75,6 +76,7 @@ def segment_report(
         "column": col,
         "metric": metric,
         "min_group_rows": min_group_rows,
+        **({"min_group_minority": min_group_minority} if min_group_minority > 1 else {}),
         "worst": worst,
         "groups": groups,
         "not_judged": not_judged,
@@ -91,6 +93,7 @@ def fairness_section(
     *,
     bands: dict[str, Bands],
     min_group_rows: int,
+    min_group_minority: int = 1,
 ) -> dict[str, Any]:
     """Fairness per sensitive column (binary classification only), numeric columns banded."""
     sensitive = [c for c in contract.with_role("sensitive") if c.name in frame.columns]
@@ -121,8 +124,9 @@ def fairness_section(
         else:
             groups[c.name] = series.cast(pl.String).fill_null("missing").to_numpy()[test_idx]
     report = fairness_report(
-        y, (out[:, 1] >= 0.5).astype(int), groups, min_group_rows=min_group_rows
-    )
+        y, (out[:, 1] >= 0.5).astype(int), groups, min_group_rows=min_group_rows,
+        min_group_minority=min_group_minority,
+    )  # fmt: skip
     for name, info in banding.items():
         report[name]["bands"] = info
     return report

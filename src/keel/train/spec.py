@@ -25,6 +25,7 @@ _KEYS = {
     "gates",
     "cost",
     "min_group_rows",
+    "min_group_minority",
     "fairness",
     "recency_half_life_days",
 }
@@ -76,6 +77,10 @@ class TrainSpec:
     gates: tuple[str, ...] = ()
     cost: dict[str, float] = field(default_factory=lambda: {"cpu_hour_usd": 0.05})
     min_group_rows: int = DEFAULT_MIN_GROUP_ROWS
+    min_group_minority: int = 1
+    """A classification group (segment value, fairness band) is judged only with at least
+    this many holdout rows of each class: a segment's ROC AUC on two frauds says nothing.
+    Default 1: both classes present."""
     recency_half_life_days: float | None = None
     """Weigh each training row by its age: a row this many days older than the newest one
     counts half as much at fit (`sample_weight`; the contract's timestamp column). None:
@@ -180,6 +185,10 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
     ):
         msg = f"{where}: min_group_rows is {min_group_rows!r}; expected a whole number of rows >= 1 (default {DEFAULT_MIN_GROUP_ROWS})."
         raise ConfigError(msg)
+    min_minority = data.get("min_group_minority", 1)
+    if isinstance(min_minority, bool) or not isinstance(min_minority, int) or min_minority < 1:
+        msg = f"{where}: min_group_minority is {min_minority!r}; expected a whole number of rows >= 1 (default 1: both classes present)."
+        raise ConfigError(msg)
     half_life = data.get("recency_half_life_days")
     if half_life is not None and (
         isinstance(half_life, bool)
@@ -201,6 +210,7 @@ def spec_from_dict(data: Any, *, where: str = "spec") -> TrainSpec:
         gates=tuple(gates),
         cost={"cpu_hour_usd": 0.05, **(data.get("cost") or {})},
         min_group_rows=min_group_rows,
+        min_group_minority=min_minority,
         recency_half_life_days=None if half_life is None else float(half_life),
         fairness=_fairness_from(data.get("fairness"), where),
     )

@@ -230,3 +230,35 @@ def test_spec_min_group_rows_and_fairness_bands_are_read_and_validated() -> None
         spec_from_dict({"estimator": "x.Y", "fairness": {"AGE": {"quantiles": 1}}})
     with pytest.raises(ConfigError, match=r"fairness.AGE is \[0, 25\]; expected e.g."):
         spec_from_dict({"estimator": "x.Y", "fairness": {"AGE": [0, 25]}})
+
+
+def test_a_group_needs_min_group_minority_of_each_class() -> None:
+    """`min_group_minority`: a segment with 3 frauds is not judged at 10 (its AUC is noise);
+    the default (1) keeps "both classes present"."""
+    from keel.train.fairness import group_verdict
+
+    y = np.array([1] * 3 + [0] * 200)
+    assert group_verdict(y, "classification", 30) is None
+    assert group_verdict(y, "classification", 30, 10) == "3 of the rarer class < 10"
+    assert group_verdict(np.zeros(50), "classification", 30, 10) == "one class only in 50 rows"
+    assert group_verdict(np.arange(50.0), "regression", 30, 10) is None
+
+
+def test_segment_gate_names_the_minority_rule() -> None:
+    seg: Any = _segments(x=(200, 0.9, 0.85, 0.95, True), y=(200, 0.4, 0.2, 0.6, False))
+    seg["min_group_minority"] = 10
+    seg["groups"]["y"]["reason"] = "3 of the rarer class < 10"
+
+    (gate,) = check_gates(["segments.min.roc_auc >= 0.7"], of({"segments": seg}))
+
+    assert gate.passed
+    assert gate.note is not None
+    assert gate.note.endswith(
+        "; not judged, under 30 rows or under 10 of a class: y (3 of the rarer class < 10)"
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
+def test_min_group_minority_is_a_whole_number(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"min_group_minority is .*; expected a whole number"):
+        spec_from_dict({"estimator": "x.Y", "min_group_minority": bad})
