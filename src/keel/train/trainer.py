@@ -136,20 +136,26 @@ def fit_and_evaluate(
     or skops with only trusted types), so a model the registry would refuse costs no training.
     """
     step(f"{spec.label}: fit")
-    pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
-    storage = check_storable(pipeline, trusted_types=trusted_types)
+    storage = check_storable(
+        build_pipeline(prep.contract, prep.features, spec.make_estimator()),
+        trusted_types=trusted_types,
+    )
     xtr, xte = prep.x.iloc[prep.train_idx], prep.x.iloc[prep.test_idx]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pipeline.fit(xtr, prep.y[prep.train_idx], **_weights(prep, prep.train_idx))
+    pipeline, caught = _fit(spec, prep, prep.train_idx)
     # stored once now: a type that appears only once fitted is refused before the evaluation
     size = len(dump_model(pipeline, trusted_types=trusted_types)[0])
     step(f"{spec.label}: evaluate")
     out_te, out_tr = outputs(pipeline, xte, prep.task), outputs(pipeline, xtr, prep.task)
     measured = evaluate_outputs(prep, spec, out_tr, out_te)
-    if spec.split.refit:
+    if spec.split.refit:  # judged above on the first fit; registered: a fit on every row
         step(f"{spec.label}: refit")
-        pipeline, size = _refit(spec, prep, out_te, measured, caught, trusted_types)
+        pipeline, more = _fit(spec, prep, None)
+        caught += more
+        size = len(dump_model(pipeline, trusted_types=trusted_types)[0])
+        measured["split"] = {**measured["split"], "refit_rows": len(prep.y)}
+        measured["reference"] = reference_profile(
+            prep.x, prep.features, prep.categorical, outputs(pipeline, prep.x, prep.task), out_te
+        )
     step(f"{spec.label}: explain")
     explanations = global_importance(
         pipeline, xte.reset_index(drop=True), prep.features, seed=spec.seed
@@ -182,33 +188,20 @@ def fit_and_evaluate(
     return Candidate(spec, pipeline, replace(report, gates=tuple(check_gates(spec.gates, report))))
 
 
-def _refit(
-    spec: TrainSpec,
-    prep: Prepared,
-    out_te: np.ndarray,
-    measured: dict[str, Any],
-    caught: list[warnings.WarningMessage],
-    trusted_types: tuple[str, ...],
-) -> tuple[Pipeline, int]:
-    """The spec fitted again on every row, after the holdout judged the first fit; the
-    reference profile becomes that of every row (what the registered model learnt from)."""
+def _fit(
+    spec: TrainSpec, prep: Prepared, rows: np.ndarray | None
+) -> tuple[Pipeline, list[warnings.WarningMessage]]:
+    """The spec's pipeline fitted on `rows` (positions; None: every row), with their recency
+    weights, and the warnings the fit raised."""
     pipeline = build_pipeline(prep.contract, prep.features, spec.make_estimator())
-    with warnings.catch_warnings(record=True) as more:
+    x, y = (prep.x, prep.y) if rows is None else (prep.x.iloc[rows], prep.y[rows])
+    weights: dict[str, np.ndarray] = {}
+    if prep.weights is not None:
+        weights["model__sample_weight"] = prep.weights if rows is None else prep.weights[rows]
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipeline.fit(prep.x, prep.y, **_weights(prep, None))
-    caught.extend(more)
-    measured["split"] = {**measured["split"], "refit_rows": len(prep.y)}
-    measured["reference"] = reference_profile(
-        prep.x, prep.features, prep.categorical, outputs(pipeline, prep.x, prep.task), out_te
-    )
-    return pipeline, len(dump_model(pipeline, trusted_types=trusted_types)[0])
-
-
-def _weights(prep: Prepared, rows: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The fit's `sample_weight` for the estimator step (rows: positions; None: all)."""
-    if prep.weights is None:
-        return {}
-    return {"model__sample_weight": prep.weights if rows is None else prep.weights[rows]}
+        pipeline.fit(x, y, **weights)
+    return pipeline, caught
 
 
 def pareto_front(candidates: list[Candidate], metric: str) -> list[str]:
